@@ -1,0 +1,24 @@
+# The two commands of the README: `make demo` and `make test`. Both set up
+# everything they need on a fresh machine (idempotent), then run.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test browser-deps
+
+$(BIN)/gap: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(BIN)/gap
+
+setup: $(BIN)/gap
+
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+demo: setup
+	$(BIN)/gap demo
+
+test: setup browser-deps
+	$(BIN)/python -m pytest -q

@@ -1,0 +1,134 @@
+"""The stored data (SPEC §1.4), as SQLAlchemy Core tables. Alembic migrations in
+game/migrations/ create exactly these; times are integer epoch milliseconds so
+SQLite and PostgreSQL compare them the same way. Nothing here is ever deleted by
+the game itself."""
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+players = Table(
+    "players",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("player_key", String(64), nullable=False, unique=True),  # keyed hash of the Telegram id
+    Column("display_name", String(128)),
+    Column("referrer", String(64)),          # deep-link parameter of /start
+    Column("muted", Boolean, nullable=False, default=False),  # admin or anti-gaming mute
+    Column("chat_id", BigInteger),           # for bot replies / broadcast; not the user id
+    Column("created_at", BigInteger, nullable=False),
+)
+
+images = Table(
+    "images",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("opaque_id", String(32), nullable=False, unique=True),  # the only id a client sees
+    Column("pool", String(64), nullable=False),          # e.g. "generated", "imported:<name>"
+    Column("source_name", String(512)),                  # original file name: never exposed
+    Column("sha256", String(64), nullable=False, unique=True),
+    Column("mime", String(32), nullable=False),
+    Column("content", LargeBinary, nullable=False),      # re-encoded, EXIF-free bytes
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("complexity", String(16)),                    # "simple" | "complex" | None
+    Column("scene_json", Text),                          # ground-truth scene graph, when known
+    Column("annotations_json", Text),                    # imported annotations, when given
+    Column("model_accuracy", Float),                     # measured accuracy of the model on this image
+    Column("reliable", Boolean, nullable=False, default=False),  # the reliable pool (SPEC §1.2)
+    Column("created_at", BigInteger, nullable=False),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(32), primary_key=True),          # opaque random id
+    Column("player_id", Integer, ForeignKey("players.id"), nullable=False),
+    Column("status", String(16), nullable=False),        # "playing" | "finished"
+    Column("current_index", Integer, nullable=False, default=0),
+    Column("created_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger),
+    Index("ix_sessions_player_status", "player_id", "status"),
+)
+
+session_images = Table(
+    "session_images",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("session_id", String(32), ForeignKey("sessions.id"), nullable=False),
+    Column("position", Integer, nullable=False),         # 0..9
+    Column("image_id", Integer, ForeignKey("images.id"), nullable=False),
+    Column("tainted", Boolean, nullable=False),
+    Column("served_at", BigInteger),
+    Column("deadline_at", BigInteger),                   # absolute, set once when first served
+    Column("ended_at", BigInteger),
+    Column("end_reason", String(16)),                    # "wrong" | "timeout" | "done"
+    UniqueConstraint("session_id", "position"),
+)
+
+answers = Table(
+    "answers",
+    metadata,
+    Column("id", String(32), primary_key=True),          # opaque random id
+    Column("session_id", String(32), ForeignKey("sessions.id"), nullable=False),
+    Column("session_image_id", Integer, ForeignKey("session_images.id"), nullable=False),
+    Column("player_id", Integer, ForeignKey("players.id"), nullable=False),
+    Column("image_id", Integer, ForeignKey("images.id"), nullable=False),
+    Column("question", Text, nullable=False),
+    Column("question_type", String(16)),
+    Column("honest_answer", Text, nullable=False),
+    Column("served_answer", Text, nullable=False),
+    Column("tainted", Boolean, nullable=False),
+    Column("strategy", String(16)),
+    Column("model_id", String(256), nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("verdict", String(8)),                        # None | "correct" | "wrong"
+    Column("correction", Text),
+    Column("points", Integer, nullable=False, default=0),
+    Column("asked_at", BigInteger, nullable=False),
+    Column("judged_at", BigInteger),
+    Index("ix_answers_session", "session_id"),
+    Index("ix_answers_player", "player_id"),
+)
+
+# Idempotency: the first response to (player, request_id) is stored and replayed.
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("player_id", Integer, ForeignKey("players.id"), nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("response_json", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("player_id", "request_id"),
+)
+
+# Points ledger: every award (session play, confirmed-find bonus) is a row, so
+# weekly and all-time leaderboards are sums over time ranges.
+points_ledger = Table(
+    "points_ledger",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("player_id", Integer, ForeignKey("players.id"), nullable=False),
+    Column("answer_id", String(32), ForeignKey("answers.id")),
+    Column("reason", String(32), nullable=False),        # "tainted_catch" | "false_alarm" | "find_bonus"
+    Column("points", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_points_created", "created_at"),
+)

@@ -1,0 +1,6 @@
+"""Placeholder: subcommands are added by the owning area."""
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    return None

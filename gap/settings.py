@@ -1,0 +1,59 @@
+"""The one settings object (SPEC §5.1). Everything else receives values from it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EMBEDDED_MODEL_DIR = REPO_ROOT / "data" / "model"
+
+
+class Settings(BaseSettings):
+    """Environment variables (prefix GAP_, plus PORT) or `.env`; safe demo defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="GAP_", env_file=".env", extra="ignore")
+
+    bot_token: SecretStr | None = None
+    database_url: str = "sqlite+aiosqlite:///gap.sqlite3"
+    model: str = str(EMBEDDED_MODEL_DIR)
+    admin_ids: str = ""
+    image_seconds: float = 120.0
+    taint_prob: float = Field(0.8, ge=0.0, le=1.0)
+    taint_strategy: str = "decode"
+    false_alarm_penalty: int = 10
+    theta: float = Field(0.8, ge=0.0, le=1.0)
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    telegram_api_url: str = "https://api.telegram.org/bot"
+    init_data_max_age: int = 24 * 3600
+    player_hash_key: SecretStr | None = None
+    port: int = Field(8080, validation_alias="PORT")
+    host: str = "0.0.0.0"
+
+    @field_validator("admin_ids")
+    @classmethod
+    def _check_admin_ids(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip() and not part.strip().lstrip("-").isdigit():
+                raise ValueError(f"GAP_ADMIN_IDS must be comma-separated integers, got {part!r}")
+        return value
+
+    @property
+    def admin_id_set(self) -> frozenset[int]:
+        return frozenset(int(p) for p in self.admin_ids.split(",") if p.strip())
+
+    def public_dict(self) -> dict[str, object]:
+        """The live configuration with secrets masked (for /settings and logs)."""
+        out: dict[str, object] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(getattr(self, name), SecretStr) or name in {"bot_token", "webhook_secret", "player_hash_key"}:
+                out[name] = "***" if value is not None else None
+            else:
+                out[name] = value
+        return out
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]
