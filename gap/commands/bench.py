@@ -1,6 +1,25 @@
-"""Placeholder: subcommands are added by the owning area."""
+"""`gap bench api|model`: benchmarks that print ratios against a baseline measured in the same run."""
+from __future__ import annotations
+
 import argparse
+import importlib
+
+
+def _runner(module: str):
+    def run(args: argparse.Namespace, settings) -> int | None:
+        return importlib.import_module(module).run(args, settings)
+    return run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    return None
+    bench = sub.add_parser("bench", help="benchmarks (ratios against a same-run baseline)")
+    kinds = bench.add_subparsers(dest="bench_kind", metavar="KIND", required=True)
+    api = kinds.add_parser("api", help="the game API over HTTP vs a bare aiohttp endpoint")
+    api.add_argument("--players", type=int, default=1000)
+    api.add_argument("--model-latency-ms", type=float, default=20.0)
+    api.add_argument("--json", action="store_true")
+    api.set_defaults(func=_runner("gap.bench_api"))
+    model = kinds.add_parser("model", help="the embedded model: latency, micro-batching, taint timing, loop lag")
+    model.add_argument("--model", default=None, help="model directory (default: GAP_MODEL)")
+    model.add_argument("--json", action="store_true")
+    model.set_defaults(func=_runner("gap.bench_model"))
