@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "gap.commands.model",
     "gap.commands.bench",
     "gap.commands.data",
+    "gap.commands.demo",
 ]
 
 
