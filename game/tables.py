@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -64,6 +65,9 @@ sessions = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("finished_at", BigInteger),
     Index("ix_sessions_player_status", "player_id", "status"),
+    # At most one active session per player, even with several web workers.
+    Index("ux_sessions_one_playing", "player_id", unique=True,
+          sqlite_where=text("status = 'playing'"), postgresql_where=text("status = 'playing'")),
 )
 
 session_images = Table(
@@ -104,6 +108,10 @@ answers = Table(
     Column("judged_at", BigInteger),
     Index("ix_answers_session", "session_id"),
     Index("ix_answers_player", "player_id"),
+    Index("ix_answers_session_image", "session_image_id"),
+    # At most one answer awaiting a verdict per session image (ask, judge, ask again).
+    Index("ux_answers_one_pending", "session_image_id", unique=True,
+          sqlite_where=text("verdict IS NULL"), postgresql_where=text("verdict IS NULL")),
 )
 
 # Idempotency: the first response to (player, request_id) is stored and replayed.
@@ -131,4 +139,7 @@ points_ledger = Table(
     Column("points", Integer, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Index("ix_points_created", "created_at"),
+    Index("ix_points_player", "player_id"),
+    # An answer is scored once per reason, whatever retries or workers do.
+    UniqueConstraint("answer_id", "reason", name="uq_points_answer_reason"),
 )

@@ -1,0 +1,59 @@
+"""Programmatic Alembic: `gap db upgrade` and the test fixtures call `upgrade()`,
+which finds game/migrations by package path, so it works from any directory."""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+from game.db import ensure_sqlite_dir
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic config pointing at our migrations and `url`, without any alembic.ini."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.attributes["database_url"] = url
+    return cfg
+
+
+def _run(fn, *args) -> None:
+    # env.py runs its own event loop; when called from inside a running loop, do it in a thread.
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        fn(*args)
+        return
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(fn, *args).result()
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the database at `url` to `revision` (creates the SQLite file if needed)."""
+    ensure_sqlite_dir(url)
+    _run(command.upgrade, alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Step the schema back (used by the migration round-trip test)."""
+    _run(command.downgrade, alembic_config(url), revision)
+
+
+def current_revision(url: str) -> str | None:
+    """The revision the database is at, or None for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine as create_sync_engine
+
+    sync_url = url.replace("+aiosqlite", "").replace("+asyncpg", "+psycopg")
+    engine = create_sync_engine(sync_url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()

@@ -1,0 +1,136 @@
+"""The rules of SPEC §1 as pure functions: no I/O, no clock, no global randomness.
+The service feeds them the current time and a seeded `random.Random`, so every
+rule is unit-testable on its own."""
+from __future__ import annotations
+
+import random
+import unicodedata
+from dataclasses import dataclass
+
+from game.errors import Invalid
+
+IMAGES_PER_SESSION = 10
+TAINTED_PER_SESSION = 5
+QUESTION_MAX = 300
+CORRECTION_MAX = 200
+TAINTED_CATCH_POINTS = 20
+FIND_BONUS_POINTS = 20
+
+
+@dataclass(frozen=True)
+class PlannedImage:
+    """One slot of a session: which image, and whether its answers may be tainted."""
+
+    image_id: int
+    tainted: bool
+
+
+def _has_visible_text(text: str) -> bool:
+    return any(not unicodedata.category(ch).startswith(("C", "Z")) for ch in text)
+
+
+def clean_text(value: object, *, field: str, max_len: int) -> str:
+    """Trim and validate free text from a player (question or correction).
+
+    Rejects non-strings, empty or whitespace/control-only text and text longer
+    than `max_len` characters after trimming. Control characters other than
+    ordinary whitespace are refused outright, so nothing odd is ever stored."""
+    if not isinstance(value, str):
+        raise Invalid(f"{field} must be a string")
+    text = value.strip()
+    if not text:
+        raise Invalid(f"{field} must not be empty")
+    if len(text) > max_len:
+        raise Invalid(f"{field} must be at most {max_len} characters (got {len(text)})")
+    if not _has_visible_text(text):
+        raise Invalid(f"{field} must contain visible characters")
+    for ch in text:
+        if unicodedata.category(ch) == "Cc" and ch not in "\n\t":
+            raise Invalid(f"{field} must not contain control characters")
+    return text
+
+
+def clean_question(value: object) -> str:
+    """A question: 1–300 characters after trimming (SPEC §1.1)."""
+    return clean_text(value, field="question", max_len=QUESTION_MAX)
+
+
+def clean_correction(value: object) -> str:
+    """A correction after a Wrong verdict: 1–200 characters after trimming (SPEC §1.1)."""
+    return clean_text(value, field="correction", max_len=CORRECTION_MAX)
+
+
+def clean_verdict(value: object) -> str:
+    """The player's judgement: exactly "correct" or "wrong"."""
+    if value not in ("correct", "wrong"):
+        raise Invalid('verdict must be "correct" or "wrong"')
+    return str(value)
+
+
+def plan_session(rng: random.Random, reliable_ids: list[int], all_ids: list[int]) -> list[PlannedImage]:
+    """Choose a session's 10 images: 5 tainted from the reliable pool, 5 untainted
+    from the whole pool (never repeating an image), shuffled together.
+
+    Untainted images are drawn from the *whole* pool, reliable ones included, so
+    an image's look never tells the player which kind it is (SPEC §1.2)."""
+    untainted_count = IMAGES_PER_SESSION - TAINTED_PER_SESSION
+    if len(set(reliable_ids)) < TAINTED_PER_SESSION:
+        raise ValueError(f"the reliable pool needs at least {TAINTED_PER_SESSION} images")
+    tainted = rng.sample(sorted(set(reliable_ids)), TAINTED_PER_SESSION)
+    rest = sorted(set(all_ids) - set(tainted))
+    if len(rest) < untainted_count:
+        raise ValueError(f"the image pool needs at least {IMAGES_PER_SESSION} images")
+    untainted = rng.sample(rest, untainted_count)
+    plan = [PlannedImage(i, True) for i in tainted] + [PlannedImage(i, False) for i in untainted]
+    rng.shuffle(plan)
+    return plan
+
+
+def should_taint(rng: random.Random, image_tainted: bool, q: float) -> bool:
+    """Whether the next answer on this image is to be tainted: probability q on a
+    tainted image, never on an untainted one (SPEC §1.2)."""
+    return image_tainted and rng.random() < q
+
+
+@dataclass(frozen=True)
+class Award:
+    """Points for one verdict and the ledger reason (None when nothing is awarded)."""
+
+    points: int
+    reason: str | None
+
+
+def score_verdict(verdict: str, image_tainted: bool, answer_tainted: bool, false_alarm_penalty: int) -> Award:
+    """SPEC §1.3: +20 for Wrong on a tainted answer, −penalty for Wrong on an honest
+    answer of a tainted image, 0 for Wrong on an untainted image (a find, paid
+    later by peer validation) and 0 for Correct."""
+    if verdict != "wrong":
+        return Award(0, None)
+    if answer_tainted:
+        return Award(TAINTED_CATCH_POINTS, "tainted_catch")
+    if image_tainted:
+        return Award(-abs(false_alarm_penalty), "false_alarm") if false_alarm_penalty else Award(0, None)
+    return Award(0, None)
+
+
+def deadline_for(served_at_ms: int, image_seconds: float) -> int:
+    """The absolute deadline (epoch ms) of an image first served at `served_at_ms`."""
+    return served_at_ms + int(round(image_seconds * 1000))
+
+
+def is_expired(now_ms: int, deadline_ms: int | None) -> bool:
+    """An image is over once its deadline has passed; the deadline instant itself is late."""
+    return deadline_ms is not None and now_ms >= deadline_ms
+
+
+def seconds_left(now_ms: int, deadline_ms: int) -> float:
+    """Remaining time for display; never negative."""
+    return max(0.0, (deadline_ms - now_ms) / 1000.0)
+
+
+def week_start_ms(now_ms: int) -> int:
+    """Monday 00:00 UTC of the week containing `now_ms`: the weekly leaderboard's start."""
+    day_ms = 86_400_000
+    days_since_epoch = now_ms // day_ms
+    weekday = (days_since_epoch + 3) % 7  # 1970-01-01 was a Thursday (weekday 3, Monday = 0)
+    return (days_since_epoch - weekday) * day_ms
