@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org/bot"
+    public_url: str | None = None  # https origin of the Mini App (GAP_PUBLIC_URL); else the webhook URL's origin
     init_data_max_age: int = 24 * 3600
     player_hash_key: SecretStr | None = None
     port: int = Field(8080, validation_alias="PORT")
