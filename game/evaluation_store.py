@@ -1,0 +1,287 @@
+"""`gap evaluate` against the database: read the answers judged since the stored
+watermark, add their sufficient statistics, refit (game.evaluation) and store the
+estimates — all in one write transaction, so a crash or a second run never
+double-counts (restartable), and a run only reads new answers (incremental)."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import and_, bindparam, select, update
+
+from game import tables as T
+from game.db import Database
+from game.evaluation import (
+    HONEST_TAINTED,
+    TAINTED,
+    UNTAINTED,
+    Counts,
+    EvalConfig,
+    EvalResult,
+    evaluate,
+)
+from game.evaluation_tables import answer_posteriors, eval_counts, eval_state, player_estimates
+from game.question_types import classify_question
+
+# Answers judged in the last few seconds may still be committing in another worker
+# with an earlier judged_at; they wait for the next run instead of being skipped.
+SETTLE_MS = 2000
+OK, MUTED, HELD = "ok", "muted", "held"
+
+
+def stratum(complexity: str | None, question_type: str) -> str:
+    """The π-stratum of an untainted answer: the model's error rate differs by image complexity and question type."""
+    return f"{complexity or 'unknown'}:{question_type}"
+
+
+def answer_kind(image_tainted: bool, answer_tainted: bool) -> int:
+    if image_tainted:
+        return TAINTED if answer_tainted else HONEST_TAINTED
+    return UNTAINTED
+
+
+def is_flag(verdict: str | None, correction: str | None) -> bool:
+    """A Wrong verdict counts as a flag only with a correction (SPEC §1.1)."""
+    return verdict == "wrong" and bool((correction or "").strip())
+
+
+@dataclass
+class EvaluationSummary:
+    new_answers: int
+    total_answers: int
+    players: int
+    muted: int
+    gated: int
+    finds: int
+    exportable: int
+    theta: float
+    pi: dict[str, float]
+    pi_global: float
+    iterations: int
+    prior_s: tuple[float, float]
+    prior_f: tuple[float, float]
+    watermark_ms: int
+    player_model: dict[str, Any] | None = None
+    top_players: list[dict[str, Any]] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [
+            f"answers: {self.new_answers} new, {self.total_answers} evaluated in total; players: {self.players} "
+            f"({self.muted} muted, {self.gated} gated)",
+            f"finds: {self.finds}; exportable at θ={self.theta}: {self.exportable}",
+            f"π (model error rate on untainted images): global {self.pi_global:.3f}; "
+            + ", ".join(f"{k} {v:.3f}" for k, v in sorted(self.pi.items())),
+            f"priors: s ~ Beta({self.prior_s[0]:.2f}, {self.prior_s[1]:.2f}), "
+            f"f ~ Beta({self.prior_f[0]:.2f}, {self.prior_f[1]:.2f}); EM iterations {self.iterations}",
+        ]
+        if self.player_model:
+            pm = self.player_model
+            out.append(f"player model: γ = {pm['gamma']:.4f} ± {pm['gamma_se']:.4f} per s, "
+                       f"φ = {pm['phi']:.4f} ± {pm['phi_se']:.4f} per position, {pm['n_obs']} tainted images"
+                       + (f"; plot {pm['plot']}" if pm.get("plot") else ""))
+        return out
+
+
+async def _get_state(conn, key: str, default: Any) -> Any:
+    row = (await conn.execute(select(eval_state.c.value).where(eval_state.c.key == key))).first()
+    return json.loads(row[0]) if row else default
+
+
+async def _set_state(conn, key: str, value: Any) -> None:
+    text = json.dumps(value)
+    res = await conn.execute(update(eval_state).where(eval_state.c.key == key).values(value=text))
+    if res.rowcount == 0:
+        await conn.execute(eval_state.insert().values(key=key, value=text))
+
+
+async def run_evaluation(db: Database, config: EvalConfig = EvalConfig(), *, now_ms: int | None = None,
+                         player_model: bool = False, plot_path: Path | None = None) -> EvaluationSummary:
+    """One incremental evaluation pass; returns the summary that `gap evaluate` prints."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    cutoff = now_ms - SETTLE_MS
+    async with db.write() as conn:
+        watermark = int(await _get_state(conn, "watermark_ms", -1))
+        total_before = int(await _get_state(conn, "answers_evaluated", 0))
+        q = (
+            select(T.answers.c.id, T.answers.c.player_id, T.answers.c.question, T.answers.c.question_type,
+                   T.answers.c.tainted, T.answers.c.verdict, T.answers.c.correction,
+                   T.session_images.c.tainted.label("image_tainted"), T.images.c.complexity)
+            .select_from(T.answers.join(T.session_images, T.answers.c.session_image_id == T.session_images.c.id)
+                         .join(T.images, T.answers.c.image_id == T.images.c.id))
+            .where(and_(T.answers.c.verdict.is_not(None), T.answers.c.judged_at > watermark,
+                        T.answers.c.judged_at <= cutoff))
+        )
+        rows = (await conn.execute(q)).all()
+        # 1. add the new answers' sufficient statistics
+        delta: dict[tuple[int, str, int, bool], int] = {}
+        new_finds = []
+        for r in rows:
+            kind = answer_kind(bool(r.image_tainted), bool(r.tainted))
+            flagged = is_flag(r.verdict, r.correction)
+            qtype = classify_question(r.question)
+            grp = stratum(r.complexity, qtype) if kind == UNTAINTED else ""
+            key = (r.player_id, grp, kind, flagged)
+            delta[key] = delta.get(key, 0) + 1
+            if kind == UNTAINTED and flagged:
+                new_finds.append({"answer_id": r.id, "player_id": r.player_id, "grp": grp, "question_type": qtype,
+                                  "posterior": 0.0, "status": HELD, "updated_at": now_ms})
+        existing = {(r.player_id, r.grp, r.kind, bool(r.flagged)): r.n
+                    for r in (await conn.execute(select(eval_counts))).all()}
+        upd = [{"p": k[0], "g": k[1], "k": k[2], "f": k[3], "n": existing[k] + n} for k, n in delta.items() if k in existing]
+        ins = [{"player_id": k[0], "grp": k[1], "kind": k[2], "flagged": k[3], "n": n}
+               for k, n in delta.items() if k not in existing]
+        if upd:
+            await conn.execute(
+                update(eval_counts).where(and_(eval_counts.c.player_id == bindparam("p"), eval_counts.c.grp == bindparam("g"),
+                                               eval_counts.c.kind == bindparam("k"), eval_counts.c.flagged == bindparam("f")))
+                .values(n=bindparam("n")), upd)
+        if ins:
+            await conn.execute(eval_counts.insert(), ins)
+        if new_finds:
+            await conn.execute(answer_posteriors.insert(), new_finds)
+        for k, n in delta.items():
+            existing[k] = existing.get(k, 0) + n
+
+        # 2. refit over all statistics
+        player_ids = sorted({k[0] for k in existing})
+        groups = sorted({k[1] for k in existing if k[2] == UNTAINTED}) or ["unknown:other"]
+        p_index = {p: i for i, p in enumerate(player_ids)}
+        g_index = {g: i for i, g in enumerate(groups)}
+        counts = Counts.zeros(len(player_ids), len(groups))
+        for (p, g, kind, flagged), n in existing.items():
+            if kind == UNTAINTED:
+                counts.untainted[p_index[p], g_index[g], int(flagged)] += n
+            else:
+                counts.gold[p_index[p], kind, int(flagged)] += n
+        result = evaluate(counts, config)
+        admin_muted = {r.id for r in (await conn.execute(select(T.players.c.id).where(T.players.c.muted.is_(True)))).all()}
+
+        # 3. store the estimates
+        await _store_player_estimates(conn, result, counts, player_ids, admin_muted, now_ms)
+        cells = []
+        for p, i in p_index.items():
+            status = MUTED if (result.muted[i] or p in admin_muted) else HELD if result.gated[i] else OK
+            for g, j in g_index.items():
+                if counts.untainted[i, j, 1] > 0:
+                    cells.append({"p": p, "g": g, "post": float(result.find_posterior[i, j]), "st": status, "t": now_ms})
+        if cells:
+            await conn.execute(
+                update(answer_posteriors).where(and_(answer_posteriors.c.player_id == bindparam("p"),
+                                                     answer_posteriors.c.grp == bindparam("g")))
+                .values(posterior=bindparam("post"), status=bindparam("st"), updated_at=bindparam("t")), cells)
+        new_watermark = max(watermark, cutoff)
+        total = total_before + len(rows)
+        await _set_state(conn, "watermark_ms", new_watermark)
+        await _set_state(conn, "answers_evaluated", total)
+        pi = {g: float(result.pi[j]) for g, j in g_index.items()}
+        await _set_state(conn, "pi", {"global": result.pi_global, "strata": pi})
+
+    pm_summary = None
+    if player_model:
+        pm_summary = await fit_and_store_player_model(db, plot_path=plot_path, now_ms=now_ms)
+    finds = int(counts.untainted[:, :, 1].sum())
+    exportable = 0
+    for p, i in p_index.items():
+        if result.muted[i] or result.gated[i] or p in admin_muted:
+            continue
+        exportable += int(counts.untainted[i, :, 1][result.find_posterior[i] >= config.theta].sum())
+    order = np.argsort(-result.ability)[:5]
+    top = [{"player_id": player_ids[i], "s": round(float(result.s_mean[i]), 3), "f": round(float(result.f_mean[i]), 3)}
+           for i in order]
+    return EvaluationSummary(
+        new_answers=len(rows), total_answers=total, players=len(player_ids), muted=int(result.muted.sum()),
+        gated=int(result.gated.sum()), finds=finds, exportable=exportable, theta=config.theta, pi=pi,
+        pi_global=result.pi_global, iterations=result.iterations, prior_s=result.prior_s, prior_f=result.prior_f,
+        watermark_ms=new_watermark, player_model=pm_summary, top_players=top,
+    )
+
+
+async def _store_player_estimates(conn, result: EvalResult, counts: Counts, player_ids: list[int],
+                                  admin_muted: set[int], now_ms: int) -> None:
+    have = {r.player_id for r in (await conn.execute(select(player_estimates.c.player_id))).all()}
+    s_lo, f_hi = result.s_lower, result.f_upper
+    rows = []
+    for i, p in enumerate(player_ids):
+        rows.append({
+            "player_id": p, "n_tainted": int(counts.gold[i, TAINTED].sum()),
+            "n_honest_tainted": int(counts.gold[i, HONEST_TAINTED].sum()),
+            "n_untainted": int(counts.untainted[i].sum()), "n_finds": int(counts.untainted[i, :, 1].sum()),
+            "s_alpha": float(result.s_alpha[i]), "s_beta": float(result.s_beta[i]),
+            "f_alpha": float(result.f_alpha[i]), "f_beta": float(result.f_beta[i]),
+            "s_mean": float(result.s_mean[i]), "s_lower": float(s_lo[i]),
+            "f_mean": float(result.f_mean[i]), "f_upper": float(f_hi[i]),
+            "muted": bool(result.muted[i]), "gated": bool(result.gated[i]), "updated_at": now_ms,
+        })
+    old = [dict(r, pid=r["player_id"]) for r in rows if r["player_id"] in have]
+    new = [r for r in rows if r["player_id"] not in have]
+    if old:
+        cols = {k: bindparam("b_" + k) for k in rows[0] if k != "player_id"}
+        await conn.execute(update(player_estimates).where(player_estimates.c.player_id == bindparam("pid")).values(**cols),
+                           [{("b_" + k if k != "pid" else k): v for k, v in r.items() if k != "player_id"} for r in old])
+    if new:
+        await conn.execute(player_estimates.insert(), new)
+
+
+async def player_model_data(db: Database) -> dict[str, np.ndarray]:
+    """One observation per finished tainted session image on which a tainted answer was served:
+    success = the player flagged it; t = seconds used; k = position in the session."""
+    q = (
+        select(T.session_images.c.id, T.sessions.c.player_id, T.session_images.c.image_id,
+               T.session_images.c.position, T.session_images.c.served_at, T.session_images.c.ended_at,
+               T.answers.c.tainted, T.answers.c.verdict, T.answers.c.correction, T.answers.c.judged_at)
+        .select_from(T.session_images.join(T.sessions, T.session_images.c.session_id == T.sessions.c.id)
+                     .join(T.answers, T.answers.c.session_image_id == T.session_images.c.id))
+        .where(and_(T.session_images.c.tainted.is_(True), T.session_images.c.ended_at.is_not(None)))
+    )
+    async with db.read() as conn:
+        rows = (await conn.execute(q)).all()
+    obs: dict[int, dict[str, Any]] = {}
+    for r in rows:
+        o = obs.setdefault(r.id, {"player": r.player_id, "image": r.image_id, "k": r.position,
+                                  "t": max(0.0, ((r.ended_at or 0) - (r.served_at or 0)) / 1000.0),
+                                  "served_tainted": False, "success": False})
+        if r.tainted:
+            o["served_tainted"] = True
+            if is_flag(r.verdict, r.correction):
+                o["success"] = True
+    kept = [o for o in obs.values() if o["served_tainted"]]
+    return {
+        "player": np.array([o["player"] for o in kept], dtype=np.int64),
+        "image": np.array([o["image"] for o in kept], dtype=np.int64),
+        "t": np.array([o["t"] for o in kept], dtype=float),
+        "k": np.array([o["k"] for o in kept], dtype=float),
+        "success": np.array([o["success"] for o in kept], dtype=bool),
+    }
+
+
+async def fit_and_store_player_model(db: Database, *, plot_path: Path | None = None,
+                                     now_ms: int | None = None) -> dict[str, Any] | None:
+    """Fit the logistic player model on all tainted images and store abilities, γ, φ (and a plot)."""
+    from game.player_model import fit_player_model, plot_player_model
+
+    data = await player_model_data(db)
+    if data["player"].size < 10:
+        return None
+    players, p_idx = np.unique(data["player"], return_inverse=True)
+    images, i_idx = np.unique(data["image"], return_inverse=True)
+    fit = fit_player_model(p_idx, i_idx, data["t"], data["k"], data["success"], len(players), len(images))
+    summary = {"gamma": fit.gamma, "gamma_se": fit.gamma_se, "phi": fit.phi, "phi_se": fit.phi_se,
+               "intercept": fit.intercept, "n_obs": fit.n_obs, "converged": fit.converged, "se_exact": fit.se_exact,
+               "difficulty": {int(images[i]): [float(fit.difficulty[i]), float(fit.difficulty_se[i])]
+                              for i in range(len(images))}}
+    if plot_path is not None:
+        summary["plot"] = str(plot_player_model(fit, plot_path))
+    async with db.write() as conn:
+        await conn.execute(
+            update(player_estimates).where(player_estimates.c.player_id == bindparam("pid"))
+            .values(ability=bindparam("a"), ability_se=bindparam("se")),
+            [{"pid": int(p), "a": float(fit.ability[i]), "se": float(fit.ability_se[i])} for i, p in enumerate(players)])
+        await _set_state(conn, "player_model", summary)
+    summary = dict(summary)
+    summary.pop("difficulty")
+    summary["abilities"] = {int(p): (float(fit.ability[i]), float(fit.ability_se[i])) for i, p in enumerate(players)}
+    return summary

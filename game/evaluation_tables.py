@@ -1,0 +1,65 @@
+"""Tables of the evaluation (SPEC §2), on the game's shared metadata; created by the
+Alembic revision `e7_0001` in game/migrations/versions. The evaluation is
+incremental: `eval_counts` holds the sufficient statistics of every answer
+evaluated so far and `eval_state` the watermark, so a run only reads new answers."""
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, String, Table, Text
+
+from game.tables import metadata
+
+# Sufficient statistics: judged answers per (player, π-stratum, kind, flagged).
+# kind: 0 tainted answer, 1 honest answer on a tainted image, 2 answer on an untainted image.
+eval_counts = Table(
+    "eval_counts",
+    metadata,
+    Column("player_id", Integer, ForeignKey("players.id"), primary_key=True),
+    Column("grp", String(64), primary_key=True),     # "" for gold kinds, else "<complexity>:<question type>"
+    Column("kind", Integer, primary_key=True),
+    Column("flagged", Boolean, primary_key=True),
+    Column("n", Integer, nullable=False),
+)
+
+player_estimates = Table(
+    "player_estimates",
+    metadata,
+    Column("player_id", Integer, ForeignKey("players.id"), primary_key=True),
+    Column("n_tainted", Integer, nullable=False),        # tainted answers judged (sensitivity data)
+    Column("n_honest_tainted", Integer, nullable=False),  # honest answers on tainted images judged
+    Column("n_untainted", Integer, nullable=False),
+    Column("n_finds", Integer, nullable=False),
+    Column("s_alpha", Float, nullable=False),
+    Column("s_beta", Float, nullable=False),
+    Column("f_alpha", Float, nullable=False),
+    Column("f_beta", Float, nullable=False),
+    Column("s_mean", Float, nullable=False),
+    Column("s_lower", Float, nullable=False),
+    Column("f_mean", Float, nullable=False),
+    Column("f_upper", Float, nullable=False),
+    Column("muted", Boolean, nullable=False),           # anti-gaming mute: flags kept, never exported
+    Column("gated", Boolean, nullable=False),           # gold gating: finds held
+    Column("ability", Float),                            # player model μ + a (logit), when fitted
+    Column("ability_se", Float),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+answer_posteriors = Table(
+    "answer_posteriors",
+    metadata,
+    Column("answer_id", String(32), ForeignKey("answers.id"), primary_key=True),
+    Column("player_id", Integer, ForeignKey("players.id"), nullable=False),
+    Column("grp", String(64), nullable=False),
+    Column("question_type", String(16), nullable=False),
+    Column("posterior", Float, nullable=False),          # P(M=0 | H=0, D=U)
+    Column("status", String(16), nullable=False),        # "ok" | "muted" | "held"
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_answer_posteriors_cell", "player_id", "grp"),
+    Index("ix_answer_posteriors_posterior", "posterior"),
+)
+
+eval_state = Table(
+    "eval_state",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),               # JSON
+)
