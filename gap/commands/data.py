@@ -1,6 +1,144 @@
-"""Placeholder: subcommands are added by the owning area."""
+"""`gap evaluate | export | simulate | finetune | experiment`: the data pipeline (issue 7).
+
+Thin: each subcommand parses, calls one function of game/, gap/ or models/, prints."""
+from __future__ import annotations
+
 import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+
+def _database(args: argparse.Namespace, settings):
+    from game.db import Database
+    from game.migrate import upgrade
+
+    url = getattr(args, "database", None) or settings.database_url
+    upgrade(url)
+    return Database(url)
+
+
+def _eval_config(args: argparse.Namespace, settings):
+    from game.evaluation import EvalConfig
+
+    theta = args.theta if getattr(args, "theta", None) is not None else settings.theta
+    return EvalConfig(theta=theta, prior=getattr(args, "prior", "eb"))
+
+
+def _evaluate(args: argparse.Namespace, settings) -> int:
+    from game.evaluation_store import run_evaluation
+
+    async def go():
+        db = _database(args, settings)
+        try:
+            return await run_evaluation(db, _eval_config(args, settings), player_model=args.player_model,
+                                        plot_path=Path(args.plot) if args.player_model else None)
+        finally:
+            await db.dispose()
+
+    summary = asyncio.run(go())
+    if args.json:
+        out = {k: v for k, v in summary.__dict__.items()}
+        if out.get("player_model"):
+            out["player_model"] = {k: v for k, v in out["player_model"].items() if k != "abilities"}
+        print(json.dumps(out, default=str))
+    else:
+        print("\n".join(summary.lines()))
+    return 0
+
+
+def _export(args: argparse.Namespace, settings) -> int:
+    from game.exports import export_finds
+
+    async def go():
+        db = _database(args, settings)
+        try:
+            theta = args.theta if args.theta is not None else settings.theta
+            return await export_finds(db, args.format, theta, Path(args.out), unfiltered=args.unfiltered)
+        finally:
+            await db.dispose()
+
+    card = asyncio.run(go())
+    print(f"wrote {card['examples']} examples ({card['images']} images) to {args.out} "
+          f"[{args.format}, θ={card['theta']}]; types: {card['question_types']}")
+    if card["examples"] == 0:
+        print("note: nothing passed the filter — run `gap evaluate` first", file=sys.stderr)
+    return 0
+
+
+def _simulate(args: argparse.Namespace, settings) -> int:
+    from gap.simulation import run_simulation_cli
+
+    return run_simulation_cli(args, settings)
+
+
+def _finetune(args: argparse.Namespace, settings) -> int:
+    from models.finetune import FinetuneConfig, finetune
+
+    base = args.base or settings.model
+    cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, rank=args.rank, batch_size=args.batch_size,
+                         seed=args.seed, max_steps=args.max_steps)
+    result = finetune(base, Path(args.data), Path(args.out), cfg)
+    print(json.dumps(result))
+    return 0
+
+
+def _experiment(args: argparse.Namespace, settings) -> int:
+    from gap.experiment import run_experiment_cli
+
+    return run_experiment_cli(args, settings)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    return None
+    ev = sub.add_parser("evaluate", help="update player reliability, π and find posteriors from new answers (SPEC §2)")
+    ev.add_argument("--database", help="SQLAlchemy URL (default: GAP_DATABASE_URL)")
+    ev.add_argument("--theta", type=float, default=None, help="posterior threshold (default: GAP_THETA, 0.8)")
+    ev.add_argument("--prior", choices=["eb", "uniform"], default="eb", help="Beta prior: empirical Bayes or Beta(1,1)")
+    ev.add_argument("--player-model", action="store_true", help="also fit the logistic player model and plot it")
+    ev.add_argument("--plot", default="player_model.png", help="where --player-model writes its plot")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=_evaluate)
+
+    ex = sub.add_parser("export", help="write the finds at θ as training data (sharegpt, trl-sft, dpo, vqa)")
+    ex.add_argument("--format", choices=["sharegpt", "trl-sft", "dpo", "vqa"], default="sharegpt")
+    ex.add_argument("--theta", type=float, default=None)
+    ex.add_argument("--out", required=True, help="output directory (train.jsonl, images/, README.md)")
+    ex.add_argument("--unfiltered", action="store_true", help="every find with a correction, ignoring θ and muting")
+    ex.add_argument("--database", help="SQLAlchemy URL (default: GAP_DATABASE_URL)")
+    ex.set_defaults(func=_export)
+
+    si = sub.add_parser("simulate", help="simulated players play whole sessions through the HTTP API")
+    si.add_argument("--players", type=int, default=20)
+    si.add_argument("--server", required=True, help="base URL of a running server, e.g. http://127.0.0.1:8080")
+    si.add_argument("--seed", type=int, default=0)
+    si.add_argument("--sessions", type=int, default=3, help="sessions per player")
+    si.add_argument("--bot-token", help="signs initData (default: GAP_BOT_TOKEN)")
+    si.add_argument("--truth-out", help="JSON file for the simulated population's truth")
+    si.add_argument("--concurrency", type=int, default=8)
+    si.add_argument("--speed", type=float, default=0.0,
+                    help="seconds of real waiting per simulated second of thinking (0: no waiting)")
+    si.add_argument("--database", help="the server's database, to map image ids to ground-truth scenes")
+    si.set_defaults(func=_simulate)
+
+    ft = sub.add_parser("finetune", help="LoRA fine-tuning (peft) of the serving model on an export")
+    ft.add_argument("--data", required=True, help="an export directory (any format) or a .jsonl file")
+    ft.add_argument("--out", required=True, help="adapter directory (GAP_MODEL can point at it)")
+    ft.add_argument("--base", help="base model directory (default: GAP_MODEL)")
+    ft.add_argument("--epochs", type=float, default=3.0)
+    ft.add_argument("--max-steps", type=int, default=None)
+    ft.add_argument("--lr", type=float, default=1e-3)
+    ft.add_argument("--rank", type=int, default=8)
+    ft.add_argument("--batch-size", type=int, default=16)
+    ft.add_argument("--seed", type=int, default=0)
+    ft.set_defaults(func=_finetune)
+
+    xp = sub.add_parser("experiment", help="the closed loop: simulate → evaluate → export → fine-tune → held-out score")
+    xp.add_argument("--small", action="store_true", help="a few minutes (CI)")
+    xp.add_argument("--out", default="experiment", help="working directory and report (resumable)")
+    xp.add_argument("--players", type=int, default=None)
+    xp.add_argument("--sessions", type=int, default=None)
+    xp.add_argument("--seed", type=int, default=0)
+    xp.add_argument("--base", help="base model directory (default: GAP_MODEL)")
+    xp.add_argument("--theta", type=float, default=None)
+    xp.set_defaults(func=_experiment)

@@ -1,0 +1,98 @@
+"""`gap evaluate` and `gap export` against a real migrated SQLite file with sessions
+played through the real GameService: incremental, restartable, every format."""
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from sqlalchemy import func, select
+
+from game import tables as T
+from game.evaluation import EvalConfig
+from game.evaluation_store import run_evaluation
+from game.evaluation_tables import answer_posteriors, player_estimates
+from game.exports import FORMATS, export_finds, question_answer, read_records
+
+QUESTIONS = ["How many circles are there?", "What color is the square?", "Is there a red star?",
+             "Is the circle on the left or the right?"]
+
+
+async def play_sessions(service, clock, n_players: int, rng: random.Random, careful: set[int]) -> None:
+    """Players answer with a sensitivity/false-alarm of their own; the test reads the stored
+    tainted flag to decide (the evaluation is under test here, not the simulator)."""
+    for p in range(n_players):
+        pid = await service.upsert_player(1000 + p, f"p{p}")
+        s, f = (0.95, 0.05) if p in careful else (0.5, 0.5)
+        state = await service.start_or_resume(pid)
+        sid = state["session_id"]
+        while state["status"] == "playing":
+            for q in range(3):
+                ans = await service.ask(pid, sid, f"a{p}-{state['image']['index']}-{q}-{rng.random()}", rng.choice(QUESTIONS))
+                async with service.db.read() as conn:
+                    row = (await conn.execute(select(T.answers.c.tainted, T.session_images.c.tainted.label("img"))
+                                              .select_from(T.answers.join(T.session_images))
+                                              .where(T.answers.c.id == ans["answer_id"]))).one()
+                mistake = row.tainted or (not row.img and rng.random() < 0.4)
+                flag = rng.random() < (s if mistake else f)
+                clock.advance(5)
+                state = await service.verdict(pid, ans["answer_id"], f"v{rng.random()}", "wrong" if flag else "correct",
+                                              "a correction" if flag else None)
+                if flag:
+                    break
+            else:
+                clock.advance(121)
+                state = await service.start_or_resume(pid)
+
+
+async def test_evaluate_is_incremental_and_exports_every_format(service, clock, db, tmp_path):
+    rng = random.Random(1)
+    await play_sessions(service, clock, 8, rng, careful={0, 1, 2, 3, 4, 5})
+    cfg = EvalConfig(theta=0.5, gold_min=2, mute_min_obs=4)
+    first = await run_evaluation(db, cfg, now_ms=clock.now + 10_000)
+    assert first.new_answers > 50 and first.players == 8 and first.finds > 0
+    async with db.read() as conn:
+        n_posts = (await conn.execute(select(func.count()).select_from(answer_posteriors))).scalar_one()
+        est = {r.player_id: r for r in (await conn.execute(select(player_estimates))).all()}
+    assert n_posts == first.finds
+    assert len(est) == 8
+    # no new answers: nothing is read twice, the estimates do not move
+    again = await run_evaluation(db, cfg, now_ms=clock.now + 20_000)
+    assert again.new_answers == 0 and again.total_answers == first.total_answers
+    async with db.read() as conn:
+        est2 = {r.player_id: r for r in (await conn.execute(select(player_estimates))).all()}
+    assert all(est2[p].s_mean == pytest.approx(est[p].s_mean) for p in est)
+    # more play: only the new answers are read
+    clock.advance(1000)
+    await play_sessions(service, clock, 2, rng, careful={0})
+    third = await run_evaluation(db, cfg, now_ms=clock.now + 10_000, player_model=True, plot_path=tmp_path / "pm.png")
+    assert 0 < third.new_answers and third.total_answers == first.total_answers + third.new_answers
+    assert third.player_model is not None and (tmp_path / "pm.png").exists()
+    careful_s = [est2[p].s_mean for p in est2]
+    assert max(careful_s) > 0.8
+
+    for fmt in FORMATS:
+        out = tmp_path / fmt
+        card = await export_finds(db, fmt, 0.5, out)
+        records = read_records(out)
+        assert len(records) == card["examples"] > 0
+        for obj in records:
+            image, question, answer = question_answer(obj)
+            assert (out / image).is_file() and question in QUESTIONS and answer == "a correction"
+        text = (out / "README.md").read_text()
+        assert "θ (posterior threshold): 0.5" in text and "| question type |" in text
+    vqa = read_records(tmp_path / "vqa")
+    assert all(r["posterior"] >= 0.5 for r in vqa)
+    assert set(vqa[0]) >= {"image", "question", "model_answer", "correct_answer", "posterior"}
+    sg = read_records(tmp_path / "sharegpt")[0]
+    assert set(sg) == {"id", "image", "conversations"} and sg["conversations"][0]["from"] == "human"
+    dpo = read_records(tmp_path / "dpo")[0]
+    assert dpo["rejected"][0]["content"][0]["text"] != dpo["chosen"][0]["content"][0]["text"]
+    trl = read_records(tmp_path / "trl-sft")[0]
+    assert [m["role"] for m in trl["messages"]] == ["user", "assistant"] and len(trl["images"]) == 1
+    # random flaggers' finds never pass θ or are muted
+    async with db.read() as conn:
+        statuses = dict((await conn.execute(select(answer_posteriors.c.answer_id, answer_posteriors.c.status))).all())
+    exported = {r["id"] for r in vqa}
+    assert all(statuses[a] == "ok" for a in exported)
+    json.dumps(third.lines())
