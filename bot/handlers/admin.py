@@ -1,0 +1,260 @@
+"""Admin commands: /stats /pool /export /mute /unmute /broadcast /settings.
+
+Every handler starts with the admin check; anyone else gets the same polite
+words as an unknown command (common.NOT_AVAILABLE), so nothing is revealed.
+The handlers parse arguments, call one query (game/admin_queries.py, the
+evaluation or the exporter), and render plain text, a PNG or a document."""
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.ext import ContextTypes
+
+from bot import charts
+from bot.handlers.common import NOT_AVAILABLE, clip, deps_of, is_admin
+from game import admin_queries
+
+log = logging.getLogger("gap.bot.admin")
+
+Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
+EXPORT_FORMATS = ("sharegpt", "trl-sft", "dpo", "vqa")
+BROADCAST_PREFIX = "b"
+BROADCAST_MAX = 3500
+
+
+def admin_only(handler: Handler) -> Handler:
+    """Run `handler` for admins; everyone else gets the same refusal as an unknown command."""
+
+    @functools.wraps(handler)
+    async def wrapper(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if not is_admin(update, context):
+            if update.callback_query is not None:
+                await update.callback_query.answer(NOT_AVAILABLE[:190])
+            elif update.effective_message is not None:
+                await update.effective_message.reply_text(NOT_AVAILABLE)
+            return
+        await handler(update, context)
+
+    return wrapper
+
+
+async def _reply(update: Update, text: str, **kwargs: Any) -> None:
+    assert update.effective_message is not None
+    await update.effective_message.reply_text(clip(text), **kwargs)
+
+
+# ---------------------------------------------------------------------- /stats
+async def _evaluation(context: ContextTypes.DEFAULT_TYPE) -> tuple[int | None, list[float]]:
+    """(exportable items at θ, per-player reliability s) from the data pipeline's
+    incremental evaluation; falls back to Beta(1,1) means when it is unavailable."""
+    deps = deps_of(context)
+    db = deps.service.db
+    try:
+        from sqlalchemy import select
+
+        from game.evaluation import EvalConfig
+        from game.evaluation_store import run_evaluation
+        from game.evaluation_tables import player_estimates
+
+        summary = await run_evaluation(db, EvalConfig(theta=deps.settings.theta), now_ms=deps.service.clock())
+        async with db.read() as conn:
+            s_means = [float(r[0]) for r in (await conn.execute(
+                select(player_estimates.c.s_mean).where(player_estimates.c.n_tainted > 0))).all()]
+        return int(summary.exportable), s_means
+    except Exception as exc:  # the operator still gets the headline numbers
+        log.warning("evaluation for /stats failed: %r", exc)
+        return None, [s for _, s, _ in await admin_queries.player_sensitivity(db)]
+
+
+@admin_only
+async def stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    deps = deps_of(context)
+    db = deps.service.db
+    o = await admin_queries.overview(db)
+    exportable, reliabilities = await _evaluation(context)
+    per_day = await admin_queries.sessions_per_day(db, days=30, now_ms=deps.service.clock())
+    reached = await admin_queries.images_reached_per_session(db)
+    text = (
+        "GAP statistics\n"
+        f"Players: {o.players} ({o.muted_players} muted)\n"
+        f"Sessions: {o.sessions} ({o.finished_sessions} finished), {o.images_per_session:.1f} images per session\n"
+        f"Answers: {o.answers}; flags (Wrong): {o.flags}\n"
+        f"• caught deliberate mistakes: {o.tainted_catches}\n"
+        f"• false alarms on tainted images: {o.false_alarms}\n"
+        f"• finds on untainted images: {o.finds}\n"
+        f"Exportable at θ={deps.settings.theta:g}: {exportable if exportable is not None else 'n/a (evaluation failed)'}"
+    )
+    png = await asyncio.to_thread(charts.stats_png, per_day, reliabilities, reached)
+    await _reply(update, text)
+    assert update.effective_chat is not None
+    await context.bot.send_photo(update.effective_chat.id, photo=png, filename="gap-stats.png",
+                                 caption="Sessions per day · player reliability · images reached per session")
+
+
+# ----------------------------------------------------------------------- /pool
+@admin_only
+async def pool(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    rows = await admin_queries.pools(deps_of(context).service.db)
+    if not rows:
+        await _reply(update, "No images yet. Import some with `gap images`.")
+        return
+    lines = ["Image pools:"]
+    for r in rows:
+        measured = f"{r.measured_accuracy:.0%}" if r.measured_accuracy is not None else "not measured"
+        judged = (f"players judged {r.judged_correct_share:.0%} of {r.judged_untainted} honest answers correct"
+                  if r.judged_correct_share is not None else "no judged honest answers yet")
+        lines.append(f"• {r.pool}: {r.images} images, {r.reliable} in the reliable pool; "
+                     f"model accuracy {measured}; {judged}")
+    await _reply(update, "\n".join(lines))
+
+
+# --------------------------------------------------------------------- /export
+def parse_export_args(args: list[str], default_theta: float) -> tuple[str, float]:
+    """`/export [format] [theta]` in either order; raises ValueError with a usage hint."""
+    fmt, theta = "sharegpt", default_theta
+    for arg in args[:2]:
+        if arg.lower() in EXPORT_FORMATS:
+            fmt = arg.lower()
+            continue
+        try:
+            value = float(arg)
+        except ValueError:
+            raise ValueError(f"unknown format {arg[:20]!r}") from None
+        if not 0.0 <= value <= 1.0:
+            raise ValueError("theta must be between 0 and 1")
+        theta = value
+    if len(args) > 2:
+        raise ValueError("too many arguments")
+    return fmt, theta
+
+
+@admin_only
+async def export(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    deps = deps_of(context)
+    try:
+        fmt, theta = parse_export_args(list(context.args or []), deps.settings.theta)
+    except ValueError as exc:
+        await _reply(update, f"Usage: /export [{'|'.join(EXPORT_FORMATS)}] [theta 0..1] — {exc}.")
+        return
+    from bot.exporting import export_file  # the data pipeline's exporter, wrapped
+
+    path, count = await export_file(deps, fmt, theta)
+    assert update.effective_chat is not None
+    size = path.stat().st_size
+    caption = f"{fmt} export at θ={theta:g}: {count} items"
+    if size > deps.max_document_bytes:
+        await _reply(update, f"{caption}. The file is too large to send ({size / 1e6:.1f} MB); it is on the server at {path}")
+        return
+    with path.open("rb") as fh:
+        await context.bot.send_document(update.effective_chat.id, document=fh, filename=path.name, caption=caption)
+
+
+# ------------------------------------------------------------- /mute /unmute
+async def _set_muted(update: Update, context: ContextTypes.DEFAULT_TYPE, muted: bool) -> None:
+    verb = "mute" if muted else "unmute"
+    if not context.args or len(context.args) != 1:
+        await _reply(update, f"Usage: /{verb} <player> — the player number (as in #12) or the start of their key.")
+        return
+    db = deps_of(context).service.db
+    player = await admin_queries.find_player(db, context.args[0])
+    if player is None:
+        await _reply(update, "No single player matches that. Use the player number (as in #12) or a longer key prefix.")
+        return
+    await admin_queries.set_muted(db, player.id, muted)
+    name = player.display_name or f"player {player.player_key[:6]}"
+    state = "muted: their flags are kept but not exported" if muted else "unmuted"
+    await _reply(update, f"Player #{player.id} ({name}) is now {state}.")
+
+
+@admin_only
+async def mute(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    await _set_muted(update, context, True)
+
+
+@admin_only
+async def unmute(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    await _set_muted(update, context, False)
+
+
+# ------------------------------------------------------------------ /broadcast
+@admin_only
+async def broadcast(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Step 1: show the text and the audience, ask for confirmation with buttons."""
+    message = update.effective_message
+    assert message is not None and message.text is not None
+    parts = message.text.split(maxsplit=1)
+    text = parts[1].strip() if len(parts) > 1 else ""
+    if not text:
+        await _reply(update, "Usage: /broadcast <text> — I'll ask you to confirm before sending.")
+        return
+    if len(text) > BROADCAST_MAX:
+        await _reply(update, f"That's too long for one message ({len(text)} characters; at most {BROADCAST_MAX}).")
+        return
+    recipients = await admin_queries.broadcast_chat_ids(deps_of(context).service.db)
+    token = secrets.token_hex(6)
+    context.user_data.setdefault("broadcasts", {})[token] = text  # type: ignore[union-attr]
+    keyboard = InlineKeyboardMarkup([[
+        InlineKeyboardButton(f"📣 Send to {len(recipients)}", callback_data=f"{BROADCAST_PREFIX}|y|{token}"),
+        InlineKeyboardButton("Cancel", callback_data=f"{BROADCAST_PREFIX}|n|{token}"),
+    ]])
+    await _reply(update, f"Send this to {len(recipients)} players?\n\n{text}", reply_markup=keyboard)
+
+
+@admin_only
+async def broadcast_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Step 2: on confirmation send (rate-limited by PTB's AIORateLimiter) in the
+    background and report delivered/failed; on cancel forget the text."""
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    parts = query.data.split("|")
+    pending: dict[str, str] = context.user_data.setdefault("broadcasts", {})  # type: ignore[union-attr]
+    text = pending.pop(parts[2], None) if len(parts) == 3 else None
+    if text is None:
+        await query.answer("This broadcast was already handled.")
+        return
+    if parts[1] != "y":
+        await query.answer("Cancelled")
+        await _edit_quietly(query, "Broadcast cancelled.")
+        return
+    await query.answer("Sending…")
+    await _edit_quietly(query, "Broadcast is being sent…")
+    admin_chat = update.effective_chat.id  # type: ignore[union-attr]
+    context.application.create_task(_send_broadcast(context, admin_chat, text), update=update)
+
+
+async def _send_broadcast(context: ContextTypes.DEFAULT_TYPE, admin_chat: int, text: str) -> None:
+    recipients = await admin_queries.broadcast_chat_ids(deps_of(context).service.db)
+    delivered = failed = 0
+    for chat_id in recipients:
+        try:
+            await context.bot.send_message(chat_id, text)
+            delivered += 1
+        except (Forbidden, BadRequest):  # blocked the bot, deleted account, chat not found
+            failed += 1
+        except TelegramError as exc:
+            log.warning("broadcast to one chat failed: %s", exc.__class__.__name__)
+            failed += 1
+    await context.bot.send_message(admin_chat, f"Broadcast done: {delivered} delivered, {failed} failed.")
+
+
+async def _edit_quietly(query: Any, text: str) -> None:
+    try:
+        await query.edit_message_text(text)
+    except BadRequest:
+        pass
+
+
+# ------------------------------------------------------------------- /settings
+@admin_only
+async def settings_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    public = deps_of(context).settings.public_dict()
+    lines = ["Live settings (secrets masked):"] + [f"{k} = {v}" for k, v in sorted(public.items())]
+    await _reply(update, "\n".join(lines))
+
