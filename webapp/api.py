@@ -1,0 +1,178 @@
+"""The JSON API of SPEC §5.2: thin handlers that authenticate, parse, call one
+GameService method and render. Errors are `{"error": {"code", "message"}}`."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+from aiohttp import web
+
+from game.errors import Conflict, Expired, GameError, Invalid, NotFound, Unavailable
+from game.service import GameService
+from models.base import ModelError, ModelOverloaded
+from webapp.auth import AuthError, parse_authorization, validate_init_data
+
+log = logging.getLogger("gap.api")
+
+MAX_BODY_BYTES = 64 * 1024
+
+SERVICE_KEY = web.AppKey("gap_service", GameService)
+AUTH_KEY = web.AppKey("gap_auth", object)
+
+STATUS_BY_ERROR: list[tuple[type[GameError], int]] = [
+    (Invalid, 400), (NotFound, 404), (Expired, 409), (Conflict, 409), (Unavailable, 503),
+]
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status,
+                             headers={**NO_STORE, **(headers or {})})
+
+
+def ok(payload: Any) -> web.Response:
+    return web.Response(text=json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
+                        content_type="application/json", headers=NO_STORE)
+
+
+class Authenticator:
+    """initData → player id, with a bounded cache so a busy player costs one HMAC
+    and one database round-trip per launch, not per request (the age is still
+    checked on every request)."""
+
+    def __init__(self, service: GameService, bot_token: str, max_age: float, cache_size: int = 50_000) -> None:
+        self.service = service
+        self.bot_token = bot_token
+        self.max_age = max_age
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, tuple[int, int]] = OrderedDict()
+
+    async def player_id(self, request: web.Request) -> int:
+        init_data = parse_authorization(request.headers.get("Authorization"))
+        hit = self._cache.get(init_data)
+        now = time.time()
+        if hit is not None:
+            player_id, auth_date = hit
+            if now - auth_date > self.max_age:
+                self._cache.pop(init_data, None)
+                raise AuthError("initData has expired; reopen the Mini App")
+            return player_id
+        data = validate_init_data(init_data, self.bot_token, max_age=self.max_age, now=now)
+        player_id = await self.service.upsert_player(data.user_id, data.display_name)
+        self._cache[init_data] = (player_id, data.auth_date)
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return player_id
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """Map every failure to the JSON error shape, so clients handle one format."""
+    try:
+        return await handler(request)
+    except AuthError as exc:
+        return error_response(401, "unauthorized", str(exc), {"WWW-Authenticate": "tma"})
+    except GameError as exc:
+        for cls, status in STATUS_BY_ERROR:
+            if isinstance(exc, cls):
+                return error_response(status, exc.code, exc.message)
+        return error_response(400, exc.code, exc.message)
+    except ModelOverloaded as exc:
+        retry = max(1, int(round(exc.retry_after)))
+        return error_response(503, "model_overloaded", str(exc), {"Retry-After": str(retry)})
+    except ModelError as exc:
+        return error_response(502, "model_error", str(exc) or "the model could not answer")
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes")
+    except web.HTTPException as exc:
+        if exc.status < 400 or not request.path.startswith(("/api/", "/img/", "/healthz")):
+            raise
+        return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason,
+                              {k: v for k, v in exc.headers.items() if k in ("Allow",)})
+
+
+async def read_object(request: web.Request) -> dict[str, Any]:
+    """The JSON object body; 413 when too large, 400 when not a JSON object."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=request.content_length)
+    raw = await request.read()
+    if len(raw) > MAX_BODY_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=len(raw))
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise Invalid("the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise Invalid("the body must be a JSON object")
+    return body
+
+
+def _service(request: web.Request) -> GameService:
+    return request.app[SERVICE_KEY]
+
+
+async def _player(request: web.Request) -> int:
+    return await request.app[AUTH_KEY].player_id(request)  # type: ignore[attr-defined]
+
+
+async def start_session(request: web.Request) -> web.Response:
+    player = await _player(request)
+    return ok(await _service(request).start_or_resume(player))
+
+
+async def current_session(request: web.Request) -> web.Response:
+    player = await _player(request)
+    return ok(await _service(request).current(player))
+
+
+async def ask_question(request: web.Request) -> web.Response:
+    player = await _player(request)
+    body = await read_object(request)
+    return ok(await _service(request).ask(player, request.match_info["session_id"],
+                                          body.get("request_id"), body.get("text")))
+
+
+async def give_verdict(request: web.Request) -> web.Response:
+    player = await _player(request)
+    body = await read_object(request)
+    return ok(await _service(request).verdict(player, request.match_info["answer_id"], body.get("request_id"),
+                                              body.get("verdict"), body.get("correction")))
+
+
+async def session_summary(request: web.Request) -> web.Response:
+    player = await _player(request)
+    return ok(await _service(request).summary(player, request.match_info["session_id"]))
+
+
+async def leaderboard(request: web.Request) -> web.Response:
+    player = await _player(request)
+    return ok(await _service(request).leaderboard(request.query.get("period", "week"), player_id=player))
+
+
+async def image(request: web.Request) -> web.StreamResponse:
+    """Image bytes by opaque id; immutable, so clients and proxies may cache them for good."""
+    found = await _service(request).image_by_opaque_id(request.match_info["opaque_id"])
+    if found is None:
+        raise NotFound("no such image")
+    mime, content = found
+    etag = f'"{request.match_info["opaque_id"]}"'
+    headers = {"Cache-Control": "public, max-age=31536000, immutable", "ETag": etag}
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=content, content_type=mime, headers=headers)
+
+
+def setup_api(app: web.Application, service: GameService, bot_token: str, max_age: float) -> None:
+    """Register the JSON API and the image route on `app`."""
+    app[SERVICE_KEY] = service
+    app[AUTH_KEY] = Authenticator(service, bot_token, max_age)
+    app.router.add_post("/api/sessions", start_session)
+    app.router.add_get("/api/sessions/current", current_session)
+    app.router.add_post("/api/sessions/{session_id}/questions", ask_question)
+    app.router.add_post("/api/answers/{answer_id}/verdict", give_verdict)
+    app.router.add_get("/api/sessions/{session_id}/summary", session_summary)
+    app.router.add_get("/api/leaderboard", leaderboard)
+    app.router.add_get("/img/{opaque_id}", image)
