@@ -1,6 +1,175 @@
-"""Placeholder: subcommands are added by the owning area."""
+"""`gap images import|generate|reliable|stats`: the image pools of SPEC §1.2.
+
+This is the wiring layer: game/images.py stores and validates, models.scenes
+draws scenes with ground truth, the configured model measures its accuracy per
+image, and the reliable pool (tainted images come only from it) is stored."""
+from __future__ import annotations
+
 import argparse
+import asyncio
+import hashlib
+import random
+import sys
+from pathlib import Path
+
+from game.db import Database
+from game.images import (
+    PreparedImage,
+    import_files,
+    images_with_scenes,
+    list_image_files,
+    pool_counts,
+    read_annotations,
+    set_reliability,
+    store_image,
+)
+from game.migrate import upgrade
+
+DEFAULT_THRESHOLD = 0.9
+DEFAULT_QUESTIONS = 8
+SCENE_SIZE = 384
+
+
+async def generate_pool(db: Database, count: int, *, seed: int = 0, complex_share: float = 0.5,
+                        pool: str = "generated") -> tuple[int, int]:
+    """Render `count` procedural scenes from the pool seed range (disjoint from the
+    training and held-out seeds), a mix of simple and complex, and store them
+    with their scene graphs. Returns (created, already present)."""
+    from models.scenes import render_png, scene_from_seed
+
+    created = existing = 0
+    rng = random.Random(f"pool-mix:{seed}")
+    for i in range(count):
+        complexity = "complex" if rng.random() < complex_share else "simple"
+        scene = scene_from_seed("pool", seed + i, complexity)
+        png = render_png(scene, SCENE_SIZE)
+        prepared = PreparedImage(png, "image/png", SCENE_SIZE, SCENE_SIZE, hashlib.sha256(png).hexdigest())
+        _, was_created = await store_image(db, prepared, pool=pool, source_name=f"scene-{scene.seed}-{complexity}",
+                                           complexity=complexity, scene_json=scene.to_json())
+        created += was_created
+        existing += not was_created
+    return created, existing
+
+
+async def measure_reliability(db: Database, model, *, threshold: float = DEFAULT_THRESHOLD,
+                              questions: int = DEFAULT_QUESTIONS, seed: int = 0,
+                              concurrency: int = 8) -> dict[str, float | int]:
+    """Measure the model's accuracy on every image with ground truth and store the
+    reliable pool (accuracy ≥ threshold). Images without ground truth are not reliable."""
+    from models.scenes import Scene, measure_accuracy
+
+    items = await images_with_scenes(db)
+    accuracies: dict[int, float] = {}
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(image_id: int, content: bytes, scene_json: str) -> None:
+        async with gate:
+            rng = random.Random(f"reliability:{seed}:{image_id}")
+            accuracies[image_id] = await measure_accuracy(model, content, Scene.from_json(scene_json), rng,
+                                                          n=questions)
+
+    await asyncio.gather(*(one(*item) for item in items))
+    reliable = await set_reliability(db, accuracies, threshold)
+    mean = sum(accuracies.values()) / len(accuracies) if accuracies else 0.0
+    return {"measured": len(accuracies), "reliable": reliable, "mean_accuracy": mean}
+
+
+async def _with_db(settings, work):
+    await asyncio.to_thread(upgrade, settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        return await work(db)
+    finally:
+        await db.dispose()
+
+
+async def _measure_with_model(db: Database, settings, args) -> dict:
+    from gap.app import load_model
+
+    model = await load_model(args.model or settings.model)
+    try:
+        return await measure_reliability(db, model, threshold=args.threshold, questions=args.questions)
+    finally:
+        await model.aclose()
+
+
+def _print_measure(result: dict) -> None:
+    print(f"reliable pool: {result['reliable']} of {result['measured']} measured images "
+          f"(mean model accuracy {result['mean_accuracy']:.3f})")
+
+
+def _import(args: argparse.Namespace, settings) -> int:
+    path = Path(args.path)
+    if not path.exists():
+        print(f"gap images import: {path} does not exist", file=sys.stderr)
+        return 2
+    try:
+        notes = read_annotations(Path(args.annotations)) if args.annotations else None
+    except (OSError, ValueError) as exc:
+        print(f"gap images import: annotations: {exc}", file=sys.stderr)
+        return 2
+    pool = f"imported:{args.pool or (path.name if path.is_dir() else path.parent.name)}"
+
+    async def work(db: Database):
+        return await import_files(db, list_image_files(path), pool=pool, annotations=notes)
+
+    report = asyncio.run(_with_db(settings, work))
+    for line in report.lines():
+        print(line)
+    return 0 if report.count("imported") or report.count("duplicate") else 1
+
+
+def _generate(args: argparse.Namespace, settings) -> int:
+    async def work(db: Database):
+        created, existing = await generate_pool(db, args.count, seed=args.seed, complex_share=args.complex_share)
+        print(f"generated {created} scenes ({existing} already present)")
+        if not args.no_measure:
+            _print_measure(await _measure_with_model(db, settings, args))
+        print("pools: " + ", ".join(f"{k} {v}" for k, v in (await pool_counts(db)).items()))
+
+    asyncio.run(_with_db(settings, work))
+    return 0
+
+
+def _reliable(args: argparse.Namespace, settings) -> int:
+    async def work(db: Database):
+        _print_measure(await _measure_with_model(db, settings, args))
+        print("pools: " + ", ".join(f"{k} {v}" for k, v in (await pool_counts(db)).items()))
+
+    asyncio.run(_with_db(settings, work))
+    return 0
+
+
+def _stats(args: argparse.Namespace, settings) -> int:
+    counts = asyncio.run(_with_db(settings, pool_counts))
+    print(", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+def _measure_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                        help="minimum measured accuracy for the reliable pool (default 0.9)")
+    parser.add_argument("--questions", type=int, default=DEFAULT_QUESTIONS, help="questions per image")
+    parser.add_argument("--model", default=None, help="model to measure (default: GAP_MODEL)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    return None
+    images = sub.add_parser("images", help="image pools: import, generate, reliable pool")
+    kinds = images.add_subparsers(dest="images_command", metavar="ACTION", required=True)
+    imp = kinds.add_parser("import", help="import a folder (or file) of JPEG/PNG/WebP images")
+    imp.add_argument("path")
+    imp.add_argument("--annotations", help="JSONL with a \"file\" field per line")
+    imp.add_argument("--pool", help="pool name (default: the folder name)")
+    imp.set_defaults(func=_import)
+    gen = kinds.add_parser("generate", help="render procedural scenes with ground truth")
+    gen.add_argument("count", type=int)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--complex-share", type=float, default=0.5, help="fraction of complex scenes")
+    gen.add_argument("--no-measure", action="store_true", help="skip measuring the reliable pool")
+    _measure_options(gen)
+    gen.set_defaults(func=_generate)
+    rel = kinds.add_parser("reliable", help="re-measure the model's accuracy and store the reliable pool")
+    _measure_options(rel)
+    rel.set_defaults(func=_reliable)
+    stats = kinds.add_parser("stats", help="pool sizes")
+    stats.set_defaults(func=_stats)
