@@ -34,6 +34,7 @@ class Call:
     token: str
     params: dict[str, Any]
     files: dict[str, UploadedFile] = field(default_factory=dict)
+    result: Any = None  # what the fake answered (e.g. the sent Message, for a later callback_query)
 
 
 def _decode(value: str) -> Any:
@@ -53,6 +54,7 @@ class FakeBotAPI:
         self.calls: list[Call] = []
         self.fail_methods: set[str] = set()     # answered 404 "Not Found" like an unknown method
         self.updates: list[dict[str, Any]] = []  # queued for getUpdates
+        self.blocked_chats: set[int] = set()      # sends to these chats get 403 "bot was blocked"
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(100)
         self._file_ids = itertools.count(1)
@@ -135,18 +137,22 @@ class FakeBotAPI:
             else:
                 params.update(await request.post())
         params = {k: _decode(v) if isinstance(v, str) else v for k, v in params.items()}
-        self.calls.append(Call(method, request.match_info["token"], params, files))
-        await self._notify()
-
+        call = Call(method, request.match_info["token"], params, files)
         method_key = method.lower()
-        if method_key in {m.lower() for m in self.fail_methods}:
-            return self._error(404, "Not Found")
         if method_key == "getupdates":
+            self.calls.append(call)
             return await self._get_updates(params)
         answer = getattr(self, f"_m_{method_key}", None)
-        if answer is None:
-            return self._error(404, "Not Found")
-        return self._ok(answer(params, files))
+        if method_key in {m.lower() for m in self.fail_methods} or answer is None:
+            response = self._error(404, "Not Found")
+        elif str(params.get("chat_id")) in {str(c) for c in self.blocked_chats}:
+            response = self._error(403, "Forbidden: bot was blocked by the user")
+        else:
+            call.result = answer(params, files)
+            response = self._ok(call.result)
+        self.calls.append(call)
+        await self._notify()
+        return response
 
     @staticmethod
     def _ok(result: Any) -> web.Response:
@@ -181,7 +187,8 @@ class FakeBotAPI:
         if chat["type"] == "group":
             chat["title"] = "group"
         message = {"message_id": next(self._message_ids), "date": int(time.time()), "chat": chat, "from": self._bot_user()}
-        if "reply_markup" in params and isinstance(params["reply_markup"], dict):
+        markup = params.get("reply_markup")
+        if isinstance(markup, dict) and "inline_keyboard" in markup:  # Telegram echoes inline keyboards only
             message["reply_markup"] = params["reply_markup"]
         message.update(extra)
         return message
