@@ -14,8 +14,11 @@ $(BIN)/gap: pyproject.toml
 
 setup: $(BIN)/gap
 
+# Debian's Chromium for the browser tests (Playwright drives it via executable_path;
+# no Playwright browser download), plus a colour emoji font so ✅ ❌ render.
 browser-deps:
-	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+	@command -v chromium >/dev/null 2>&1 && fc-list 2>/dev/null | grep -qi 'Noto Color Emoji' || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null)
 
 demo: setup
 	$(BIN)/gap demo

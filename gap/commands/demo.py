@@ -1,9 +1,191 @@
-"""`gap demo`: play locally in a browser (work in progress, issue 5)."""
+"""`gap demo`: play the game locally in a browser, without Telegram.
+
+Why it is built this way: the demo must exercise exactly the production path.
+So it runs the same web application as `gap serve`, and the page authenticates
+with initData signed by a bot token — a local one kept next to the database
+(or GAP_BOT_TOKEN when set) — that the server validates like Telegram's. Only
+the binding differs: 127.0.0.1, never reachable from the network.
+"""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import os
+import random
+import secrets
+import signal
+import sys
+import time
+import webbrowser
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import SecretStr
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger("gap.demo")
+
+DEMO_HOST = "127.0.0.1"
+DEMO_USER = {"id": 1_000_001, "first_name": "Demo", "last_name": "Player", "username": "gap_demo",
+             "language_code": "en"}
+TOKEN_FILE_NAME = ".gap-demo-bot-token"
+POOL_BATCH = 40                # images rendered per round on first run (kept in the database)
+POOL_MAX = 160                 # stop rendering here even if the model is rarely reliable
+MIN_RELIABLE = 10              # tainted images need the reliable pool (SPEC §1.2); 5 per session
+
+
+def token_file_for(database_url: str) -> Path:
+    """Where the local demo token lives: next to a SQLite file, else in the working directory."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return Path(url.database).expanduser().resolve().parent / TOKEN_FILE_NAME
+    return Path.cwd() / TOKEN_FILE_NAME
+
+
+def demo_bot_token(settings: Any) -> tuple[str, str]:
+    """(token, where it came from): GAP_BOT_TOKEN when set, else a persisted local token.
+
+    The local token has Telegram's shape (`<digits>:<secret>`) and is written with
+    mode 0600, so restarting the demo keeps the same players and URLs valid."""
+    if settings.bot_token is not None and settings.bot_token.get_secret_value():
+        return settings.bot_token.get_secret_value(), "GAP_BOT_TOKEN"
+    path = token_file_for(settings.database_url)
+    if path.exists():
+        token = path.read_text(encoding="utf-8").strip()
+        if token:
+            return token, str(path)
+    token = f"{secrets.randbelow(9 * 10**9) + 10**9}:{secrets.token_urlsafe(30)}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(token + "\n")
+    return token, str(path)
+
+
+def demo_url(host: str, port: int, init_data: str) -> str:
+    """The page URL with initData in the fragment, the way Telegram launches a Mini App."""
+    fragment = f"tgWebAppData={quote(init_data, safe='')}&tgWebAppVersion=7.10&tgWebAppPlatform=unknown"
+    return f"http://{host}:{port}/#{fragment}"
+
+
+async def ensure_image_pool(components: Any, *, batch: int = POOL_BATCH, max_images: int = POOL_MAX,
+                            min_reliable: int = MIN_RELIABLE) -> dict[str, int]:
+    """Fill an empty pool on first run: render procedural scenes with the core's
+    generator, measure the model's accuracy on each (with a progress bar) and
+    store the reliable pool; render more when too few images are reliable for
+    tainted rounds. A pool that already works is left alone."""
+    from tqdm import tqdm
+
+    from game.images import images_with_scenes, pool_counts, set_reliability
+    from gap.commands.images import DEFAULT_QUESTIONS, DEFAULT_THRESHOLD, generate_pool
+    from models.scenes import Scene, measure_accuracy
+
+    counts = await pool_counts(components.db)
+    if counts["images"] >= 10 and counts["reliable"] >= min_reliable:
+        return counts
+    accuracies: dict[int, float] = {}
+    measured: set[int] = set()
+    while True:
+        start = counts["images"]
+        target = min(max_images, start + batch)
+        if target > start:
+            for i in tqdm(range(start, target), desc="gap demo: rendering images", unit="img", file=sys.stdout):
+                await generate_pool(components.db, 1, seed=i)
+        items = [item for item in await images_with_scenes(components.db) if item[0] not in measured]
+        for image_id, content, scene_json in tqdm(items, desc="gap demo: measuring the model", unit="img",
+                                                  file=sys.stdout):
+            rng = random.Random(f"reliability:0:{image_id}")
+            accuracies[image_id] = await measure_accuracy(components.model, content, Scene.from_json(scene_json),
+                                                          rng, n=DEFAULT_QUESTIONS)
+            measured.add(image_id)
+        await set_reliability(components.db, accuracies, DEFAULT_THRESHOLD)
+        components.service.invalidate_pools()
+        counts = await pool_counts(components.db)
+        if counts["reliable"] >= min_reliable or counts["images"] >= max_images:
+            break
+    print(f"gap demo: pool ready: {counts['images']} images, {counts['reliable']} reliable", flush=True)
+    if counts["reliable"] < 5:
+        print("gap demo: warning: fewer than 5 images are reliable for this model; sessions cannot start",
+              file=sys.stderr)
+    return counts
+
+
+async def run_demo(settings: Any, *, port: int, open_browser: bool, ready: asyncio.Event | None = None) -> int:
+    """Migrate, load the model, fill the pool, serve on 127.0.0.1 until interrupted."""
+    from aiohttp import web
+
+    from gap.app import build_app, build_components
+    from webapp.auth import sign_init_data
+
+    token, token_source = demo_bot_token(settings)
+    settings = settings.model_copy(update={"bot_token": SecretStr(token), "host": DEMO_HOST, "port": port})
+
+    print("gap demo: migrating the database and loading the model…", flush=True)
+    started = time.perf_counter()
+    components = await build_components(settings)
+    print(f"gap demo: model {getattr(components.model, 'model_id', '?')} ready "
+          f"in {time.perf_counter() - started:.1f}s", flush=True)
+    try:
+        await ensure_image_pool(components)
+        await components.service.upsert_player(DEMO_USER["id"], f"{DEMO_USER['first_name']} {DEMO_USER['last_name']}")
+        # The Telegram bot stays off: a local token is no real bot, and the demo must not
+        # talk to Telegram. The Mini App auth still uses the token (bot_token=...).
+        app = await build_app(settings.model_copy(update={"bot_token": None}), components=components,
+                              bot_token=token)
+    except BaseException:
+        await components.aclose()
+        raise
+
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, DEMO_HOST, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        print(f"gap demo: cannot listen on {DEMO_HOST}:{port} ({exc.strerror}); try --port", file=sys.stderr)
+        return 1
+    bound_port = runner.addresses[0][1] if runner.addresses else port
+    url = demo_url(DEMO_HOST, bound_port, sign_init_data(token, DEMO_USER))
+    print(f"gap demo: bot token from {token_source}", flush=True)
+    print(f"gap demo: open {url}", flush=True)
+    print("gap demo: press Ctrl-C to stop", flush=True)
+    if open_browser:
+        try:
+            webbrowser.open(url)
+        except Exception:  # noqa: BLE001 - no browser is fine: the URL is printed
+            pass
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+            pass
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        print("gap demo: stopping", flush=True)
+        await runner.cleanup()
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Any) -> int:
+    port = settings.port if args.port is None else args.port
+    try:
+        return asyncio.run(run_demo(settings, port=port, open_browser=not args.no_browser))
+    except KeyboardInterrupt:
+        return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the `demo` subcommand (filled in by the Mini App area)."""
-    return None
+    """`gap demo [--port N] [--no-browser]`."""
+    demo = sub.add_parser("demo", help="play locally in a browser (127.0.0.1 only, signed demo initData)")
+    demo.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: PORT or 8080; 0 = any free)")
+    demo.add_argument("--no-browser", action="store_true", help="print the URL but do not open a browser")
+    demo.set_defaults(func=_demo)
