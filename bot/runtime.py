@@ -39,8 +39,11 @@ PLAYER_COMMANDS = [
     BotCommand("help", "How the game works"),
 ]
 
-# httpx logs every request URL at INFO, and a Bot API URL contains the token.
+# A Bot API URL contains the token: httpx logs request URLs at INFO, httpcore and
+# PTB ("Set Bot API URL: …") at DEBUG. Keep those loggers above the levels that leak.
 logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.INFO)
+logging.getLogger("telegram").setLevel(logging.INFO)
 
 
 def redact(text: str, secret: str | None) -> str:
