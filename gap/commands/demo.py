@@ -117,6 +117,7 @@ async def run_demo(settings: Any, *, port: int, open_browser: bool, ready: async
     from aiohttp import web
 
     from gap.app import build_app, build_components
+    from models.base import ModelError
     from webapp.auth import sign_init_data
 
     token, token_source = demo_bot_token(settings)
@@ -124,7 +125,13 @@ async def run_demo(settings: Any, *, port: int, open_browser: bool, ready: async
 
     print("gap demo: migrating the database and loading the model…", flush=True)
     started = time.perf_counter()
-    components = await build_components(settings)
+    try:
+        components = await build_components(settings)
+    except ModelError as exc:
+        print(f"gap demo: cannot load the model {settings.model!r}: {exc}\n"
+              "gap demo: set GAP_MODEL to a model directory (or openai:<url>), or restore data/model",
+              file=sys.stderr)
+        return 1
     print(f"gap demo: model {getattr(components.model, 'model_id', '?')} ready "
           f"in {time.perf_counter() - started:.1f}s", flush=True)
     try:

@@ -255,6 +255,20 @@ def _background(page) -> tuple[int, int, int]:
     return tuple(int(x) for x in color[color.index("(") + 1:color.index(")")].split(",")[:3])  # type: ignore
 
 
+def _contrast(page, selector: str) -> float:
+    """WCAG contrast ratio between an element's text colour and its background."""
+    fg, bg = page.locator(selector).evaluate(
+        "e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor]")
+
+    def luminance(css: str) -> float:
+        parts = [float(x) for x in css[css.index("(") + 1:css.index(")")].replace("/", ",").split(",")[:3]]
+        lin = [(c / 255 / 12.92) if c / 255 <= 0.03928 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in parts]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    hi, lo = sorted([luminance(fg), luminance(bg)], reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
 def test_dark_colour_scheme_without_telegram(fast_server, new_page, artifacts):
     _, init = fast_server.new_user()
     page, _ = new_page(color_scheme="dark")
@@ -263,7 +277,10 @@ def test_dark_colour_scheme_without_telegram(fast_server, new_page, artifacts):
     r, g, b = _background(page)
     assert r + g + b < 3 * 80, (r, g, b)
     page.screenshot(path=artifacts / "answer-dark-360x640.png")
+    assert _contrast(page, "#chat .bubble.a") >= 4.5
     page.get_by_role("button", name="Wrong", exact=True).click()
+    page.get_by_role("textbox", name="Correct answer").fill("a star")
+    assert _contrast(page, "#correction") >= 4.5
     page.screenshot(path=artifacts / "correction-dark-360x640.png")
 
 
@@ -352,6 +369,7 @@ def test_inside_telegram_the_native_controls_are_used(fast_server, new_page, art
     assert "impact:medium" in calls() and "BackButton.show" in calls()
     expect(main).to_have_text("Telegram: Send correction")
     page.get_by_role("textbox", name="Correct answer").fill("green")
+    assert _contrast(page, "#correction") >= 4.5       # a partial Telegram theme stays readable
     page.screenshot(path=artifacts / "telegram-correction-360x640.png")
     main.click()
     expect(page.locator("#progress")).to_have_text("2 / 10")

@@ -245,6 +245,8 @@
       else tg.MainButton.hide();
     });
     document.querySelectorAll('.js-main').forEach(function (b) { b.classList.toggle('tg-mirrored', inTelegram); });
+    var nativeBack = inTelegram && tgSupports('6.1');
+    document.querySelectorAll('.js-back').forEach(function (b) { b.classList.toggle('tg-mirrored', nativeBack); });
     if (tgSupports('6.1')) {
       tgTry(function () {
         if (screen === 'leaders' || (playing && mode === 'correct')) tg.BackButton.show(); else tg.BackButton.hide();
@@ -558,6 +560,8 @@
     var index = game.index;
     setMode('ended');
     $('timeup-text').textContent = "Time's up";
+    var last = game.image && Number(game.image.index) + 1 >= Number(game.image.total || 10);
+    $('timeup-next').textContent = last ? 'Your results…' : 'Next picture…';
     $('timeup').hidden = false;
     haptic('error');
     var shownAt = performance.now();

@@ -1,0 +1,132 @@
+"""The server side of the Mini App page and the demo's helpers, without a browser:
+headers and asset versioning over real HTTP (aiohttp test server), the template's
+escaping of configuration, the demo's token file and signed URL."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+from aiohttp import web
+from pydantic import SecretStr
+
+from gap.commands import demo
+from webapp import page
+from webapp.auth import validate_init_data
+
+
+def _settings(**kw):
+    base = {"image_seconds": 45.0, "false_alarm_penalty": 10, "bot_token": None,
+            "database_url": "sqlite+aiosqlite:///gap.sqlite3"}
+    base.update(kw)
+    return SimpleNamespace(**base)
+
+
+@pytest.fixture
+async def client():
+    """The page's routes on a real aiohttp server on a free local port."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    app = web.Application()
+    page.setup(app, _settings())
+    test_client = TestClient(TestServer(app, host="127.0.0.1"))
+    await test_client.start_server()
+    yield test_client
+    await test_client.close()
+
+
+async def test_index_is_no_cache_with_a_strict_csp(client):
+    resp = await client.get("/")
+    assert resp.status == 200
+    assert resp.headers["Cache-Control"] == "no-cache"
+    csp = resp.headers["Content-Security-Policy"]
+    assert "script-src 'self' https://telegram.org" in csp
+    assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    html = await resp.text()
+    assert "<script>" not in html                     # no inline script at all
+    assert 'src="https://telegram.org/js/telegram-web-app.js"' in html
+
+
+async def test_static_assets_are_hashed_and_immutable(client):
+    html = await (await client.get("/")).text()
+    assets = page.load_static_assets()
+    for name in ("app.js", "app.css"):
+        url = assets[name].url
+        assert url in html
+        resp = await client.get(url)
+        assert resp.status == 200
+        assert "immutable" in resp.headers["Cache-Control"]
+        assert await resp.read() == (page.STATIC_DIR / name).read_bytes()
+    stale = await client.get("/static/0000000000000000/app.js")      # an old version: served, not cached
+    assert stale.status == 200 and stale.headers["Cache-Control"] == "no-cache"
+    missing = await client.get(f"/static/{assets['app.js'].digest}/nope.js")
+    assert missing.status == 404
+
+
+def test_config_reaches_the_page_as_escaped_data(monkeypatch):
+    monkeypatch.setattr(page, "example_questions", lambda: ['He said "hi" & <b>left</b>'])
+    html = page.render_index(_settings(), page.load_static_assets())
+    attr = html.split('data-config="', 1)[1].split('"', 1)[0]
+    assert "<b>" not in attr and "&lt;b&gt;" in attr
+    import html as htmllib
+
+    config = json.loads(htmllib.unescape(attr))
+    assert config["examples"] == ['He said "hi" & <b>left</b>']
+    assert config["imageSeconds"] == 45.0 and config["maxQuestion"] == 300 and config["maxCorrection"] == 200
+
+
+def test_example_questions_come_from_the_model_area():
+    from models.scenes import example_questions
+
+    assert page.example_questions() == example_questions()[:6]
+
+
+def test_demo_token_is_created_once_private_and_reused(tmp_path: Path):
+    settings = _settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/db/gap.sqlite3")
+    token, source = demo.demo_bot_token(settings)
+    path = tmp_path / "db" / demo.TOKEN_FILE_NAME
+    assert source == str(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    digits, _, secret = token.partition(":")
+    assert digits.isdigit() and len(secret) >= 30
+    assert demo.demo_bot_token(settings) == (token, source)
+
+
+def test_gap_bot_token_wins_over_the_local_file(tmp_path: Path):
+    settings = _settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/gap.sqlite3",
+                         bot_token=SecretStr("42:real-token"))
+    assert demo.demo_bot_token(settings) == ("42:real-token", "GAP_BOT_TOKEN")
+    assert not (tmp_path / demo.TOKEN_FILE_NAME).exists()
+
+
+def test_demo_url_carries_init_data_the_server_accepts():
+    from webapp.auth import sign_init_data
+
+    token = "123:abc"
+    url = demo.demo_url("127.0.0.1", 8080, sign_init_data(token, demo.DEMO_USER))
+    parts = urlsplit(url)
+    assert parts.hostname == "127.0.0.1" and parts.port == 8080 and parts.path == "/"
+    init = parse_qs(parts.fragment)["tgWebAppData"][0]
+    data = validate_init_data(init, token, max_age=60)
+    assert data.user_id == demo.DEMO_USER["id"]
+    assert unquote(parts.fragment).count("hash=") == 1
+
+
+def test_demo_listens_on_loopback_only(fast_server):
+    """`gap demo` binds 127.0.0.1: the kernel's socket table shows no wildcard listener."""
+    port = int(fast_server.base_url.rsplit(":", 1)[1])
+    listeners = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not Path(table).exists():
+            continue
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:       # 0A = LISTEN
+                listeners.append(address)
+    assert listeners == ["0100007F"], listeners                   # 127.0.0.1, little-endian hex
