@@ -146,6 +146,7 @@ class BotRuntime:
 
     async def stop(self) -> None:
         """Stop polling, finish the updates in flight, close HTTP clients. Idempotent."""
+        self.ready.clear()  # the webhook route answers 503 from now on, so Telegram redelivers
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -160,7 +161,6 @@ class BotRuntime:
             await app.bot.shutdown()  # also closes clients when getMe never succeeded
         except Exception as exc:  # never let the bot spoil the web server's shutdown
             log.warning("bot shutdown: %s", redact(repr(exc), self.token))
-        self.ready.clear()
         log.info("bot stopped")
 
     async def _retry(self, what: str, call: Callable[[], Awaitable[Any]], *, token_check: bool = False) -> None:

@@ -169,7 +169,7 @@ class FakeBotAPI:
         if not self.updates and timeout > 0:
             async with self._changed:
                 try:
-                    await asyncio.wait_for(self._changed.wait_for(lambda: bool(self.updates)), min(timeout, 2.0))
+                    await asyncio.wait_for(self._changed.wait_for(lambda: bool(self.updates)), min(timeout, 1.0))
                 except asyncio.TimeoutError:
                     pass
         return self._ok(list(self.updates))

@@ -71,3 +71,14 @@ async def test_polling_bootstrap_and_start(make_world):
     assert reply.params["reply_markup"]["inline_keyboard"][0][0]["web_app"]["url"] == PUBLIC_URL + "/"
     async with world.http.post(f"{world.url}/telegram/webhook", json={"update_id": 1}) as resp:
         assert resp.status in (404, 405)  # no webhook route in polling mode
+
+
+async def test_webhook_answers_503_until_the_bot_is_up_and_still_checks_the_secret(make_world):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    world = await make_world(webhook=True, api_url=f"http://127.0.0.1:{closed_port}/bot", wait_ready=False)
+    update = {"update_id": 1, "message": {"message_id": 1, "date": 1, "chat": {"id": 1, "type": "private"}}}
+    assert (await world.post_webhook(update, secret="forged")).status == 403
+    assert (await world.post_webhook(update)).status == 503  # Telegram will redeliver later
+    await web_app_serves(world)
