@@ -177,7 +177,8 @@ class EvalResult:
 
 def fit_beta_prior(k: np.ndarray, n: np.ndarray, min_players: int = 3) -> tuple[float, float]:
     """Empirical-Bayes Beta(α, β) prior: maximise the beta-binomial marginal likelihood of
-    every player's (k flags of n); falls back to Beta(1, 1) with too few players.
+    every player's (k flags of n) (with a weak hyperprior on α+β); falls back to Beta(1, 1)
+    with too few players.
     Counts may be fractional (the gammaln form does not need integers)."""
     k = np.asarray(k, dtype=float)
     n = np.asarray(n, dtype=float)
@@ -188,7 +189,10 @@ def fit_beta_prior(k: np.ndarray, n: np.ndarray, min_players: int = 3) -> tuple[
 
     def nll(x: np.ndarray) -> float:
         a, b = np.exp(x)
-        return -float(np.sum(special.betaln(k + a, n - k + b) - special.betaln(a, b)))
+        # a weak hyperprior on the concentration log(α+β) ~ N(log 2, 1.5²) keeps the prior from
+        # swinging wildly when only a handful of players have a few observations each
+        hyper = 0.5 * ((np.log(a + b) - np.log(2.0)) / 1.5) ** 2
+        return -float(np.sum(special.betaln(k + a, n - k + b) - special.betaln(a, b))) + hyper
 
     p = np.clip(k.sum() / n.sum(), 0.02, 0.98)
     x0 = np.log([2 * p + 0.5, 2 * (1 - p) + 0.5])

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import Column, MetaData, String, Table, Text, and_, bindparam, case, func, literal, select, update
 
 from game import tables as T
 from game.db import Database
@@ -24,7 +24,7 @@ from game.evaluation import (
     EvalResult,
     evaluate,
 )
-from game.evaluation_tables import answer_posteriors, eval_counts, eval_state, player_estimates
+from game.evaluation_tables import eval_counts, eval_state, find_answers, find_cells, player_estimates
 from game.question_types import classify_question
 
 # Answers judged in the last few seconds may still be committing in another worker
@@ -106,29 +106,63 @@ async def run_evaluation(db: Database, config: EvalConfig = EvalConfig(), *, now
     async with db.write() as conn:
         watermark = int(await _get_state(conn, "watermark_ms", -1))
         total_before = int(await _get_state(conn, "answers_evaluated", 0))
-        q = (
-            select(T.answers.c.id, T.answers.c.player_id, T.answers.c.question, T.answers.c.question_type,
-                   T.answers.c.tainted, T.answers.c.verdict, T.answers.c.correction,
-                   T.session_images.c.tainted.label("image_tainted"), T.images.c.complexity)
-            .select_from(T.answers.join(T.session_images, T.answers.c.session_image_id == T.session_images.c.id)
-                         .join(T.images, T.answers.c.image_id == T.images.c.id))
-            .where(and_(T.answers.c.verdict.is_not(None), T.answers.c.judged_at > watermark,
-                        T.answers.c.judged_at <= cutoff))
-        )
-        rows = (await conn.execute(q)).all()
+        # Read the new answers' few columns and aggregate here: a SQL GROUP BY over a million
+        # rows (with the question text) sorts on disk and is several times slower than one scan.
+        A, SI, I = T.answers, T.session_images, T.images
+        flag_expr = case((and_(A.c.verdict == "wrong", A.c.correction.is_not(None),
+                               func.length(func.trim(A.c.correction)) > 0), 1), else_=0)
+        window = and_(A.c.verdict.is_not(None), A.c.judged_at > watermark, A.c.judged_at <= cutoff)
+        joined = A.join(SI, A.c.session_image_id == SI.c.id).join(I, A.c.image_id == I.c.id)
+        scan = (select(A.c.player_id, SI.c.tainted, A.c.tainted, flag_expr, I.c.complexity, A.c.question)
+                .select_from(joined).where(window))
+        rows = (await conn.execute(scan)).all()
         # 1. add the new answers' sufficient statistics
+        n_new = len(rows)
         delta: dict[tuple[int, str, int, bool], int] = {}
-        new_finds = []
-        for r in rows:
-            kind = answer_kind(bool(r.image_tainted), bool(r.tainted))
-            flagged = is_flag(r.verdict, r.correction)
-            qtype = classify_question(r.question)
-            grp = stratum(r.complexity, qtype) if kind == UNTAINTED else ""
-            key = (r.player_id, grp, kind, flagged)
-            delta[key] = delta.get(key, 0) + 1
-            if kind == UNTAINTED and flagged:
-                new_finds.append({"answer_id": r.id, "player_id": r.player_id, "grp": grp, "question_type": qtype,
-                                  "posterior": 0.0, "status": HELD, "updated_at": now_ms})
+        qtypes: dict[str, str] = {}  # classify each distinct text once
+        find_questions: set[str] = set()
+        if rows:
+            player, img_t, ans_t, flag, complexity, question = zip(*rows)
+            kind = np.where(np.asarray(img_t, dtype=bool),
+                            np.where(np.asarray(ans_t, dtype=bool), TAINTED, HONEST_TAINTED), UNTAINTED)
+            flag_arr = np.asarray(flag, dtype=np.int64)
+            q_codes: dict[str, int] = {}
+            q_idx = np.fromiter((q_codes.setdefault(q, len(q_codes)) for q in question), dtype=np.int64, count=n_new)
+            c_codes: dict[str | None, int] = {}
+            c_idx = np.fromiter((c_codes.setdefault(c, len(c_codes)) for c in complexity), dtype=np.int64, count=n_new)
+            q_list = list(q_codes)
+            for q in q_list:
+                qtypes[q] = classify_question(q)
+            t_names = sorted(set(qtypes.values()))
+            q_type_idx = np.array([t_names.index(qtypes[q]) for q in q_list], dtype=np.int64)
+            c_list = list(c_codes)
+            grp_names = [stratum(c, tn) for c in c_list for tn in t_names]
+            grp_idx = np.where(kind == UNTAINTED, 1 + c_idx * len(t_names) + q_type_idx[q_idx], 0)
+            p_arr = np.asarray(player, dtype=np.int64)
+            key = ((p_arr * (len(grp_names) + 1) + grp_idx) * 3 + kind) * 2 + flag_arr
+            uniq, cnt = np.unique(key, return_counts=True)
+            for k, n in zip(uniq.tolist(), cnt.tolist()):
+                f_, rest = k % 2, k // 2
+                kd, rest = rest % 3, rest // 3
+                g_, p_ = rest % (len(grp_names) + 1), rest // (len(grp_names) + 1)
+                delta[(p_, grp_names[g_ - 1] if g_ else "", kd, bool(f_))] = n
+            finds = (kind == UNTAINTED) & (flag_arr == 1)
+            find_questions = {q_list[i] for i in np.unique(q_idx[finds]).tolist()}
+        if find_questions:
+            # per-find rows, written by the database itself (INSERT … SELECT) through a temporary
+            # question → type table, so a million answers never pass through Python one by one
+            tmp = Table("eval_qtypes_tmp", MetaData(), Column("question", Text), Column("qtype", String(16)),
+                        prefixes=["TEMPORARY"])
+            await conn.run_sync(lambda c: tmp.create(c, checkfirst=True))
+            await conn.execute(tmp.delete())
+            await conn.execute(tmp.insert(), [{"question": q, "qtype": qtypes[q]} for q in find_questions])
+            grp_expr = func.coalesce(I.c.complexity, "unknown") + literal(":") + tmp.c.qtype
+            src = (select(A.c.id, A.c.player_id, grp_expr, tmp.c.qtype, literal(now_ms))
+                   .select_from(joined.join(tmp, tmp.c.question == A.c.question))
+                   .where(and_(window, SI.c.tainted.is_(False), flag_expr == 1)))
+            await conn.execute(find_answers.insert().from_select(
+                ["answer_id", "player_id", "grp", "question_type", "created_at"], src))
+            await conn.run_sync(lambda c: tmp.drop(c))
         existing = {(r.player_id, r.grp, r.kind, bool(r.flagged)): r.n
                     for r in (await conn.execute(select(eval_counts))).all()}
         upd = [{"p": k[0], "g": k[1], "k": k[2], "f": k[3], "n": existing[k] + n} for k, n in delta.items() if k in existing]
@@ -141,8 +175,6 @@ async def run_evaluation(db: Database, config: EvalConfig = EvalConfig(), *, now
                 .values(n=bindparam("n")), upd)
         if ins:
             await conn.execute(eval_counts.insert(), ins)
-        if new_finds:
-            await conn.execute(answer_posteriors.insert(), new_finds)
         for k, n in delta.items():
             existing[k] = existing.get(k, 0) + n
 
@@ -167,14 +199,13 @@ async def run_evaluation(db: Database, config: EvalConfig = EvalConfig(), *, now
             status = MUTED if (result.muted[i] or p in admin_muted) else HELD if result.gated[i] else OK
             for g, j in g_index.items():
                 if counts.untainted[i, j, 1] > 0:
-                    cells.append({"p": p, "g": g, "post": float(result.find_posterior[i, j]), "st": status, "t": now_ms})
+                    cells.append({"player_id": p, "grp": g, "posterior": float(result.find_posterior[i, j]),
+                                  "status": status, "updated_at": now_ms})
+        await conn.execute(find_cells.delete())
         if cells:
-            await conn.execute(
-                update(answer_posteriors).where(and_(answer_posteriors.c.player_id == bindparam("p"),
-                                                     answer_posteriors.c.grp == bindparam("g")))
-                .values(posterior=bindparam("post"), status=bindparam("st"), updated_at=bindparam("t")), cells)
+            await conn.execute(find_cells.insert(), cells)
         new_watermark = max(watermark, cutoff)
-        total = total_before + len(rows)
+        total = total_before + n_new
         await _set_state(conn, "watermark_ms", new_watermark)
         await _set_state(conn, "answers_evaluated", total)
         pi = {g: float(result.pi[j]) for g, j in g_index.items()}
@@ -193,7 +224,7 @@ async def run_evaluation(db: Database, config: EvalConfig = EvalConfig(), *, now
     top = [{"player_id": player_ids[i], "s": round(float(result.s_mean[i]), 3), "f": round(float(result.f_mean[i]), 3)}
            for i in order]
     return EvaluationSummary(
-        new_answers=len(rows), total_answers=total, players=len(player_ids), muted=int(result.muted.sum()),
+        new_answers=n_new, total_answers=total, players=len(player_ids), muted=int(result.muted.sum()),
         gated=int(result.gated.sum()), finds=finds, exportable=exportable, theta=config.theta, pi=pi,
         pi_global=result.pi_global, iterations=result.iterations, prior_s=result.prior_s, prior_f=result.prior_f,
         watermark_ms=new_watermark, player_model=pm_summary, top_players=top,

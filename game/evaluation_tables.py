@@ -4,8 +4,9 @@ incremental: `eval_counts` holds the sufficient statistics of every answer
 evaluated so far and `eval_state` the watermark, so a run only reads new answers."""
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, String, Table, Text, and_, select
 
+from game import tables as T
 from game.tables import metadata
 
 # Sufficient statistics: judged answers per (player, π-stratum, kind, flagged).
@@ -43,19 +44,32 @@ player_estimates = Table(
     Column("updated_at", BigInteger, nullable=False),
 )
 
-answer_posteriors = Table(
-    "answer_posteriors",
+# Every find (a flag on an untainted image) with its cell. A find's posterior depends only on
+# its cell (player, π-stratum), so posteriors are stored once per cell in `find_cells` and a
+# refit rewrites a few thousand cells, not every find; `answer_posteriors` joins them.
+find_answers = Table(
+    "find_answers",
     metadata,
     Column("answer_id", String(32), ForeignKey("answers.id"), primary_key=True),
     Column("player_id", Integer, ForeignKey("players.id"), nullable=False),
     Column("grp", String(64), nullable=False),
     Column("question_type", String(16), nullable=False),
-    Column("posterior", Float, nullable=False),          # P(M=0 | H=0, D=U)
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_find_answers_cell", "player_id", "grp"),
+)
+
+find_cells = Table(
+    "find_cells",
+    metadata,
+    Column("player_id", Integer, ForeignKey("players.id"), primary_key=True),
+    Column("grp", String(64), primary_key=True),
+    Column("posterior", Float, nullable=False),          # P(M=0 | H=0, D=U) for this player and stratum
     Column("status", String(16), nullable=False),        # "ok" | "muted" | "held"
     Column("updated_at", BigInteger, nullable=False),
-    Index("ix_answer_posteriors_cell", "player_id", "grp"),
-    Index("ix_answer_posteriors_posterior", "posterior"),
 )
+
+# The incremental read selects answers judged after the watermark.
+Index("ix_answers_judged_at", T.answers.c.judged_at)
 
 eval_state = Table(
     "eval_state",
@@ -63,3 +77,11 @@ eval_state = Table(
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),               # JSON
 )
+
+
+def answer_posteriors_query():
+    """Per-answer posteriors: (answer_id, player_id, grp, question_type, posterior, status)."""
+    return (select(find_answers.c.answer_id, find_answers.c.player_id, find_answers.c.grp,
+                   find_answers.c.question_type, find_cells.c.posterior, find_cells.c.status)
+            .select_from(find_answers.join(find_cells, and_(find_cells.c.player_id == find_answers.c.player_id,
+                                                            find_cells.c.grp == find_answers.c.grp))))

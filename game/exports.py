@@ -25,7 +25,7 @@ from sqlalchemy import and_, select
 
 from game import tables as T
 from game.db import Database
-from game.evaluation_tables import answer_posteriors
+from game.evaluation_tables import answer_posteriors_query
 
 FORMATS = ("sharegpt", "trl-sft", "dpo", "vqa")
 DATA_FILE = "train.jsonl"
@@ -152,7 +152,7 @@ def dataset_card(records: list[ExportRecord], fmt: str, theta: float | None, *, 
 
 async def collect_finds(db: Database, theta: float, *, unfiltered: bool = False) -> tuple[list[ExportRecord], dict[str, bytes]]:
     """Finds evaluated by `gap evaluate` with posterior ≥ θ from trusted players (all finds when `unfiltered`)."""
-    ap = answer_posteriors
+    ap = answer_posteriors_query().subquery("ap")
     cond = [T.answers.c.correction.is_not(None)]
     if not unfiltered:
         cond += [ap.c.status == "ok", ap.c.posterior >= theta]

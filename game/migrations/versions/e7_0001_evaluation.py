@@ -1,5 +1,5 @@
-"""Evaluation tables (issue 7): sufficient statistics, player estimates, per-find
-posteriors and the evaluation watermark (game/evaluation_tables.py).
+"""Evaluation tables (issue 7): sufficient statistics, player estimates, finds and
+their posterior cells, the evaluation watermark, and an index on answers.judged_at (game/evaluation_tables.py).
 
 Revision ID: e7_0001
 Revises: 0001
@@ -49,18 +49,25 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("player_id"),
     )
     op.create_table(
-        "answer_posteriors",
+        "find_answers",
         sa.Column("answer_id", sa.String(length=32), sa.ForeignKey("answers.id"), nullable=False),
         sa.Column("player_id", sa.Integer(), sa.ForeignKey("players.id"), nullable=False),
         sa.Column("grp", sa.String(length=64), nullable=False),
         sa.Column("question_type", sa.String(length=16), nullable=False),
+        sa.Column("created_at", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("answer_id"),
+    )
+    op.create_index("ix_find_answers_cell", "find_answers", ["player_id", "grp"])
+    op.create_table(
+        "find_cells",
+        sa.Column("player_id", sa.Integer(), sa.ForeignKey("players.id"), nullable=False),
+        sa.Column("grp", sa.String(length=64), nullable=False),
         sa.Column("posterior", sa.Float(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("updated_at", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("answer_id"),
+        sa.PrimaryKeyConstraint("player_id", "grp"),
     )
-    op.create_index("ix_answer_posteriors_cell", "answer_posteriors", ["player_id", "grp"])
-    op.create_index("ix_answer_posteriors_posterior", "answer_posteriors", ["posterior"])
+    op.create_index("ix_answers_judged_at", "answers", ["judged_at"])
     op.create_table(
         "eval_state",
         sa.Column("key", sa.String(length=64), nullable=False),
@@ -71,8 +78,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("eval_state")
-    op.drop_index("ix_answer_posteriors_posterior", table_name="answer_posteriors")
-    op.drop_index("ix_answer_posteriors_cell", table_name="answer_posteriors")
-    op.drop_table("answer_posteriors")
+    op.drop_index("ix_answers_judged_at", table_name="answers")
+    op.drop_table("find_cells")
+    op.drop_index("ix_find_answers_cell", table_name="find_answers")
+    op.drop_table("find_answers")
     op.drop_table("player_estimates")
     op.drop_table("eval_counts")
