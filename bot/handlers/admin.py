@@ -150,7 +150,7 @@ async def export(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     size = path.stat().st_size
     caption = f"{fmt} export at θ={theta:g}: {count} items"
     if size > deps.max_document_bytes:
-        await _reply(update, f"{caption}. The file is too large to send ({size / 1e6:.1f} MB); it is on the server at {path}")
+        await _reply(update, f"{caption}. The file is too large to send ({size / 1e6:.1f} MB); it is on the server at {path.resolve()}")
         return
     with path.open("rb") as fh:
         await context.bot.send_document(update.effective_chat.id, document=fh, filename=path.name, caption=caption)

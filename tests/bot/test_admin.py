@@ -5,6 +5,7 @@ import asyncio
 import io
 import json
 import zipfile
+from pathlib import Path
 
 from PIL import Image
 from sqlalchemy import select
@@ -96,6 +97,16 @@ async def test_export_sends_a_zip_document_with_the_training_data(make_world):
         first = json.loads(lines[0])
         assert first["correct_answer"] == "green" and first["question"] == "What colour is the circle?"
         assert "README.md" in zf.namelist() and any(n.startswith("images/") for n in zf.namelist())
+
+    world.runtime.deps.max_document_bytes = 100  # an operator's limit smaller than this export
+    mark = world.mark()
+    await world.say(ADMIN_ID, "/export dpo 0")
+    too_large = (await world.reply_to(ADMIN_ID, "sendMessage", mark, timeout=60)).params["text"]
+    assert "too large to send" in too_large
+    path = Path(too_large.rsplit(" at ", 1)[1])
+    assert path.is_absolute()
+    with zipfile.ZipFile(path) as zf:
+        assert len(zf.read("train.jsonl").decode().splitlines()) == count
 
     mark = world.mark()
     await world.say(ADMIN_ID, "/export parquet")

@@ -5,9 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 
 from tests.bot.conftest import PUBLIC_URL, TEST_BOT_TOKEN, World, new_user_id
-from tests.webapp.conftest import auth_header
+from webapp.auth import sign_init_data
+
+
+def auth_header(user_id: int) -> dict[str, str]:
+    """A Mini App request's Authorization header, signed with the test bot token."""
+    init = sign_init_data(TEST_BOT_TOKEN, {"id": user_id, "first_name": "Tester"}, auth_date=int(time.time()))
+    return {"Authorization": f"tma {init}"}
 
 
 async def web_app_serves(world: World) -> None:
