@@ -122,3 +122,23 @@ async def test_bad_correction_keeps_waiting_and_time_out_moves_on(make_world):
     assert nxt.params["caption"].startswith("Picture 2 of 10")
     async with world.components.db.read() as conn:
         assert (await conn.execute(select(answers.c.verdict))).scalars().all() == [None]
+
+
+async def test_score_after_a_game_in_chat(make_world):
+    world = await make_world(webhook=True, taint_prob=1.0)
+    user = new_user_id()
+    mark = world.mark()
+    await world.say(user, "/play")
+    await world.reply_to(user, "sendPhoto", mark)
+    for index in range(10):
+        answer = await ask(world, user, f"{QUESTION} {index}")
+        mark = await judge_wrong(world, user, answer, "blue")
+    await world.reply_to(user, "sendMessage", mark, lambda c: c.params["text"].startswith("Game over!"))
+    mark = world.mark()
+    await world.say(user, "/score")
+    text = (await world.reply_to(user, "sendMessage", mark)).params["text"]
+    # q = 1: every answer on the 5 tainted pictures was tainted and caught (+20 each)
+    assert "Points: 100 in total, 100 in the last 7 days" in text
+    assert "Rank: #1" in text and "Games: 1" in text
+    assert "Mistakes caught: 5; finds of real AI mistakes: 5" in text
+    assert "Reliability: Excellent" in text  # 5 of 5 caught: posterior mean 6/7
