@@ -93,7 +93,9 @@ class Scene:
 
     def fingerprint(self) -> str:
         """Identity of the picture (not of the seed): equal fingerprints draw equal images."""
-        body = json.dumps([asdict(o) for o in self.objects], sort_keys=True)
+        # grid objects by cell (the sub-pixel jitter does not make a new picture), free ones at 1% resolution
+        body = json.dumps([(o.shape, o.color, o.size, o.text, o.cell if o.cell is not None else
+                            (round(o.x, 2), round(o.y, 2), round(o.r, 2))) for o in self.objects])
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
@@ -103,6 +105,7 @@ class QA:
     answer: str
     qtype: str     # fine type, e.g. "count_shape"
     family: str    # coarse type: count, color, shape, exists, position, text, other
+    refs: tuple[int, ...] = ()  # indexes of the objects the question is about (training signal)
 
 
 class NoQuestion(ValueError):
@@ -385,45 +388,52 @@ def _clear_tb(o: SceneObject) -> bool:
     return o.cell is not None or abs(o.y - 0.5) > 0.08
 
 
+def _idx(objs, pred) -> tuple[int, ...]:
+    return tuple(i for i, o in enumerate(objs) if pred(o))
+
+
 def _ask(scene: Scene, rng: random.Random, qtype: str) -> QA | None:
     objs = scene.objects
     colors, shapes = list(COLORS), list(SHAPES)
     t = rng.choice
     if qtype == "count_all":
-        return QA(t(_COUNT_ALL), str(len(objs)), qtype, "count")
+        return QA(t(_COUNT_ALL), str(len(objs)), qtype, "count", _idx(objs, lambda o: True))
     if qtype == "count_shape":
         present = sorted({o.shape for o in objs})
         shape = t(present) if present and rng.random() < 0.75 else t(shapes)
         n = sum(o.shape == shape for o in objs)
-        return QA(t(_COUNT_SHAPE).format(pl=SHAPE_PLURALS[shape]), str(n), qtype, "count")
+        return QA(t(_COUNT_SHAPE).format(pl=SHAPE_PLURALS[shape]), str(n), qtype, "count",
+                  _idx(objs, lambda o: o.shape == shape))
     if qtype == "count_color":
         present = sorted({o.color for o in objs})
         color = t(present) if present and rng.random() < 0.75 else t(colors)
         n = sum(o.color == color for o in objs)
-        return QA(t(_COUNT_COLOR).format(color=color), str(n), qtype, "count")
+        return QA(t(_COUNT_COLOR).format(color=color), str(n), qtype, "count", _idx(objs, lambda o: o.color == color))
     if qtype == "count_color_shape":
         present = sorted({(o.color, o.shape) for o in objs})
         color, shape = t(present) if present and rng.random() < 0.75 else (t(colors), t(shapes))
         n = sum(_matches(o, color, shape) for o in objs)
-        return QA(t(_COUNT_COLOR_SHAPE).format(color=color, pl=SHAPE_PLURALS[shape]), str(n), qtype, "count")
+        return QA(t(_COUNT_COLOR_SHAPE).format(color=color, pl=SHAPE_PLURALS[shape]), str(n), qtype, "count",
+                  _idx(objs, lambda o: _matches(o, color, shape)))
     if qtype == "color":
         ref = _ref(scene, rng, exclude_color=True)
         if ref is None:
             return None
-        return QA(t(_COLOR).format(ref=ref[1]), ref[0].color, qtype, "color")
+        return QA(t(_COLOR).format(ref=ref[1]), ref[0].color, qtype, "color", _idx(objs, lambda o: o is ref[0]))
     if qtype == "shape":
         ref = _ref(scene, rng, exclude_shape=True)
         if ref is None:
             return None
-        return QA(t(_SHAPE).format(ref=ref[1]), ref[0].shape, qtype, "shape")
+        return QA(t(_SHAPE).format(ref=ref[1]), ref[0].shape, qtype, "shape", _idx(objs, lambda o: o is ref[0]))
     if qtype == "exists_shape":
         have = {o.shape for o in objs}
         pick = _yes_no_target(rng, sorted(have), [s for s in shapes if s not in have])
-        return QA(t(_EXISTS_SHAPE).format(shape=pick[0], pl=SHAPE_PLURALS[pick[0]]), pick[1], qtype, "exists")
+        return QA(t(_EXISTS_SHAPE).format(shape=pick[0], pl=SHAPE_PLURALS[pick[0]]), pick[1], qtype, "exists",
+                  _idx(objs, lambda o: o.shape == pick[0]))
     if qtype == "exists_color":
         have = {o.color for o in objs}
         pick = _yes_no_target(rng, sorted(have), [c for c in colors if c not in have])
-        return QA(t(_EXISTS_COLOR).format(color=pick[0]), pick[1], qtype, "exists")
+        return QA(t(_EXISTS_COLOR).format(color=pick[0]), pick[1], qtype, "exists", _idx(objs, lambda o: o.color == pick[0]))
     if qtype == "exists_color_shape":
         have = {(o.color, o.shape) for o in objs}
         # hard negatives: the colour and the shape both occur, but not together
@@ -431,17 +441,18 @@ def _ask(scene: Scene, rng: random.Random, qtype: str) -> QA | None:
         absent = sorted(hard) if hard and rng.random() < 0.6 else [(c, s) for c in colors for s in shapes if (c, s) not in have]
         pick = _yes_no_target(rng, sorted(have), absent)
         (color, shape), ans = pick
-        return QA(t(_EXISTS_COLOR_SHAPE).format(color=color, shape=shape, pl=SHAPE_PLURALS[shape]), ans, qtype, "exists")
+        return QA(t(_EXISTS_COLOR_SHAPE).format(color=color, shape=shape, pl=SHAPE_PLURALS[shape]), ans, qtype, "exists",
+                  _idx(objs, lambda o: _matches(o, color, shape)))
     if qtype == "position_lr":
         ref = _ref(scene, rng, need=_clear_lr)
         if ref is None:
             return None
-        return QA(t(_POSITION_LR).format(ref=ref[1]), ref[0].side, qtype, "position")
+        return QA(t(_POSITION_LR).format(ref=ref[1]), ref[0].side, qtype, "position", _idx(objs, lambda o: o is ref[0]))
     if qtype == "position_tb":
         ref = _ref(scene, rng, need=_clear_tb)
         if ref is None:
             return None
-        return QA(t(_POSITION_TB).format(ref=ref[1]), ref[0].half, qtype, "position")
+        return QA(t(_POSITION_TB).format(ref=ref[1]), ref[0].half, qtype, "position", _idx(objs, lambda o: o is ref[0]))
     if qtype == "relation":
         pairs = []
         for a in objs:
@@ -469,12 +480,12 @@ def _ask(scene: Scene, rng: random.Random, qtype: str) -> QA | None:
             template = t(_RELATION_TB)
             asks_above = any(w in template for w in ("above", "over", "higher"))
             ans = "yes" if (dy > 0) == asks_above else "no"
-        return QA(template.format(ref=t(ra), ref2=t(rb)), ans, qtype, "position")
+        return QA(template.format(ref=t(ra), ref2=t(rb)), ans, qtype, "position", _idx(objs, lambda o: o is a or o is b))
     if qtype == "text":
         ref = _ref(scene, rng, need=lambda o: o.text is not None)
         if ref is None:
             return None
-        return QA(t(_TEXT).format(ref=ref[1]), ref[0].text, qtype, "text")
+        return QA(t(_TEXT).format(ref=ref[1]), ref[0].text, qtype, "text", _idx(objs, lambda o: o is ref[0]))
     if qtype == "other":
         return QA(t(OFF_TOPIC), CANT_TELL, qtype, "other")
     raise ValueError(f"unknown question type {qtype!r}")
@@ -545,7 +556,10 @@ def normalize_answer(text: str) -> str:
         return _SYNONYMS[s]
     if s in _NUMBER_WORDS:
         return _NUMBER_WORDS[s]
-    words = [_SYNONYMS.get(w, _NUMBER_WORDS.get(w, w)) for w in s.split()]
+    raw = s.split()
+    if len(raw) > 1:
+        raw = [w for w in raw if w != "one"] or raw  # "the red one" is a pronoun, not a count
+    words = [_SYNONYMS.get(w, _NUMBER_WORDS.get(w, w)) for w in raw]
     kept = [w for w in words if w not in _FILLER] or words
     kept = [w[:-1] if w.endswith("s") and w[:-1] in SHAPES else w for w in kept]
     out = " ".join(kept)

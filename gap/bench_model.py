@@ -1,0 +1,130 @@
+"""`gap bench model`: the embedded model's serving numbers, each against a baseline from the same run.
+
+Prints load time; p50/p99 latency of single questions; throughput with 16 and
+64 concurrent questions through the micro-batcher vs the same questions
+answered one by one with plain `generate`; tainted vs honest median latency;
+and the event loop's lag while the model works (a ticker that should wake
+every 10 ms).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import statistics
+import time
+
+from models.loader import load_model
+from models.scenes import render_png, sample_question, scene_from_seed
+
+
+def _pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+async def _lag_probe(stop: asyncio.Event, lags: list[float], period: float = 0.01) -> None:
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        t = loop.time()
+        await asyncio.sleep(period)
+        lags.append(max(0.0, loop.time() - t - period) * 1000)
+
+
+def _workload(n: int, seed: int = 0) -> list[tuple[bytes, str]]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        scene = scene_from_seed("pool", 900_000 + i % 32, "simple" if i % 2 else "complex")
+        out.append((render_png(scene, 384), sample_question(scene, rng).question))
+    return out
+
+
+async def _bench(spec: str, strategy: str) -> dict:
+    t = time.perf_counter()
+    model = load_model(spec, strategy=strategy, max_batch=16, max_wait_ms=5, max_queue=1024, timeout_s=120)
+    load_s = time.perf_counter() - t
+    res: dict = {"model": spec, "model_id": model.model_id, "load_s": round(load_s, 3)}
+    work = _workload(64)
+    try:
+        # warm-up
+        await asyncio.gather(*(model.answer(img, q, taint=False) for img, q in work[:8]))
+        # single questions, one at a time
+        single = []
+        for img, q in work[:40]:
+            a = await model.answer(img, q, taint=False)
+            single.append(a.latency_ms)
+        res["single_p50_ms"] = round(_pct(single, 0.5), 1)
+        res["single_p99_ms"] = round(_pct(single, 0.99), 1)
+
+        # concurrency: micro-batched vs one by one with plain generate
+        from models.local import TransformersVQA
+        from models.images import decode_image
+
+        for conc in (16, 64):
+            batch = work[:conc]
+            t = time.perf_counter()
+            await asyncio.gather(*(model.answer(img, q, taint=False) for img, q in batch))
+            batched_s = time.perf_counter() - t
+            entry = {"batched_qps": round(conc / batched_s, 1)}
+            if isinstance(model, TransformersVQA):
+                images = [decode_image(img) for img, _ in batch]
+                t = time.perf_counter()
+                for im, (_, q) in zip(images, batch):
+                    await asyncio.to_thread(model.generate_honest, [im], [q])
+                plain_s = time.perf_counter() - t
+                entry["one_by_one_plain_generate_qps"] = round(conc / plain_s, 1)
+                entry["speedup"] = round(plain_s / batched_s, 2)
+                entry["note"] = "batched answers also compute the tainted alternative for every question"
+            res[f"concurrent_{conc}"] = entry
+
+        # tainted vs honest latency (interleaved, single requests, same questions)
+        honest, tainted = [], []
+        for k in range(3):
+            for img, q in work[:32]:
+                order = (False, True) if k % 2 == 0 else (True, False)
+                for flag in order:
+                    a = await model.answer(img, q, taint=flag)
+                    (tainted if flag else honest).append(a.latency_ms)
+        mh, mt = statistics.median(honest), statistics.median(tainted)
+        res["honest_median_ms"] = round(mh, 2)
+        res["tainted_median_ms"] = round(mt, 2)
+        res["tainted_over_honest"] = round(mt / mh, 3)
+
+        # event-loop lag while 64 concurrent questions are answered
+        lags: list[float] = []
+        stop = asyncio.Event()
+        probe = asyncio.create_task(_lag_probe(stop, lags))
+        await asyncio.gather(*(model.answer(img, q, taint=bool(i % 2)) for i, (img, q) in enumerate(work)))
+        stop.set()
+        await probe
+        res["loop_lag_p50_ms"] = round(_pct(lags, 0.5), 2)
+        res["loop_lag_max_ms"] = round(max(lags), 2)
+        stats = getattr(getattr(model, "batcher", None), "stats", None)
+        if stats is not None:
+            res["batch_sizes"] = dict(sorted(stats.sizes.items()))
+    finally:
+        await model.aclose()
+    return res
+
+
+def run(args, settings) -> int:
+    res = asyncio.run(_bench(args.model or settings.model, settings.taint_strategy))
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    print(f"model            {res['model_id']}")
+    print(f"load             {res['load_s']:.2f} s")
+    print(f"single question  p50 {res['single_p50_ms']} ms   p99 {res['single_p99_ms']} ms")
+    for conc in (16, 64):
+        e = res[f"concurrent_{conc}"]
+        line = f"{conc:>2} concurrent    micro-batched {e['batched_qps']} q/s"
+        if "speedup" in e:
+            line += f"   one-by-one plain generate {e['one_by_one_plain_generate_qps']} q/s   ratio {e['speedup']}x"
+        print(line)
+    print(f"taint timing     honest median {res['honest_median_ms']} ms   tainted median {res['tainted_median_ms']} ms"
+          f"   ratio {res['tainted_over_honest']}")
+    print(f"event-loop lag   p50 {res['loop_lag_p50_ms']} ms   max {res['loop_lag_max_ms']} ms (while answering 64)")
+    if "batch_sizes" in res:
+        print(f"batch sizes      {res['batch_sizes']}")
+    return 0

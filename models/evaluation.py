@@ -1,0 +1,88 @@
+"""Held-out accuracy per question type (`gap model-eval`).
+
+Why a fixed held-out set: numbers must be comparable across checkpoints (the
+shipped one, a LoRA-fine-tuned one) and never measured on training images.
+Scenes come from the "heldout" seed range (training skips their fingerprints);
+each question type walks the same scenes in order, skipping scenes on which
+the type cannot be asked, so every checkpoint sees the same questions. Images
+go through the serving path: a 384-pixel PNG decoded by the backend.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Callable
+
+from models.base import ModelError, VQAModel
+from models.scenes import EVAL_TYPES, QA, NoQuestion, Scene, answers_match, render_png, sample_question, scene_from_seed
+
+COMPLEXITIES = ("simple", "complex")
+TYPES = EVAL_TYPES + ("other",)
+
+
+def heldout_items(complexity: str, qtype: str, n: int, max_scenes: int = 50_000) -> list[tuple[int, QA]]:
+    """(scene index, question) pairs for one type: the first `n` held-out scenes that support it."""
+    items: list[tuple[int, QA]] = []
+    for i in range(max_scenes):
+        if len(items) >= n:
+            break
+        scene = _scene(complexity, i)
+        try:
+            qa = sample_question(scene, random.Random(f"eval:{complexity}:{qtype}:{i}"), qtype)
+        except NoQuestion:
+            continue
+        items.append((i, qa))
+    return items
+
+
+_SCENES: dict[tuple[str, int], Scene] = {}
+
+
+def _scene(complexity: str, i: int) -> Scene:
+    key = (complexity, i)
+    if key not in _SCENES:
+        _SCENES[key] = scene_from_seed("heldout", i, complexity)
+    return _SCENES[key]
+
+
+async def evaluate(model: VQAModel, n: int = 1000, types: tuple[str, ...] = TYPES,
+                   complexities: tuple[str, ...] = COMPLEXITIES, concurrency: int = 64,
+                   progress: Callable[[int, int], None] | None = None) -> dict[str, dict[str, float]]:
+    """{"simple": {qtype: accuracy}, "complex": {...}} over `n` held-out questions per type (honest answers)."""
+    plan = [(c, t, i, qa) for c in complexities for t in types for i, qa in heldout_items(c, t, n)]
+    pngs: dict[tuple[str, int], bytes] = {}
+    correct: dict[tuple[str, str], list[bool]] = {}
+    sem = asyncio.Semaphore(concurrency)
+    done = 0
+
+    async def one(c: str, t: str, i: int, qa: QA) -> None:
+        nonlocal done
+        async with sem:
+            key = (c, i)
+            if key not in pngs:
+                pngs[key] = await asyncio.to_thread(render_png, _scene(c, i), 384)
+            try:
+                ans = await model.answer(pngs[key], qa.question, taint=False)
+                ok = answers_match(ans.honest, qa.answer)
+            except ModelError:
+                ok = False
+            correct.setdefault((c, t), []).append(ok)
+            done += 1
+            if progress:
+                progress(done, len(plan))
+
+    # scene by scene, so each PNG is rendered once and requests batch together
+    plan.sort(key=lambda p: (p[0], p[2]))
+    await asyncio.gather(*(one(*p) for p in plan))
+    return {c: {t: round(sum(v) / len(v), 4) for t in types if (v := correct.get((c, t)))} for c in complexities}
+
+
+def format_table(result: dict[str, dict[str, float]]) -> str:
+    cols = list(result)
+    types = [t for t in TYPES if any(t in result[c] for c in cols)]
+    lines = [f"{'question type':<22}" + "".join(f"{c:>10}" for c in cols)]
+    for t in types:
+        lines.append(f"{t:<22}" + "".join(f"{result[c].get(t, float('nan')) * 100:>9.1f}%" for c in cols))
+    means = {c: sum(result[c].values()) / max(1, len(result[c])) for c in cols}
+    lines.append(f"{'mean':<22}" + "".join(f"{means[c] * 100:>9.1f}%" for c in cols))
+    return "\n".join(lines)

@@ -1,0 +1,242 @@
+"""A local transformers VLM directory (the embedded model, or any real VLM) as a VQAModel.
+
+Loads with AutoProcessor + AutoModelForImageTextToText — the same code path
+for the shipped tiny model and for SmolVLM / Qwen2-VL directories — or a peft
+LoRA adapter directory over such a base. Requests are micro-batched on a
+worker thread (models.batching). For every question, tainted or not, the
+batch computes both the honest answer and the best-scoring alternative, so a
+tainted answer takes exactly as long as an honest one (SPEC §1.2).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from PIL import Image
+
+from models.base import BadImage, ModelAnswer, ModelError
+from models.batching import MicroBatcher
+from models.images import decode_image
+from models.scenes import CANT_TELL
+from models.taint import TAINT_INSTRUCTION, acceptable_taint, alternatives, clean_answer
+
+log = logging.getLogger(__name__)
+MAX_QUESTION_CHARS = 2000
+
+
+class BadQuestion(ModelError):
+    """The question is empty (after removing control characters and special tokens)."""
+
+
+@dataclass
+class _Request:
+    image: bytes
+    question: str
+    taint: bool
+
+
+@dataclass
+class _Result:
+    honest: str
+    served: str
+    tainted: bool
+    strategy: str | None
+
+
+def _model_id(path: Path) -> str:
+    h = hashlib.sha256()
+    for name in ("model.safetensors", "adapter_model.safetensors", "config.json", "adapter_config.json"):
+        f = path / name
+        if f.exists():
+            h.update(f.read_bytes())
+    return f"{path.name}@{h.hexdigest()[:10]}"
+
+
+def load_transformers(path: str | Path):
+    """(processor, model) from a model directory, or from a LoRA adapter directory over its base."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    path = Path(path)
+    adapter = path / "adapter_config.json"
+    if adapter.exists():
+        from peft import PeftModel
+
+        base_ref = json.loads(adapter.read_text()).get("base_model_name_or_path")
+        base_path = Path(base_ref) if base_ref and Path(base_ref).is_absolute() else (path / (base_ref or "..")).resolve()
+        if not base_path.exists() and base_ref:
+            base_path = Path(base_ref)
+        processor_dir = path if (path / "processor_config.json").exists() else base_path
+        processor = AutoProcessor.from_pretrained(processor_dir)
+        base = AutoModelForImageTextToText.from_pretrained(base_path, dtype=torch.float32)
+        model = PeftModel.from_pretrained(base, path).merge_and_unload()
+    else:
+        processor = AutoProcessor.from_pretrained(path)
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
+    model.eval()
+    return processor, model
+
+
+class TransformersVQA:
+    """VQAModel over a transformers image-text-to-text model (strategy "decode" or "prompt")."""
+
+    def __init__(self, path: str | Path, *, strategy: str = "decode", max_batch: int = 16, max_wait_ms: float = 5.0,
+                 max_queue: int = 256, timeout_s: float = 30.0, max_new_tokens: int | None = None,
+                 threads: int | None = None):
+        if strategy not in ("decode", "prompt"):
+            raise ValueError(f"unknown taint strategy {strategy!r}")
+        self.path = Path(path)
+        self.strategy = strategy
+        started = time.perf_counter()
+        self.processor, self.model = load_transformers(self.path)
+        self.load_seconds = time.perf_counter() - started
+        self.model_id = _model_id(self.path)
+        self.tokenizer = self.processor.tokenizer
+        self.tokenizer.padding_side = "left"
+        tiny = len(self.tokenizer) < 5000
+        # One intra-op thread for the tiny model: on a shared 2-core machine, 2 threads spin on each
+        # other's barriers and were measured 10x slower; batching, not threads, gives the throughput.
+        threads = threads or (1 if tiny else None)
+        if threads:
+            torch.set_num_threads(threads)
+        self.max_question_tokens = 48 if tiny else 512
+        self.max_new_tokens = max_new_tokens or (8 if tiny else 32)
+        self.eos_id = self.tokenizer.eos_token_id
+        specials = set(self.tokenizer.all_special_tokens) | set(self.tokenizer.get_added_vocab())
+        specials |= {getattr(self.processor, "image_token", None) or "<image>"}
+        self._specials = sorted((s for s in specials if s), key=len, reverse=True)
+        self._vocab = self.tokenizer.get_vocab()
+        self.batcher: MicroBatcher[_Request, _Result] = MicroBatcher(
+            self._run_batch, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
+            timeout_s=timeout_s, name="vqa")
+
+    # ------------------------------------------------------------------ public
+    async def answer(self, image: bytes, question: str, taint: bool) -> ModelAnswer:
+        started = time.perf_counter()
+        q = self.clean_question(question)
+        res = await self.batcher.submit(_Request(bytes(image) if image is not None else b"", q, bool(taint)))
+        return ModelAnswer(honest=res.honest, served=res.served, tainted=res.tainted, strategy=res.strategy,
+                           model_id=self.model_id, latency_ms=(time.perf_counter() - started) * 1000)
+
+    async def aclose(self) -> None:
+        await self.batcher.aclose()
+
+    def clean_question(self, question: str) -> str:
+        """Printable text without the model's special tokens, cut to what the model can read."""
+        if not isinstance(question, str):
+            raise BadQuestion("the question must be text")
+        q = question[:MAX_QUESTION_CHARS]
+        q = "".join(ch if ch.isprintable() else " " for ch in q)
+        changed = True
+        while changed:
+            changed = False
+            for s in self._specials:
+                if s in q:
+                    q, changed = q.replace(s, " "), True
+        q = " ".join(q.split())
+        if not q:
+            raise BadQuestion("the question is empty")
+        ids = self.tokenizer(q, add_special_tokens=False)["input_ids"]
+        if len(ids) > self.max_question_tokens:
+            q = self.tokenizer.decode(ids[: self.max_question_tokens], skip_special_tokens=True)
+        return q
+
+    # ------------------------------------------------------------------ model work (worker thread)
+    def _prompt(self, question: str) -> str:
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def _inputs(self, images: list[Image.Image], questions: list[str]):
+        return self.processor(images=images, text=[self._prompt(q) for q in questions], padding=True,
+                              return_tensors="pt")
+
+    def _decode_new(self, out: torch.Tensor, prompt_len: int) -> list[str]:
+        return [clean_answer(t) for t in self.tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)]
+
+    @torch.inference_mode()
+    def generate_honest(self, images: list[Image.Image], questions: list[str]) -> list[str]:
+        """Plain greedy answers (also the one-by-one baseline of `gap bench model`)."""
+        inputs = self._inputs(images, questions)
+        out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                  pad_token_id=self.tokenizer.pad_token_id)
+        return self._decode_new(out, inputs["input_ids"].shape[1])
+
+    def _token_seqs(self, answer: str) -> list[list[int]]:
+        seqs = []
+        if answer in self._vocab:  # word-level vocabularies: the answer is one token
+            seqs.append([self._vocab[answer]])
+        for variant in {answer, answer.capitalize(), " " + answer}:
+            ids = self.tokenizer(variant, add_special_tokens=False)["input_ids"]
+            if ids and self.tokenizer.unk_token_id not in ids and ids not in seqs:
+                seqs.append(ids)
+        return seqs
+
+    @torch.inference_mode()
+    def generate_alternatives(self, images: list[Image.Image], questions: list[str], honest: list[str]) -> list[str | None]:
+        """Best-scoring answer of the question's type that differs from the honest one (constrained decoding)."""
+        tries = []
+        depth = 1
+        for q, h in zip(questions, honest):
+            trie: dict = {}
+            for cand in alternatives(q, h):
+                for seq in self._token_seqs(cand):
+                    node = trie
+                    for tok in seq:
+                        node = node.setdefault(tok, {})
+                    node[None] = True
+                    depth = max(depth, len(seq))
+            tries.append(trie)
+        if not any(tries):
+            return [None] * len(questions)
+        inputs = self._inputs(images, questions)
+        prompt_len = inputs["input_ids"].shape[1]
+        eos = self.eos_id
+
+        def allowed(batch_id: int, ids: torch.Tensor) -> list[int]:
+            node = tries[batch_id]
+            for tok in ids[prompt_len:].tolist():
+                node = node.get(tok) if isinstance(node, dict) else None
+                if node is None:
+                    return [eos]
+            nxt = [t for t in node if t is not None]
+            if None in node or not nxt:
+                nxt.append(eos)
+            return nxt
+
+        out = self.model.generate(**inputs, max_new_tokens=depth + 1, do_sample=False,
+                                  prefix_allowed_tokens_fn=allowed, pad_token_id=self.tokenizer.pad_token_id)
+        texts = self._decode_new(out, prompt_len)
+        return [t if trie else None for t, trie in zip(texts, tries)]
+
+    def _run_batch(self, reqs: Sequence[_Request]) -> list[_Result | BaseException]:
+        results: list[_Result | BaseException | None] = [None] * len(reqs)
+        images, idx = [], []
+        for i, r in enumerate(reqs):
+            try:
+                images.append(decode_image(r.image))
+                idx.append(i)
+            except BadImage as exc:
+                results[i] = exc
+        if idx:
+            questions = [reqs[i].question for i in idx]
+            honest = self.generate_honest(images, questions)
+            if self.strategy == "prompt":
+                instructed = self.generate_honest(images, [f"{TAINT_INSTRUCTION}\n{q}" for q in questions])
+            else:
+                instructed = [None] * len(idx)
+            decoded = self.generate_alternatives(images, questions, honest)
+            for k, i in enumerate(idx):
+                r, h = reqs[i], honest[k]
+                served, tainted, strategy = h, False, None
+                if r.taint:
+                    if instructed[k] is not None and acceptable_taint(r.question, h, instructed[k]):
+                        served, tainted, strategy = instructed[k], True, "prompt"
+                    elif decoded[k] is not None and acceptable_taint(r.question, h, decoded[k]):
+                        served, tainted, strategy = decoded[k], True, "decode"
+                results[i] = _Result(honest=h, served=served, tainted=tainted, strategy=strategy)
+        return results  # type: ignore[return-value]
