@@ -1,5 +1,9 @@
 """Browser-test fixtures: Chromium (never skipped), `gap demo` servers, pages.
-The helpers and the reasoning live in browser_support.py."""
+The helpers and the reasoning live in browser_support.py.
+
+Module scope on purpose: Playwright's sync API runs an event loop in the main
+thread while it is open, which would break other areas' asyncio tests that run
+later in the same pytest session; servers (subprocesses) also go away early."""
 from __future__ import annotations
 
 import shutil
@@ -29,7 +33,7 @@ def chromium_path() -> str:
     return CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")  # type: ignore[return-value]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path: str):
     from playwright.sync_api import sync_playwright
 
@@ -39,7 +43,7 @@ def browser(chromium_path: str):
         instance.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def embedded_server(tmp_path_factory) -> Iterator[Server]:
     """The demo with the embedded model through the real loader; 120 s per image."""
     server = start_demo(tmp_path_factory.mktemp("demo-embedded"), model=None, image_seconds=120)
@@ -47,7 +51,7 @@ def embedded_server(tmp_path_factory) -> Iterator[Server]:
     stop(server)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def fast_server(tmp_path_factory) -> Iterator[Server]:
     """The demo with the fixed-latency fake model (XSS, errors, theme, weight)."""
     server = start_demo(tmp_path_factory.mktemp("demo-fast"), model="fake:30", image_seconds=90, seed_images=24)
@@ -55,7 +59,7 @@ def fast_server(tmp_path_factory) -> Iterator[Server]:
     stop(server)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def short_timer_server(tmp_path_factory) -> Iterator[Server]:
     """The demo with a 3-second image timer (GAP_IMAGE_SECONDS) for the timeout flows."""
     server = start_demo(tmp_path_factory.mktemp("demo-short"), model="fake:30", image_seconds=3, seed_images=24)

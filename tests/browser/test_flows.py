@@ -193,6 +193,11 @@ def test_player_and_model_text_is_shown_literally(fast_server, new_page, artifac
     page.screenshot(path=artifacts / "leaderboard-360x640.png")
     assert page.locator("img[src='x']").count() == 0
     assert watch.dialogs == [] and watch.errors == [] and watch.csp == []
+    # Back to the summary, then a new session starts at the first image.
+    page.get_by_role("button", name="Back", exact=True).click()
+    page.get_by_role("button", name="Play again", exact=True).click()
+    expect(page.locator("#progress")).to_have_text("1 / 10")
+    expect(page.locator("#chat li")).to_have_count(0)
 
 
 def test_expired_init_data_shows_open_from_telegram(fast_server, new_page, artifacts):
@@ -442,3 +447,10 @@ def test_desktop_layout_and_keyboard_only(fast_server, new_page, artifacts):
     page.keyboard.press("Enter")
     expect(page.locator("#progress")).to_have_text("2 / 10")
     page.screenshot(path=artifacts / "game-desktop-1280x800.png")
+    # Tap (or Enter) on the image zooms it; Escape closes and focus returns.
+    page.get_by_role("button", name="Zoom image").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("dialog", name="Zoomed image")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("dialog", name="Zoomed image")).to_be_hidden()
+    expect(page.get_by_role("button", name="Zoom image")).to_be_focused()

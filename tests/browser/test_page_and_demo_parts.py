@@ -3,12 +3,16 @@ headers and asset versioning over real HTTP (aiohttp test server), the template'
 escaping of configuration, the demo's token file and signed URL."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
+import threading
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.error import HTTPError
 from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.request import urlopen
 
 import pytest
 from aiohttp import web
@@ -26,46 +30,75 @@ def _settings(**kw):
     return SimpleNamespace(**base)
 
 
+class PageServer:
+    """The page's routes on a real aiohttp server (own thread and event loop: the
+    browser tests' Playwright already runs a loop in the main thread)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        assert self.ready.wait(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        app = web.Application()
+        page.setup(app, _settings())
+        self.runner = web.AppRunner(app)
+        self.loop.run_until_complete(self.runner.setup())
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        self.loop.run_until_complete(site.start())
+        self.port = self.runner.addresses[0][1]
+        self.ready.set()
+        self.loop.run_forever()
+
+    def get(self, path: str) -> tuple[int, dict, bytes]:
+        try:
+            with urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as resp:
+                return resp.status, dict(resp.headers), resp.read()
+        except HTTPError as exc:
+            return exc.code, dict(exc.headers), exc.read()
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
 @pytest.fixture
-async def client():
-    """The page's routes on a real aiohttp server on a free local port."""
-    from aiohttp.test_utils import TestClient, TestServer
-
-    app = web.Application()
-    page.setup(app, _settings())
-    test_client = TestClient(TestServer(app, host="127.0.0.1"))
-    await test_client.start_server()
-    yield test_client
-    await test_client.close()
+def server():
+    running = PageServer()
+    yield running
+    running.close()
 
 
-async def test_index_is_no_cache_with_a_strict_csp(client):
-    resp = await client.get("/")
-    assert resp.status == 200
-    assert resp.headers["Cache-Control"] == "no-cache"
-    csp = resp.headers["Content-Security-Policy"]
+def test_index_is_no_cache_with_a_strict_csp(server):
+    status, headers, body = server.get("/")
+    assert status == 200
+    assert headers["Cache-Control"] == "no-cache"
+    csp = headers["Content-Security-Policy"]
     assert "script-src 'self' https://telegram.org" in csp
     assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp
-    assert resp.headers["X-Content-Type-Options"] == "nosniff"
-    html = await resp.text()
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    html = body.decode()
     assert "<script>" not in html                     # no inline script at all
     assert 'src="https://telegram.org/js/telegram-web-app.js"' in html
 
 
-async def test_static_assets_are_hashed_and_immutable(client):
-    html = await (await client.get("/")).text()
+def test_static_assets_are_hashed_and_immutable(server):
+    html = server.get("/")[2].decode()
     assets = page.load_static_assets()
     for name in ("app.js", "app.css"):
         url = assets[name].url
         assert url in html
-        resp = await client.get(url)
-        assert resp.status == 200
-        assert "immutable" in resp.headers["Cache-Control"]
-        assert await resp.read() == (page.STATIC_DIR / name).read_bytes()
-    stale = await client.get("/static/0000000000000000/app.js")      # an old version: served, not cached
-    assert stale.status == 200 and stale.headers["Cache-Control"] == "no-cache"
-    missing = await client.get(f"/static/{assets['app.js'].digest}/nope.js")
-    assert missing.status == 404
+        status, headers, body = server.get(url)
+        assert status == 200
+        assert "immutable" in headers["Cache-Control"]
+        assert body == (page.STATIC_DIR / name).read_bytes()
+    status, headers, _ = server.get("/static/0000000000000000/app.js")   # an old version: served, not cached
+    assert status == 200 and headers["Cache-Control"] == "no-cache"
+    assert server.get(f"/static/{assets['app.js'].digest}/nope.js")[0] == 404
 
 
 def test_config_reaches_the_page_as_escaped_data(monkeypatch):

@@ -329,13 +329,14 @@
   function applyState(state, opts) {
     opts = opts || {};
     if (!state) return;
+    var sameSession = game.sessionId === state.session_id;
     game.sessionId = state.session_id;
     if (state.status === 'finished' || !state.image) {
       stopTimer();
       return showSummary(state.session_id);
     }
     var image = state.image;
-    var changed = image.index !== game.index || image.url !== (game.image && game.image.url);
+    var changed = !sameSession || image.index !== game.index || image.url !== (game.image && game.image.url);
     game.image = image;
     game.index = image.index;
     if (changed) {
@@ -547,9 +548,16 @@
     try {
       applyState(await api('GET', '/api/sessions/current'));
     } catch (err) {
-      if (err instanceof ApiError && err.status === 404) return showHome();
+      if (err instanceof ApiError && err.status === 404) return sessionGone();
       handleError(err, refreshState);
     }
+  }
+
+  // No active session any more: the one we were playing finished (e.g. a late
+  // request ended its last image), so show its summary; else go home.
+  function sessionGone() {
+    if (game.sessionId) return showSummary(game.sessionId, true);
+    showHome();
   }
 
   // The image ended by timeout: say so clearly, then show the next image (or the summary).
@@ -571,7 +579,7 @@
         try {
           state = await api('GET', '/api/sessions/current');
         } catch (err) {
-          if (err instanceof ApiError && err.status === 404) { showHome(); return; }
+          if (err instanceof ApiError && err.status === 404) { sessionGone(); return; }
           if (err instanceof ApiError && (err.status === 0 || err.retryable)) { await sleep(1000); continue; }
           handleError(err);
           return;
@@ -612,12 +620,17 @@
     return { text: text, cls: cls };
   }
 
-  async function showSummary(sessionId) {
+  async function showSummary(sessionId, homeIfUnavailable) {
+    stopTimer();
     var run = async function () {
       var data;
       try {
         data = await api('GET', '/api/sessions/' + encodeURIComponent(sessionId) + '/summary');
       } catch (err) {
+        if (homeIfUnavailable && err instanceof ApiError && (err.status === 404 || err.status === 409)) {
+          game.sessionId = null;
+          return showHome();
+        }
         return handleError(err, run);
       }
       renderSummary(data);
