@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -26,6 +27,7 @@ from telegram.error import InvalidToken
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 
 from bot.deps import BotDeps
+from bot.handlers import register_handlers
 from bot.update_processor import PerChatUpdateProcessor
 
 log = logging.getLogger("gap.bot")
@@ -104,6 +106,9 @@ class BotRuntime:
             self.webhook_url, self.webhook_path = webhook_target(settings.webhook_url)
         secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
         self.webhook_secret = webhook_secret_for(secret, self.token)
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", self.webhook_secret):
+            log.error("GAP_WEBHOOK_SECRET must be 1-256 characters of A-Z a-z 0-9 _ - (Telegram's rule); "
+                      "setWebhook will be refused until it is fixed")
         self.application = self._build()
         self.ready = asyncio.Event()          # set once updates are being processed
         self.setup_done = asyncio.Event()     # set once every set-up call has succeeded
@@ -116,8 +121,6 @@ class BotRuntime:
 
     # ------------------------------------------------------------------ build
     def _build(self) -> Application:
-        from bot.handlers import register_handlers  # local: handlers import runtime helpers
-
         settings = self.deps.settings
         builder: ApplicationBuilder = (
             Application.builder()
