@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -67,40 +68,180 @@ def _install_begin_immediate(sync_engine) -> None:
 
 
 class Database:
-    """The game's database handle: a pool of reader connections and one writer.
+    """The game's database handle.
 
-    SQLite allows one writer at a time; funnelling this process's writes through
-    one connection behind an asyncio lock turns contention into a short FIFO
-    queue instead of busy retries. Transactions stay short: callers never await
-    the model while holding `write()`. On PostgreSQL both sides are pools."""
+    Two ways in:
+    - `run_read(fn, ...)` / `run_write(fn, ...)` run a *synchronous* function
+      `fn(conn, ...)` on a SQLAlchemy Core connection as one transaction. On
+      SQLite this happens on dedicated threads with the stdlib driver: one
+      thread hop per transaction instead of several per statement (aiosqlite),
+      which is what makes the game API fast under load. Writes go through one
+      writer thread (SQLite has one writer anyway), with BEGIN IMMEDIATE so
+      other processes' writers queue on busy_timeout instead of failing. On
+      PostgreSQL the same function runs through the async engine's `run_sync`.
+    - `read()` / `write()`: async context managers yielding an AsyncConnection
+      (aiosqlite / asyncpg) for code that prefers plain async Core.
 
-    def __init__(self, url: str, *, read_pool: int = 8) -> None:
+    Transactions stay short: callers never await the model inside one."""
+
+    def __init__(self, url: str, *, read_pool: int = 8, read_threads: int = 2) -> None:
         import asyncio
+        from concurrent.futures import ThreadPoolExecutor
 
         self.url = url
         self.sqlite = is_sqlite(url)
         self.engine = create_engine(url, pool_size=read_pool)
+        self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.sqlite else None
+        self._sync_read = self._sync_write = None
         if self.sqlite:
             self.write_engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=300)
             install_sqlite_pragmas(self.write_engine.sync_engine)
             _install_begin_immediate(self.write_engine.sync_engine)
-            self._write_lock: asyncio.Lock | None = asyncio.Lock()
+            sync_url = make_url(url).set(drivername="sqlite")
+            self._sync_read = sa_create_engine(sync_url, pool_size=read_threads, max_overflow=0,
+                                             connect_args={"check_same_thread": False})
+            install_sqlite_pragmas(self._sync_read)
+            self._sync_write = sa_create_engine(sync_url, pool_size=1, max_overflow=0,
+                                              connect_args={"check_same_thread": False})
+            install_sqlite_pragmas(self._sync_write)
+            _install_begin_immediate(self._sync_write)
+            self._read_pool = ThreadPoolExecutor(read_threads, thread_name_prefix="gap-db-read")
+            self._writer = GroupCommitWriter(self._sync_write)
         else:
             self.write_engine = self.engine
-            self._write_lock = None
+
+    async def run_read(self, fn, *args):
+        """`fn(conn, *args)` on a read connection; returns its result."""
+        if self._sync_read is None:
+            async with self.engine.connect() as conn:
+                return await conn.run_sync(fn, *args)
+        import asyncio
+
+        return await asyncio.get_running_loop().run_in_executor(self._read_pool, _in_tx, self._sync_read, False, fn, args)
+
+    async def run_write(self, fn, *args):
+        """`fn(conn, *args)` in one write transaction (committed on return, rolled back on raise)."""
+        if self._sync_write is None:
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(fn, *args)
+        import asyncio
+
+        return await self._writer.submit(fn, args)
 
     def read(self):
-        """`async with db.read() as conn:` — a pooled connection for SELECTs."""
+        """`async with db.read() as conn:` — a pooled AsyncConnection for SELECTs."""
         return self.engine.connect()
 
     def write(self):
-        """`async with db.write() as conn:` — one transaction, committed on exit."""
+        """`async with db.write() as conn:` — one async transaction, committed on exit."""
         return _WriteTx(self)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()
+        if self._sync_read is not None:
+            self._read_pool.shutdown(wait=True)
+            self._writer.close()
+            self._sync_read.dispose()
+            self._sync_write.dispose()
+
+
+class GroupCommitWriter:
+    """One writer thread that commits several waiting write transactions at once.
+
+    Under load many players' writes queue up; running each in its own SAVEPOINT
+    inside one BEGIN IMMEDIATE … COMMIT keeps them independent (a failing one
+    rolls back alone) while sharing the commit and the WAL page writes. A
+    caller's future resolves only after the COMMIT, so an acknowledged submit
+    is durable. With no contention a batch is a single transaction."""
+
+    MAX_BATCH = 64
+
+    def __init__(self, engine) -> None:
+        import queue
+        import threading
+
+        self._engine = engine
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="gap-db-writer", daemon=True)
+        self._thread.start()
+
+    async def submit(self, fn, args):
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.put((fn, args, loop, future))
+        return await future
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        import queue
+
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            jobs = [first]
+            while len(jobs) < self.MAX_BATCH:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    self._queue.put(None)
+                    break
+                jobs.append(job)
+            self._run_batch(jobs)
+
+    def _run_batch(self, jobs) -> None:
+        outcomes: list[tuple[bool, object]] = []
+        try:
+            with self._engine.connect() as conn:
+                with conn.begin():
+                    if len(jobs) == 1:
+                        fn, args, _, _ = jobs[0]
+                        outcomes.append((True, fn(conn, *args)))
+                    else:
+                        for fn, args, _, _ in jobs:
+                            savepoint = conn.begin_nested()
+                            try:
+                                result = fn(conn, *args)
+                            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                                savepoint.rollback()
+                                outcomes.append((False, exc))
+                            else:
+                                savepoint.commit()
+                                outcomes.append((True, result))
+        except BaseException as exc:  # noqa: BLE001 - the batch did not commit: everyone hears why
+            if len(jobs) == 1 or not outcomes:
+                outcomes = [(False, exc)] * len(jobs)
+            else:
+                outcomes = [(False, out if not ok and isinstance(out, BaseException) else exc)
+                            for ok, out in outcomes] + [(False, exc)] * (len(jobs) - len(outcomes))
+        for (_, _, loop, future), (ok, value) in zip(jobs, outcomes):
+            loop.call_soon_threadsafe(_resolve, future, ok, value)
+
+
+def _resolve(future, ok: bool, value) -> None:
+    if future.cancelled():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+def _in_tx(engine, write: bool, fn, args):
+    if write:
+        with engine.begin() as conn:
+            return fn(conn, *args)
+    with engine.connect() as conn:
+        return fn(conn, *args)
 
 
 class _WriteTx:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from game import rules
@@ -38,6 +38,15 @@ def wall_clock_ms() -> int:
 
 
 REQUEST_ID_MAX = 128
+
+_ID_RNG = random.Random(secrets.randbits(128))
+
+
+def new_id() -> str:
+    """A 32-hex-digit random id for sessions and answers. Ids are not secrets
+    (every lookup also checks the owner), so a seeded PRNG is enough and avoids
+    a system call per request."""
+    return f"{_ID_RNG.getrandbits(128):032x}"
 
 
 def clean_request_id(value: object) -> str:
@@ -76,7 +85,11 @@ class _LRU(OrderedDict):
 
 
 class GameService:
-    """Sessions, timers, tainting decisions, scoring and leaderboards over a `Database`."""
+    """Sessions, timers, tainting decisions, scoring and leaderboards over a `Database`.
+
+    Each database phase is one synchronous function run by `Database.run_read`
+    / `run_write` as a single short transaction; the async methods orchestrate
+    the phases, the per-player lock and the model call between them."""
 
     def __init__(
         self,
@@ -107,28 +120,15 @@ class GameService:
 
         Only the keyed hash of the Telegram id is stored (SPEC §1.4)."""
         key = player_key(self._hash_key, telegram_id)
-        cached = self._player_ids.get_item(key)
         name = (display_name or "").strip()[:64] or None
+        cached = self._player_ids.get_item(key)
         if cached is not None and cached[1] == name:
             return cached[0]
-        async with self.db.read() as conn:
-            row = (await conn.execute(select(players.c.id, players.c.display_name)
-                                      .where(players.c.player_key == key))).first()
-        if row is None or row.display_name != name:
-            async with self.db.write() as conn:
-                row = (await conn.execute(select(players.c.id, players.c.display_name)
-                                          .where(players.c.player_key == key))).first()
-                if row is None:
-                    result = await conn.execute(insert(players).values(
-                        player_key=key, display_name=name, muted=False, created_at=self.clock()))
-                    player_id = int(result.inserted_primary_key[0])
-                else:
-                    player_id = row.id
-                    if name and row.display_name != name:
-                        await conn.execute(update(players).where(players.c.id == player_id)
-                                           .values(display_name=name))
+        row = await self.db.run_read(_tx_find_player, key)
+        if row is None or (name and row[1] != name):
+            player_id = await self.db.run_write(_tx_upsert_player, key, name, self.clock())
         else:
-            player_id = row.id
+            player_id = row[0]
         self._player_ids.put(key, (player_id, name))
         return player_id
 
@@ -138,37 +138,21 @@ class GameService:
         """The player's active session (SPEC §1.1: at most one), created if none."""
         async with self._locks.hold(player_id):
             now = self.clock()
-            async with self.db.read() as conn:
-                session = await self._active_session(conn, player_id)
-                if session is not None:
-                    si = await self._current_si(conn, session)
-                    if si is not None and not rules.is_expired(now, si.deadline_at):
-                        return await self._state(conn, session, si, now)
-            if session is None:
-                await self._pools_cached()  # warm the cache outside the write transaction
-            async with self.db.write() as conn:
-                session = await self._active_session(conn, player_id)
-                if session is None:
-                    reliable_ids, all_ids = await self._pools_cached()
-                    session = await self._create_session(conn, player_id, now, reliable_ids, all_ids)
-                session, si, _ = await self._advance_if_expired(conn, session, now)
-                return await self._state(conn, session, si, now)
+            state = await self.db.run_read(self._tx_state_if_fresh, player_id, now)
+            if state is not None:
+                return state
+            reliable_ids, all_ids = await self._pools_cached()
+            plan_rng = random.Random(self.rng.getrandbits(64))
+            return await self.db.run_write(self._tx_start, player_id, now, reliable_ids, all_ids, plan_rng)
 
     async def current(self, player_id: int) -> dict[str, Any]:
         """The active session's state; NotFound when the player has none."""
         async with self._locks.hold(player_id):
             now = self.clock()
-            async with self.db.read() as conn:
-                session = await self._active_session(conn, player_id)
-                if session is None:
-                    raise NotFound("no active session")
-                si = await self._current_si(conn, session)
-                if si is not None and not rules.is_expired(now, si.deadline_at):
-                    return await self._state(conn, session, si, now)
-            async with self.db.write() as conn:
-                session = await self._load_session(conn, player_id, session.id)
-                session, si, _ = await self._advance_if_expired(conn, session, now)
-                return await self._state(conn, session, si, now)
+            state = await self.db.run_read(self._tx_state_if_fresh, player_id, now)
+            if state is not None:
+                return state
+            return await self.db.run_write(self._tx_current, player_id, now)
 
     async def ask(self, player_id: int, session_id: str, request_id: object, text: object) -> dict[str, Any]:
         """Ask the model a question about the current image: `{"answer_id", "answer"}`.
@@ -178,43 +162,34 @@ class GameService:
         transaction; the answer and the idempotency record commit together."""
         request_id = clean_request_id(request_id)
         question = rules.clean_question(text)
+        if not isinstance(session_id, str):
+            raise NotFound("no such session")
         async with self._locks.hold(player_id):
             now = self.clock()
-            async with self.db.read() as conn:
-                replay = await self._replay(conn, player_id, request_id, "ask")
-                if replay is not None:
-                    return replay
-                session = await self._load_session(conn, player_id, session_id)
-                si = await self._current_si(conn, session)
-                expired = si is not None and rules.is_expired(now, si.deadline_at)
-                if si is not None and not expired:
-                    if await self._pending_answer(conn, si.id) is not None:
-                        raise Conflict("judge the last answer before asking again")
-            if session.status != "playing" or si is None:
-                raise Conflict("this session is finished")
-            if expired:
-                await self._expire(player_id, session_id, now)
-            taint = rules.should_taint(self.rng, bool(si.tainted), self.config.taint_prob)
-            image = await self._image_content(si.image_id)
+            check = await self.db.run_read(self._tx_ask_check, player_id, session_id, request_id, now)
+            if check[0] == "replay":
+                return check[1]
+            if check[0] == "expired":
+                await self.db.run_write(self._tx_expire, player_id, session_id, now)
+                raise Expired("time is up for this image; the session moved on")
+            _, si_id, image_id, image_tainted = check
+            taint = rules.should_taint(self.rng, image_tainted, self.config.taint_prob)
+            image = await self._image_content(image_id)
             result = await self.model.answer(image, question, taint)
-            answer_id = secrets.token_hex(16)
+            answer_id = new_id()
             response = {"answer_id": answer_id, "answer": result.served}
+            row = {
+                "id": answer_id, "session_id": session_id, "session_image_id": si_id, "player_id": player_id,
+                "image_id": image_id, "question": question, "question_type": getattr(result, "question_type", None),
+                "honest_answer": result.honest, "served_answer": result.served, "tainted": bool(result.tainted),
+                "strategy": result.strategy if result.tainted else None, "model_id": result.model_id,
+                "latency_ms": float(result.latency_ms), "verdict": None, "correction": None, "points": 0,
+                "asked_at": now, "judged_at": None,
+            }
             try:
-                async with self.db.write() as conn:
-                    fresh = await self._load_si(conn, si.id)
-                    if fresh.ended_at is not None:
-                        raise Conflict("this image is over")
-                    await self._store_request(conn, player_id, request_id, "ask", response, now)
-                    await conn.execute(insert(answers).values(
-                        id=answer_id, session_id=session.id, session_image_id=si.id, player_id=player_id,
-                        image_id=si.image_id, question=question, question_type=getattr(result, "question_type", None),
-                        honest_answer=result.honest, served_answer=result.served, tainted=bool(result.tainted),
-                        strategy=result.strategy if result.tainted else None, model_id=result.model_id,
-                        latency_ms=float(result.latency_ms), verdict=None, correction=None, points=0,
-                        asked_at=now, judged_at=None))
+                return await self.db.run_write(_tx_store_answer, player_id, request_id, row, response, now)
             except IntegrityError:
                 return await self._replay_or_conflict(player_id, request_id, "ask")
-            return response
 
     async def verdict(self, player_id: int, answer_id: str, request_id: object, verdict: object,
                       correction: object = None) -> dict[str, Any]:
@@ -232,105 +207,40 @@ class GameService:
             raise NotFound("no such answer")
         async with self._locks.hold(player_id):
             now = self.clock()
-            expired_session: str | None = None
+            check = await self.db.run_read(self._tx_verdict_check, player_id, answer_id, request_id, verdict, now)
+            if check[0] == "replay":
+                return check[1]
+            if check[0] == "expired":
+                await self.db.run_write(self._tx_expire, player_id, check[1], now)
+                raise Expired("time is up for this image; the session moved on")
             try:
-                async with self.db.write() as conn:
-                    replay = await self._replay(conn, player_id, request_id, "verdict")
-                    if replay is not None:
-                        return replay
-                    answer = (await conn.execute(select(answers).where(
-                        and_(answers.c.id == answer_id, answers.c.player_id == player_id)))).first()
-                    if answer is None:
-                        raise NotFound("no such answer")
-                    if answer.verdict is not None:
-                        raise Conflict("this answer has already been judged")
-                    si = await self._load_si(conn, answer.session_image_id)
-                    if si.ended_at is not None:
-                        raise Conflict("this image is over")
-                    session = await self._load_session(conn, player_id, answer.session_id)
-                    if rules.is_expired(now, si.deadline_at):
-                        await self._advance_if_expired(conn, session, now)
-                        expired_session = session.id
-                    else:
-                        award = rules.score_verdict(verdict, bool(si.tainted), bool(answer.tainted),
-                                                    self.config.false_alarm_penalty)
-                        changed = await conn.execute(update(answers).where(
-                            and_(answers.c.id == answer.id, answers.c.verdict.is_(None))).values(
-                            verdict=verdict, correction=correction, points=award.points, judged_at=now))
-                        if changed.rowcount != 1:
-                            raise Conflict("this answer has already been judged")
-                        if award.reason is not None:
-                            await conn.execute(insert(points_ledger).values(
-                                player_id=player_id, answer_id=answer.id, reason=award.reason,
-                                points=award.points, created_at=now))
-                        if verdict == "wrong":
-                            session, si = await self._end_image(conn, session, si, "wrong", now)
-                        state = await self._state(conn, session, si, now)
-                        await self._store_request(conn, player_id, request_id, "verdict", state, now)
-                        return state
+                return await self.db.run_write(self._tx_verdict_apply, player_id, request_id, check[1], verdict,
+                                               correction, now)
             except IntegrityError:
                 return await self._replay_or_conflict(player_id, request_id, "verdict")
-            raise Expired(f"time is up for this image; the session moved on (session {expired_session})")
 
     async def summary(self, player_id: int, session_id: str) -> dict[str, Any]:
         """The reveal (SPEC §1.3): per image tainted or not and the points; only once finished."""
-        async with self.db.read() as conn:
-            session = await self._load_session(conn, player_id, session_id)
-            if session.status != "finished":
-                raise Conflict("the summary is available once the session is finished")
-            sis = (await conn.execute(select(session_images).where(session_images.c.session_id == session.id)
-                                      .order_by(session_images.c.position))).all()
-            rows = (await conn.execute(select(answers).where(answers.c.session_id == session.id)
-                                       .order_by(answers.c.asked_at, answers.c.id))).all()
-        by_si: dict[int, list] = {}
-        for row in rows:
-            by_si.setdefault(row.session_image_id, []).append(row)
-        out_images = []
-        total = 0
-        for si in sis:
-            items = by_si.get(si.id, [])
-            points = sum(a.points for a in items)
-            total += points
-            out_images.append({
-                "index": si.position,
-                "tainted": bool(si.tainted),
-                "points": points,
-                "end_reason": si.end_reason,
-                "finds": sum(1 for a in items if a.verdict == "wrong" and not si.tainted),
-                "answers": [{
-                    "answer_id": a.id, "question": a.question, "answer": a.served_answer,
-                    "tainted": bool(a.tainted), "verdict": a.verdict, "correction": a.correction,
-                    "points": a.points,
-                } for a in items],
-            })
-        return {"session_id": session.id, "total_points": total, "images": out_images}
+        return await self.db.run_read(_tx_summary, player_id, session_id)
 
     async def leaderboard(self, period: str, player_id: int | None = None, limit: int = 50) -> dict[str, Any]:
         """Players ranked by points from the ledger: `week` (since Monday 00:00 UTC) or `all`."""
         if period not in ("week", "all"):
             raise Invalid('period must be "week" or "all"')
-        total = func.sum(points_ledger.c.points).label("points")
-        query = (select(players.c.id, players.c.display_name, players.c.player_key, total)
-                 .join(players, players.c.id == points_ledger.c.player_id)
-                 .where(players.c.muted.is_(False))
-                 .group_by(players.c.id, players.c.display_name, players.c.player_key)
-                 .order_by(total.desc(), players.c.id))
-        if period == "week":
-            query = query.where(points_ledger.c.created_at >= rules.week_start_ms(self.clock()))
-        async with self.db.read() as conn:
-            rows = (await conn.execute(query)).all()
+        since = rules.week_start_ms(self.clock()) if period == "week" else None
+        rows = await self.db.run_read(_tx_leaderboard, since)
         ranked = []
         me = None
         rank = 0
         previous = None
-        for position, row in enumerate(rows, start=1):
-            if row.points != previous:
-                rank, previous = position, row.points
-            entry = {"rank": rank, "name": row.display_name or f"player {row.player_key[:6]}",
-                     "points": int(row.points), "me": row.id == player_id}
+        for position, (pid, name, key, points) in enumerate(rows, start=1):
+            if points != previous:
+                rank, previous = position, points
+            entry = {"rank": rank, "name": name or f"player {key[:6]}", "points": int(points),
+                     "me": pid == player_id}
             if position <= limit:
                 ranked.append(entry)
-            if row.id == player_id:
+            if pid == player_id:
                 me = entry
         return {"period": period, "players": ranked, "me": me}
 
@@ -341,35 +251,29 @@ class GameService:
         hit = self._image_by_opaque.get_item(opaque_id)
         if hit is not None:
             return hit
-        async with self.db.read() as conn:
-            row = (await conn.execute(select(images.c.mime, images.c.content)
-                                      .where(images.c.opaque_id == opaque_id))).first()
-        if row is None:
-            return None
-        value = (row.mime, bytes(row.content))
-        self._image_by_opaque.put(opaque_id, value)
+        value = await self.db.run_read(_tx_image_by_opaque, opaque_id)
+        if value is not None:
+            self._image_by_opaque.put(opaque_id, value)
         return value
 
     async def ping(self) -> None:
         """Raise if the database cannot answer (for /healthz)."""
-        async with self.db.read() as conn:
-            await conn.execute(select(1))
+        await self.db.run_read(_tx_ping)
 
     def invalidate_pools(self) -> None:
         """Forget the cached pool lists (after an import or a reliability run)."""
         self._pools = None
 
-    # ------------------------------------------------------------------ internals
+    # ------------------------------------------------------------------ async internals
 
     async def _pools_cached(self) -> tuple[list[int], list[int]]:
         """(reliable ids, all ids), re-read at most every `pool_cache_seconds`."""
         now = time.monotonic()
         if self._pools is not None and (now - self._pools[0]) < self.config.pool_cache_seconds:
             return self._pools[1], self._pools[2]
-        async with self.db.read() as conn:
-            rows = (await conn.execute(select(images.c.id, images.c.reliable))).all()
-        all_ids = [r.id for r in rows]
-        reliable = [r.id for r in rows if r.reliable]
+        rows = await self.db.run_read(_tx_pools)
+        all_ids = [r[0] for r in rows]
+        reliable = [r[0] for r in rows if r[1]]
         self._pools = (now, reliable, all_ids)
         return reliable, all_ids
 
@@ -377,115 +281,148 @@ class GameService:
         hit = self._image_bytes.get_item(image_id)
         if hit is not None:
             return hit
-        async with self.db.read() as conn:
-            content = (await conn.execute(select(images.c.content).where(images.c.id == image_id))).scalar_one()
-        content = bytes(content)
+        content = await self.db.run_read(_tx_image_content, image_id)
         self._image_bytes.put(image_id, content)
         return content
 
-    async def _active_session(self, conn, player_id: int):
-        return (await conn.execute(select(sessions).where(
-            and_(sessions.c.player_id == player_id, sessions.c.status == "playing")))).first()
+    async def _replay_or_conflict(self, player_id: int, request_id: str, kind: str) -> dict[str, Any]:
+        replay = await self.db.run_read(self._tx_replay, player_id, request_id, kind)
+        if replay is None:
+            raise Conflict("a concurrent request changed this session; reload the state")
+        return replay
 
-    async def _load_session(self, conn, player_id: int, session_id: object):
-        """A session of this player; another player's session is 'not found' (no leak)."""
-        if not isinstance(session_id, str):
-            raise NotFound("no such session")
-        row = (await conn.execute(select(sessions).where(
-            and_(sessions.c.id == session_id, sessions.c.player_id == player_id)))).first()
-        if row is None:
-            raise NotFound("no such session")
-        return row
+    # ------------------------------------------------------------------ transactions (sync, one each)
 
-    async def _load_si(self, conn, si_id: int):
-        return (await conn.execute(select(session_images).where(session_images.c.id == si_id))).one()
-
-    async def _current_si(self, conn, session):
-        if session.status != "playing":
+    def _tx_state_if_fresh(self, conn, player_id: int, now: int) -> dict[str, Any] | None:
+        """Read-only fast path: the state when the active session needs no change."""
+        session = _active_session(conn, player_id)
+        if session is None:
             return None
-        return (await conn.execute(select(session_images).where(and_(
-            session_images.c.session_id == session.id,
-            session_images.c.position == session.current_index)))).first()
+        si = _current_si(conn, session)
+        if si is None or rules.is_expired(now, si.deadline_at):
+            return None
+        return self._state(conn, session, si, now)
 
-    async def _pending_answer(self, conn, si_id: int):
-        return (await conn.execute(select(answers.c.id).where(and_(
-            answers.c.session_image_id == si_id, answers.c.verdict.is_(None))))).first()
+    def _tx_start(self, conn, player_id: int, now: int, reliable_ids, all_ids, plan_rng) -> dict[str, Any]:
+        session = _active_session(conn, player_id)
+        if session is None:
+            session = self._create_session(conn, player_id, now, reliable_ids, all_ids, plan_rng)
+        session, si = self._advance_if_expired(conn, session, now)
+        return self._state(conn, session, si, now)
 
-    async def _create_session(self, conn, player_id: int, now: int, reliable_ids: list[int], all_ids: list[int]):
+    def _tx_current(self, conn, player_id: int, now: int) -> dict[str, Any]:
+        session = _active_session(conn, player_id)
+        if session is None:
+            raise NotFound("no active session")
+        session, si = self._advance_if_expired(conn, session, now)
+        return self._state(conn, session, si, now)
+
+    def _tx_ask_check(self, conn, player_id: int, session_id: str, request_id: str, now: int):
+        """Read phase of a question: one query for the session, its current image and
+        any answer awaiting a verdict. A retried request is recognised on every
+        path that would not store a new answer (and by the unique constraint on
+        the one that would), so the happy path needs no extra lookup."""
+        row = conn.execute(_ASK_CONTEXT, {"sid": session_id, "pid": player_id}).first()
+        outcome: tuple
         try:
-            plan = rules.plan_session(self.rng, reliable_ids, all_ids)
-        except ValueError as exc:
-            raise Unavailable(f"the game is not ready: {exc}") from exc
-        session_id = secrets.token_hex(16)
-        await conn.execute(insert(sessions).values(
-            id=session_id, player_id=player_id, status="playing", current_index=0, created_at=now))
-        deadline = rules.deadline_for(now, self.config.image_seconds)
-        await conn.execute(insert(session_images), [{
-            "session_id": session_id, "position": position, "image_id": item.image_id,
-            "tainted": item.tainted,
-            "served_at": now if position == 0 else None,
-            "deadline_at": deadline if position == 0 else None,
-        } for position, item in enumerate(plan)])
-        return await self._load_session(conn, player_id, session_id)
+            if row is None:
+                raise NotFound("no such session")
+            if row.status != "playing" or row.si_id is None:
+                raise Conflict("this session is finished")
+            if rules.is_expired(now, row.deadline_at):
+                outcome = ("expired",)
+            elif row.pending is not None:
+                raise Conflict("judge the last answer before asking again")
+            else:
+                return ("ok", row.si_id, row.image_id, bool(row.tainted))
+        except (NotFound, Conflict):
+            replay = self._tx_replay(conn, player_id, request_id, "ask")
+            if replay is not None:
+                return ("replay", replay)
+            raise
+        replay = self._tx_replay(conn, player_id, request_id, "ask")
+        return ("replay", replay) if replay is not None else outcome
 
-    async def _advance_if_expired(self, conn, session, now: int):
-        """End the current image if its deadline passed (reason "timeout"); returns
-        (session, current session image or None when finished, whether it expired)."""
-        si = await self._current_si(conn, session)
-        if si is None or not rules.is_expired(now, si.deadline_at):
-            return session, si, False
-        session, si = await self._end_image(conn, session, si, "timeout", now)
-        return session, si, True
+    def _tx_expire(self, conn, player_id: int, session_id: str, now: int) -> None:
+        session = _load_session(conn, player_id, session_id)
+        self._advance_if_expired(conn, session, now)
 
-    async def _end_image(self, conn, session, si, reason: str, now: int):
-        """Close `si` and serve the next image (its deadline starts now), or finish."""
-        closed = await conn.execute(update(session_images).where(and_(
-            session_images.c.id == si.id, session_images.c.ended_at.is_(None))).values(
-            ended_at=now, end_reason=reason))
-        if closed.rowcount != 1:
-            raise Conflict("this image is over")
-        nxt = si.position + 1
-        if nxt < rules.IMAGES_PER_SESSION:
-            await conn.execute(update(session_images).where(and_(
-                session_images.c.session_id == session.id, session_images.c.position == nxt,
-                session_images.c.served_at.is_(None))).values(
-                served_at=now, deadline_at=rules.deadline_for(now, self.config.image_seconds)))
-            await conn.execute(update(sessions).where(sessions.c.id == session.id).values(current_index=nxt))
+    def _tx_verdict_check(self, conn, player_id: int, answer_id: str, request_id: str, verdict: str, now: int):
+        """Read phase of a verdict: everything the write needs, checked against the rules.
+
+        The write phase then changes rows only under WHERE conditions that
+        re-assert what was read, so a concurrent change elsewhere makes it fail
+        as a conflict instead of acting on stale data. A retried request is
+        recognised on every path that would not store anything."""
+        row = conn.execute(_VERDICT_CONTEXT, {"aid": answer_id, "pid": player_id}).first()
+        try:
+            if row is None:
+                raise NotFound("no such answer")
+            if row.verdict is not None:
+                raise Conflict("this answer has already been judged")
+            if row.ended_at is not None or row.status != "playing" or row.current_index != row.position:
+                raise Conflict("this image is over")
+        except (NotFound, Conflict):
+            replay = self._tx_replay(conn, player_id, request_id, "verdict")
+            if replay is not None:
+                return ("replay", replay)
+            raise
+        if rules.is_expired(now, row.deadline_at):
+            replay = self._tx_replay(conn, player_id, request_id, "verdict")
+            return ("replay", replay) if replay is not None else ("expired", row.session_id)
+        answers_so_far = []
+        if verdict == "correct":
+            answers_so_far = [{"answer_id": r.id, "question": r.question, "answer": r.served_answer,
+                               "verdict": r.verdict} for r in conn.execute(_IMAGE_ANSWERS, {"si": row.session_image_id})]
+        next_image = (row.next_si, row.next_opaque) if row.next_si is not None else None
+        return ("ok", {"answer_id": row.id, "answer_tainted": bool(row.tainted), "session_id": row.session_id,
+                       "si_id": row.session_image_id, "position": row.position, "image_tainted": bool(row.image_tainted),
+                       "deadline_at": row.deadline_at, "opaque_id": row.opaque_id, "answers": answers_so_far,
+                       "next_image": next_image})
+
+    def _tx_verdict_apply(self, conn, player_id: int, request_id: str, ctx: dict, verdict: str,
+                          correction: str | None, now: int) -> dict[str, Any]:
+        """Write phase of a verdict: a handful of guarded statements, no reads."""
+        award = rules.score_verdict(verdict, ctx["image_tainted"], ctx["answer_tainted"],
+                                    self.config.false_alarm_penalty)
+        changed = conn.execute(_JUDGE, {"aid": ctx["answer_id"], "verdict": verdict, "correction": correction,
+                                        "points": award.points, "now": now})
+        if changed.rowcount != 1:
+            raise Conflict("this answer has already been judged")
+        if award.reason is not None:
+            conn.execute(_LEDGER, {"player_id": player_id, "answer_id": ctx["answer_id"], "reason": award.reason,
+                                   "points": award.points, "created_at": now})
+        state: dict[str, Any] = {"session_id": ctx["session_id"], "status": "playing", "now_ms": now, "image": None}
+        if verdict == "correct":
+            answers_now = [dict(a, verdict="correct") if a["answer_id"] == ctx["answer_id"] else a
+                           for a in ctx["answers"]]
+            state["image"] = self._image_state(ctx["position"], ctx["opaque_id"], ctx["deadline_at"], answers_now, now)
         else:
-            await conn.execute(update(sessions).where(sessions.c.id == session.id).values(
-                status="finished", finished_at=now, current_index=rules.IMAGES_PER_SESSION))
-        session = await self._load_session(conn, session.player_id, session.id)
-        return session, await self._current_si(conn, session)
-
-    async def _expire(self, player_id: int, session_id: str, now: int) -> None:
-        async with self.db.write() as conn:
-            session = await self._load_session(conn, player_id, session_id)
-            await self._advance_if_expired(conn, session, now)
-        raise Expired("time is up for this image; the session moved on")
-
-    async def _state(self, conn, session, si, now: int) -> dict[str, Any]:
-        """The client-visible state: identical keys whatever the image's kind, no score."""
-        state: dict[str, Any] = {"session_id": session.id, "status": session.status, "now_ms": now, "image": None}
-        if session.status == "playing" and si is not None:
-            opaque = (await conn.execute(select(images.c.opaque_id).where(images.c.id == si.image_id))).scalar_one()
-            rows = (await conn.execute(select(answers.c.id, answers.c.question, answers.c.served_answer,
-                                              answers.c.verdict)
-                                       .where(answers.c.session_image_id == si.id)
-                                       .order_by(answers.c.asked_at, answers.c.id))).all()
-            state["image"] = {
-                "index": si.position,
-                "total": rules.IMAGES_PER_SESSION,
-                "url": f"/img/{opaque}",
-                "deadline_ms": si.deadline_at,
-                "seconds_left": rules.seconds_left(now, si.deadline_at),
-                "answers": [{"answer_id": r.id, "question": r.question, "answer": r.served_answer,
-                             "verdict": r.verdict} for r in rows],
-            }
+            if conn.execute(_END_IMAGE, {"si": ctx["si_id"], "now": now, "reason": "wrong"}).rowcount != 1:
+                raise Conflict("this image is over")
+            if ctx["next_image"] is not None:
+                deadline = rules.deadline_for(now, self.config.image_seconds)
+                conn.execute(_SERVE, {"si": ctx["next_image"][0], "now": now, "deadline": deadline})
+                moved = conn.execute(_MOVE_ON, {"sid": ctx["session_id"], "from": ctx["position"],
+                                                "to": ctx["position"] + 1})
+                state["image"] = self._image_state(ctx["position"] + 1, ctx["next_image"][1], deadline, [], now)
+            else:
+                moved = conn.execute(_FINISH, {"sid": ctx["session_id"], "from": ctx["position"], "now": now,
+                                               "to": rules.IMAGES_PER_SESSION})
+                state["status"] = "finished"
+            if moved.rowcount != 1:
+                raise Conflict("a concurrent request changed this session; reload the state")
+        _store_request(conn, player_id, request_id, "verdict", state, now)
         return state
 
-    async def _replay(self, conn, player_id: int, request_id: str, kind: str) -> dict[str, Any] | None:
-        row = (await conn.execute(select(requests.c.kind, requests.c.response_json).where(and_(
-            requests.c.player_id == player_id, requests.c.request_id == request_id)))).first()
+    @staticmethod
+    def _image_state(position: int, opaque_id: str, deadline_at: int, answers_list: list, now: int) -> dict[str, Any]:
+        return {"index": position, "total": rules.IMAGES_PER_SESSION, "url": f"/img/{opaque_id}",
+                "deadline_ms": deadline_at, "seconds_left": rules.seconds_left(now, deadline_at),
+                "answers": answers_list}
+
+    def _tx_replay(self, conn, player_id: int, request_id: str, kind: str) -> dict[str, Any] | None:
+        row = conn.execute(_REPLAY, {"pid": player_id, "rid": request_id}).first()
         if row is None:
             return None
         if row.kind != kind:
@@ -498,15 +435,221 @@ class GameService:
             image["seconds_left"] = rules.seconds_left(now, image["deadline_ms"])
         return response
 
-    async def _replay_or_conflict(self, player_id: int, request_id: str, kind: str) -> dict[str, Any]:
-        async with self.db.read() as conn:
-            replay = await self._replay(conn, player_id, request_id, kind)
-        if replay is None:
-            raise Conflict("a concurrent request changed this session; reload the state")
-        return replay
+    def _create_session(self, conn, player_id: int, now: int, reliable_ids, all_ids, plan_rng):
+        try:
+            plan = rules.plan_session(plan_rng, reliable_ids, all_ids)
+        except ValueError as exc:
+            raise Unavailable(f"the game is not ready: {exc}") from exc
+        session_id = new_id()
+        conn.execute(insert(sessions).values(id=session_id, player_id=player_id, status="playing",
+                                             current_index=0, created_at=now))
+        deadline = rules.deadline_for(now, self.config.image_seconds)
+        conn.execute(insert(session_images), [{
+            "session_id": session_id, "position": position, "image_id": item.image_id, "tainted": item.tainted,
+            "served_at": now if position == 0 else None, "deadline_at": deadline if position == 0 else None,
+        } for position, item in enumerate(plan)])
+        return _load_session(conn, player_id, session_id)
 
-    async def _store_request(self, conn, player_id: int, request_id: str, kind: str,
-                             response: dict[str, Any], now: int) -> None:
-        await conn.execute(insert(requests).values(
-            player_id=player_id, request_id=request_id, kind=kind,
-            response_json=json.dumps(response, separators=(",", ":")), created_at=now))
+    def _advance_if_expired(self, conn, session, now: int):
+        """End the current image if its deadline passed (reason "timeout");
+        returns (session, current session image or None when finished)."""
+        si = _current_si(conn, session)
+        if si is None or not rules.is_expired(now, si.deadline_at):
+            return session, si
+        return self._end_image(conn, session, si, "timeout", now)
+
+    def _end_image(self, conn, session, si, reason: str, now: int):
+        """Close `si` and serve the next image (its deadline starts now), or finish."""
+        closed = conn.execute(update(session_images).where(and_(
+            session_images.c.id == si.id, session_images.c.ended_at.is_(None))).values(ended_at=now, end_reason=reason))
+        if closed.rowcount != 1:
+            raise Conflict("this image is over")
+        nxt = si.position + 1
+        if nxt < rules.IMAGES_PER_SESSION:
+            conn.execute(update(session_images).where(and_(
+                session_images.c.session_id == session.id, session_images.c.position == nxt,
+                session_images.c.served_at.is_(None))).values(
+                served_at=now, deadline_at=rules.deadline_for(now, self.config.image_seconds)))
+            conn.execute(update(sessions).where(sessions.c.id == session.id).values(current_index=nxt))
+        else:
+            conn.execute(update(sessions).where(sessions.c.id == session.id).values(
+                status="finished", finished_at=now, current_index=rules.IMAGES_PER_SESSION))
+        session = _load_session(conn, session.player_id, session.id)
+        return session, _current_si(conn, session)
+
+    def _state(self, conn, session, si, now: int) -> dict[str, Any]:
+        """The client-visible state: identical keys whatever the image's kind, no score."""
+        state: dict[str, Any] = {"session_id": session.id, "status": session.status, "now_ms": now, "image": None}
+        if session.status == "playing" and si is not None:
+            rows = conn.execute(_IMAGE_ANSWERS, {"si": si.id}).all()
+            state["image"] = self._image_state(si.position, si.opaque_id, si.deadline_at, [
+                {"answer_id": r.id, "question": r.question, "answer": r.served_answer, "verdict": r.verdict}
+                for r in rows], now)
+        return state
+
+
+# ---------------------------------------------------------------------- statements and plain transactions
+
+_ACTIVE = select(sessions).where(and_(sessions.c.player_id == bindparam("pid"), sessions.c.status == "playing"))
+_SESSION = select(sessions).where(and_(sessions.c.id == bindparam("sid"), sessions.c.player_id == bindparam("pid")))
+_CURRENT_SI = (select(session_images, images.c.opaque_id)
+               .join(images, images.c.id == session_images.c.image_id)
+               .where(and_(session_images.c.session_id == bindparam("sid"),
+                           session_images.c.position == bindparam("pos"))))
+_IMAGE_ANSWERS = (select(answers.c.id, answers.c.question, answers.c.served_answer, answers.c.verdict)
+                  .where(answers.c.session_image_id == bindparam("si")).order_by(answers.c.asked_at, answers.c.id))
+_ANSWER_FOR_VERDICT = (select(answers.c.id, answers.c.session_id, answers.c.session_image_id, answers.c.tainted,
+                              answers.c.verdict, session_images.c.ended_at)
+                       .join(session_images, session_images.c.id == answers.c.session_image_id)
+                       .where(and_(answers.c.id == bindparam("aid"), answers.c.player_id == bindparam("pid"))))
+_NEXT_SI = session_images.alias("next_si")
+_NEXT_IMAGE = images.alias("next_image")
+_VERDICT_CONTEXT = (
+    select(answers.c.id, answers.c.verdict, answers.c.tainted, answers.c.session_id, answers.c.session_image_id,
+           session_images.c.position, session_images.c.tainted.label("image_tainted"), session_images.c.deadline_at,
+           session_images.c.ended_at, sessions.c.status, sessions.c.current_index, images.c.opaque_id,
+           _NEXT_SI.c.id.label("next_si"), _NEXT_IMAGE.c.opaque_id.label("next_opaque"))
+    .join(session_images, session_images.c.id == answers.c.session_image_id)
+    .join(sessions, sessions.c.id == answers.c.session_id)
+    .join(images, images.c.id == session_images.c.image_id)
+    .outerjoin(_NEXT_SI, and_(_NEXT_SI.c.session_id == answers.c.session_id,
+                              _NEXT_SI.c.position == session_images.c.position + 1))
+    .outerjoin(_NEXT_IMAGE, _NEXT_IMAGE.c.id == _NEXT_SI.c.image_id)
+    .where(and_(answers.c.id == bindparam("aid"), answers.c.player_id == bindparam("pid"))))
+_PENDING_OF_CURRENT = (select(answers.c.id).where(and_(answers.c.session_image_id == session_images.c.id,
+                                                       answers.c.verdict.is_(None))).limit(1).scalar_subquery())
+_ASK_CONTEXT = (
+    select(sessions.c.status, sessions.c.current_index, session_images.c.id.label("si_id"), session_images.c.image_id,
+           session_images.c.tainted, session_images.c.deadline_at, _PENDING_OF_CURRENT.label("pending"))
+    .select_from(sessions.outerjoin(session_images, and_(session_images.c.session_id == sessions.c.id,
+                                                         session_images.c.position == sessions.c.current_index)))
+    .where(and_(sessions.c.id == bindparam("sid"), sessions.c.player_id == bindparam("pid"))))
+_JUDGE = (update(answers).where(and_(answers.c.id == bindparam("aid"), answers.c.verdict.is_(None)))
+          .values(verdict=bindparam("verdict"), correction=bindparam("correction"), points=bindparam("points"),
+                  judged_at=bindparam("now")))
+_LEDGER = insert(points_ledger)
+_END_IMAGE = (update(session_images).where(and_(session_images.c.id == bindparam("si"),
+                                                session_images.c.ended_at.is_(None)))
+              .values(ended_at=bindparam("now"), end_reason=bindparam("reason")))
+_SERVE = (update(session_images).where(and_(session_images.c.id == bindparam("si"), session_images.c.served_at.is_(None)))
+          .values(served_at=bindparam("now"), deadline_at=bindparam("deadline")))
+_MOVE_ON = (update(sessions).where(and_(sessions.c.id == bindparam("sid"), sessions.c.status == "playing",
+                                        sessions.c.current_index == bindparam("from")))
+            .values(current_index=bindparam("to")))
+_FINISH = (update(sessions).where(and_(sessions.c.id == bindparam("sid"), sessions.c.status == "playing",
+                                       sessions.c.current_index == bindparam("from")))
+           .values(status="finished", finished_at=bindparam("now"), current_index=bindparam("to")))
+_INSERT_REQUEST = insert(requests)
+_INSERT_ANSWER = insert(answers)
+_SI_ENDED = select(session_images.c.ended_at).where(session_images.c.id == bindparam("si"))
+_REPLAY = select(requests.c.kind, requests.c.response_json).where(and_(
+    requests.c.player_id == bindparam("pid"), requests.c.request_id == bindparam("rid")))
+
+
+def _active_session(conn, player_id: int):
+    return conn.execute(_ACTIVE, {"pid": player_id}).first()
+
+
+def _load_session(conn, player_id: int, session_id: object):
+    """A session of this player; another player's session is 'not found' (no leak)."""
+    if not isinstance(session_id, str):
+        raise NotFound("no such session")
+    row = conn.execute(_SESSION, {"sid": session_id, "pid": player_id}).first()
+    if row is None:
+        raise NotFound("no such session")
+    return row
+
+
+def _current_si(conn, session):
+    if session.status != "playing":
+        return None
+    return conn.execute(_CURRENT_SI, {"sid": session.id, "pos": session.current_index}).first()
+
+
+def _store_request(conn, player_id: int, request_id: str, kind: str, response: dict[str, Any], now: int) -> None:
+    conn.execute(_INSERT_REQUEST, {"player_id": player_id, "request_id": request_id, "kind": kind,
+                                   "response_json": json.dumps(response, separators=(",", ":")), "created_at": now})
+
+
+def _tx_find_player(conn, key: str):
+    row = conn.execute(select(players.c.id, players.c.display_name).where(players.c.player_key == key)).first()
+    return None if row is None else (row.id, row.display_name)
+
+
+def _tx_upsert_player(conn, key: str, name: str | None, now: int) -> int:
+    row = conn.execute(select(players.c.id, players.c.display_name).where(players.c.player_key == key)).first()
+    if row is None:
+        result = conn.execute(insert(players).values(player_key=key, display_name=name, muted=False, created_at=now))
+        return int(result.inserted_primary_key[0])
+    if name and row.display_name != name:
+        conn.execute(update(players).where(players.c.id == row.id).values(display_name=name))
+    return int(row.id)
+
+
+def _tx_store_answer(conn, player_id: int, request_id: str, row: dict, response: dict, now: int) -> dict:
+    ended = conn.execute(_SI_ENDED, {"si": row["session_image_id"]}).scalar_one()
+    if ended is not None:
+        raise Conflict("this image is over")
+    _store_request(conn, player_id, request_id, "ask", response, now)
+    conn.execute(_INSERT_ANSWER, row)
+    return response
+
+
+def _tx_summary(conn, player_id: int, session_id: str) -> dict[str, Any]:
+    session = _load_session(conn, player_id, session_id)
+    if session.status != "finished":
+        raise Conflict("the summary is available once the session is finished")
+    sis = conn.execute(select(session_images).where(session_images.c.session_id == session.id)
+                       .order_by(session_images.c.position)).all()
+    rows = conn.execute(select(answers).where(answers.c.session_id == session.id)
+                        .order_by(answers.c.asked_at, answers.c.id)).all()
+    by_si: dict[int, list] = {}
+    for row in rows:
+        by_si.setdefault(row.session_image_id, []).append(row)
+    out_images = []
+    total = 0
+    for si in sis:
+        items = by_si.get(si.id, [])
+        points = sum(a.points for a in items)
+        total += points
+        out_images.append({
+            "index": si.position,
+            "tainted": bool(si.tainted),
+            "points": points,
+            "end_reason": si.end_reason,
+            "finds": sum(1 for a in items if a.verdict == "wrong" and not si.tainted),
+            "answers": [{
+                "answer_id": a.id, "question": a.question, "answer": a.served_answer,
+                "tainted": bool(a.tainted), "verdict": a.verdict, "correction": a.correction, "points": a.points,
+            } for a in items],
+        })
+    return {"session_id": session.id, "total_points": total, "images": out_images}
+
+
+def _tx_leaderboard(conn, since: int | None) -> list[tuple]:
+    total = func.sum(points_ledger.c.points).label("points")
+    query = (select(players.c.id, players.c.display_name, players.c.player_key, total)
+             .join(players, players.c.id == points_ledger.c.player_id)
+             .where(players.c.muted.is_(False))
+             .group_by(players.c.id, players.c.display_name, players.c.player_key)
+             .order_by(total.desc(), players.c.id))
+    if since is not None:
+        query = query.where(points_ledger.c.created_at >= since)
+    return [tuple(r) for r in conn.execute(query).all()]
+
+
+def _tx_image_by_opaque(conn, opaque_id: str) -> tuple[str, bytes] | None:
+    row = conn.execute(select(images.c.mime, images.c.content).where(images.c.opaque_id == opaque_id)).first()
+    return None if row is None else (row.mime, bytes(row.content))
+
+
+def _tx_image_content(conn, image_id: int) -> bytes:
+    return bytes(conn.execute(select(images.c.content).where(images.c.id == image_id)).scalar_one())
+
+
+def _tx_pools(conn) -> list[tuple[int, bool]]:
+    return [(r.id, bool(r.reliable)) for r in conn.execute(select(images.c.id, images.c.reliable)).all()]
+
+
+def _tx_ping(conn) -> None:
+    conn.execute(select(1))
