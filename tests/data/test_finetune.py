@@ -1,0 +1,62 @@
+"""LoRA fine-tuning smoke test on a tiny dataset: a real (tiny) Llava built by the model
+code, real peft, an adapter that the product's loader serves."""
+from __future__ import annotations
+
+import json
+import random
+
+import torch
+
+from models.finetune import FinetuneConfig, finetune, read_examples
+from models.scenes import generate_scene, render_png, sample_question
+from models.tiny_vlm import build_model, build_processor, build_tokenizer
+
+
+def _export(tmp_path, n=12):
+    data = tmp_path / "export"
+    (data / "images").mkdir(parents=True)
+    rng = random.Random(0)
+    lines = []
+    for i in range(n):
+        scene = generate_scene(rng, "complex")
+        (data / "images" / f"{i}.png").write_bytes(render_png(scene, 128))
+        qa = sample_question(scene, rng, "count")
+        lines.append({"id": str(i), "image": f"images/{i}.png", "conversations": [
+            {"from": "human", "value": "<image>\n" + qa.question}, {"from": "gpt", "value": qa.answer}]})
+    lines.append({"id": "typo", "image": "images/0.png", "conversations": [
+        {"from": "human", "value": "<image>\nHow many?"}, {"from": "gpt", "value": "thre"}]})
+    (data / "train.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return data
+
+
+async def test_finetune_writes_an_adapter_the_loader_serves(tmp_path):
+    base = tmp_path / "base"
+    tok = build_tokenizer()
+    torch.manual_seed(0)
+    build_model(tok).save_pretrained(base)
+    build_processor(tok).save_pretrained(base)
+    data = _export(tmp_path)
+    assert len(read_examples(data)) == 13
+    out = tmp_path / "adapter"
+    log = finetune(base, data, out, FinetuneConfig(max_steps=3, batch_size=4, lr=5e-3))
+    assert log["examples_used"] == 12  # the target the closed vocabulary cannot spell is dropped
+    assert log["steps"] == 3 and all(v == v for v in [log["loss_first"], log["loss_last_10"]])
+    cfg = json.loads((out / "adapter_config.json").read_text())
+    assert cfg["base_model_name_or_path"] == str(base.resolve())
+    assert (out / "adapter_model.safetensors").exists()
+
+    from safetensors.torch import load_file
+
+    weights = load_file(out / "adapter_model.safetensors")
+    assert any("lora_A" in k and "language_model" in k for k in weights)
+    assert any("multi_modal_projector" in k for k in weights)
+
+    from models.loader import load_model
+
+    model = load_model(str(out))
+    try:
+        ans = await model.answer(render_png(generate_scene(random.Random(1), "simple"), 128), "How many circles are there?",
+                                 taint=False)
+        assert ans.honest and ans.model_id.startswith("adapter@")
+    finally:
+        await model.aclose()
