@@ -31,8 +31,7 @@ DEMO_HOST = "127.0.0.1"
 DEMO_USER = {"id": 1_000_001, "first_name": "Demo", "last_name": "Player", "username": "gap_demo",
              "language_code": "en"}
 TOKEN_FILE_NAME = ".gap-demo-bot-token"
-POOL_BATCH = 40                # images rendered per round on first run (kept in the database)
-POOL_MAX = 160                 # stop rendering here even if the model is rarely reliable
+POOL_IMAGES = 40               # rendered on first run, kept in the database
 MIN_RELIABLE = 10              # tainted images need the reliable pool (SPEC §1.2); 5 per session
 
 
@@ -70,12 +69,16 @@ def demo_url(host: str, port: int, init_data: str) -> str:
     return f"http://{host}:{port}/#{fragment}"
 
 
-async def ensure_image_pool(components: Any, *, batch: int = POOL_BATCH, max_images: int = POOL_MAX,
+async def ensure_image_pool(components: Any, *, count: int = POOL_IMAGES,
                             min_reliable: int = MIN_RELIABLE) -> dict[str, int]:
     """Fill an empty pool on first run: render procedural scenes with the core's
-    generator, measure the model's accuracy on each (with a progress bar) and
-    store the reliable pool; render more when too few images are reliable for
-    tainted rounds. A pool that already works is left alone."""
+    generator, measure the model's accuracy on each (with progress bars) and
+    store the reliable pool. A pool that already works is left alone.
+
+    Tainted images must come from the reliable pool (SPEC §1.2). When the model
+    reaches the usual threshold on too few images (a weak or early checkpoint),
+    the demo takes the most accurate images instead and says so, so that the
+    game can still be played locally."""
     from tqdm import tqdm
 
     from game.images import images_with_scenes, pool_counts, set_reliability
@@ -83,32 +86,28 @@ async def ensure_image_pool(components: Any, *, batch: int = POOL_BATCH, max_ima
     from models.scenes import Scene, measure_accuracy
 
     counts = await pool_counts(components.db)
-    if counts["images"] >= 10 and counts["reliable"] >= min_reliable:
+    if counts["images"] >= 10 and counts["reliable"] >= 5:
         return counts
+    for i in tqdm(range(counts["images"], count), desc="gap demo: rendering images", unit="img", file=sys.stdout):
+        await generate_pool(components.db, 1, seed=i)
     accuracies: dict[int, float] = {}
-    measured: set[int] = set()
-    while True:
-        start = counts["images"]
-        target = min(max_images, start + batch)
-        if target > start:
-            for i in tqdm(range(start, target), desc="gap demo: rendering images", unit="img", file=sys.stdout):
-                await generate_pool(components.db, 1, seed=i)
-        items = [item for item in await images_with_scenes(components.db) if item[0] not in measured]
-        for image_id, content, scene_json in tqdm(items, desc="gap demo: measuring the model", unit="img",
-                                                  file=sys.stdout):
-            rng = random.Random(f"reliability:0:{image_id}")
-            accuracies[image_id] = await measure_accuracy(components.model, content, Scene.from_json(scene_json),
-                                                          rng, n=DEFAULT_QUESTIONS)
-            measured.add(image_id)
-        await set_reliability(components.db, accuracies, DEFAULT_THRESHOLD)
-        components.service.invalidate_pools()
-        counts = await pool_counts(components.db)
-        if counts["reliable"] >= min_reliable or counts["images"] >= max_images:
-            break
+    items = await images_with_scenes(components.db)
+    for image_id, content, scene_json in tqdm(items, desc="gap demo: measuring the model", unit="img",
+                                              file=sys.stdout):
+        rng = random.Random(f"reliability:0:{image_id}")
+        accuracies[image_id] = await measure_accuracy(components.model, content, Scene.from_json(scene_json),
+                                                      rng, n=DEFAULT_QUESTIONS)
+    threshold = DEFAULT_THRESHOLD
+    ranked = sorted(accuracies.values(), reverse=True)
+    if sum(1 for a in ranked if a >= threshold) < min_reliable and len(ranked) >= min_reliable:
+        threshold = ranked[min_reliable - 1]
+        print(f"gap demo: the model reaches {DEFAULT_THRESHOLD:.0%} accuracy on too few images; "
+              f"using the {min_reliable} most accurate (accuracy ≥ {threshold:.0%}) as the reliable pool",
+              flush=True)
+    await set_reliability(components.db, accuracies, threshold)
+    components.service.invalidate_pools()
+    counts = await pool_counts(components.db)
     print(f"gap demo: pool ready: {counts['images']} images, {counts['reliable']} reliable", flush=True)
-    if counts["reliable"] < 5:
-        print("gap demo: warning: fewer than 5 images are reliable for this model; sessions cannot start",
-              file=sys.stderr)
     return counts
 
 
