@@ -57,7 +57,8 @@ def test_wrong_verdict_requires_a_correction_then_moves_on(fast_server, new_page
 
     question = page.get_by_role("textbox", name="Your question")
     expect(question).to_be_focused()
-    question.fill("What color is the square?")
+    question.fill("What color\nis the square?")                   # one line: a pasted break is a space
+    expect(question).to_have_value("What color is the square?")
     expect(page.locator("#question-count")).to_have_text("25 / 300")
     question.press("Enter")
     expect(page.get_by_role("button", name="Correct", exact=True)).to_be_visible()

@@ -148,11 +148,13 @@
   var clockRef = 0; // performance.now() at the middle of the last request/response
 
   async function api(method, path, body) {
-    var headers = { 'Accept': 'application/json', 'Authorization': 'tma ' + initData };
+    // Every call has one client-generated id, reused by its retries: the body's
+    // request_id makes submits idempotent on the server; the header correlates logs.
+    var requestId = (body && body.request_id) || newRequestId();
+    var headers = { 'Accept': 'application/json', 'Authorization': 'tma ' + initData, 'X-Request-ID': requestId };
     var opts = { method: method, headers: headers, cache: 'no-store', credentials: 'same-origin' };
     if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
-      if (body.request_id) headers['X-Request-ID'] = body.request_id;
       opts.body = JSON.stringify(body);   // the same bytes — and request_id — on every retry
     }
     var delays = [400, 1000, 2000, 4000];
@@ -754,9 +756,15 @@
   }
 
   // ------------------------------------------------------------------ wiring
+  var imageBanner = false;
+  // Questions and corrections are one line: Enter sends, and pasted line breaks become spaces
+  // (the server refuses control characters).
   function submitOnEnter(textarea, submit) {
     textarea.addEventListener('keydown', function (e) {
-      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
+      if (e.key === 'Enter' && !e.isComposing) { e.preventDefault(); submit(); }
+    });
+    textarea.addEventListener('input', function () {
+      if (/[\r\n\t]/.test(textarea.value)) textarea.value = textarea.value.replace(/[\r\n\t]+/g, ' ');
     });
   }
 
@@ -799,6 +807,12 @@
     $('btn-undo-wrong').addEventListener('click', undoWrong);
 
     $('image-button').addEventListener('click', openZoom);
+    $('image').addEventListener('error', function () {
+      if (!game.image) return;
+      imageBanner = true;
+      banner('The picture did not load.', 'error', function () { imageBanner = false; $('image').src = game.image.url; });
+    });
+    $('image').addEventListener('load', function () { if (imageBanner) { imageBanner = false; bannerClear('error'); } });
     $('zoom').addEventListener('click', closeZoom);
     document.addEventListener('keydown', function (e) { if (e.key === 'Escape') closeZoom(); });
 
