@@ -201,8 +201,14 @@ def fit_beta_prior(k: np.ndarray, n: np.ndarray, min_players: int = 3) -> tuple[
     return float(a), float(b)
 
 
-def evaluate(counts: Counts, config: EvalConfig = EvalConfig()) -> EvalResult:
-    """Fit s, f (Beta posteriors) and π (per stratum) by EM; return posteriors, muting and gating."""
+def evaluate(counts: Counts, config: EvalConfig = EvalConfig(), pi_reliable: float = 0.0) -> EvalResult:
+    """Fit s, f (Beta posteriors) and π (per stratum) by EM; return posteriors, muting and gating.
+
+    `pi_reliable` is the model's measured error rate on the reliable pool (1 − its mean
+    accuracy there). Honest answers on tainted images are then not taken as certainly
+    right: a flag on one is a false alarm only with posterior probability, so a model
+    that is not perfect on its reliable pool does not make careful players look like
+    false-alarm raisers. 0 reproduces SPEC §2 literally (M ≈ 1 there)."""
     gold = counts.gold
     unt = counts.untainted
     P, G = counts.n_players, counts.n_groups
@@ -227,17 +233,25 @@ def evaluate(counts: Counts, config: EvalConfig = EvalConfig()) -> EvalResult:
     pi = np.full(G, pi_global)
     it = 0
     w_flag = w_pass = np.zeros((P, G))
+    pr = float(np.clip(pi_reliable, 0.0, 0.5))
     for it in range(1, config.max_iter + 1):
         # E-step: posterior P(M=0) of the untainted cells, per (player, stratum, flagged)
         sp, fp = s[:, None] * pi[None, :], f[:, None] * (1 - pi[None, :])
         w_flag = sp / np.maximum(sp + fp, 1e-300)
         sp0, fp0 = (1 - s[:, None]) * pi[None, :], (1 - f[:, None]) * (1 - pi[None, :])
         w_pass = sp0 / np.maximum(sp0 + fp0, 1e-300)
+        # honest answers on tainted images: wrong with the reliable pool's error rate
+        r1 = s * pr / np.maximum(s * pr + f * (1 - pr), 1e-300)
+        r0 = (1 - s) * pr / np.maximum((1 - s) * pr + (1 - f) * (1 - pr), 1e-300)
+        if config.prior == "eb" and pr > 0 and it <= 50 and it % 5 == 1:
+            # the raw honest-on-tainted counts include true mistakes: refit f's prior on the expected
+            # false alarms instead (a few times; it settles with the EM)
+            prior_f = fit_beta_prior((1 - r1) * kf, (1 - r1) * kf + (1 - r0) * (nf - kf))
         # M-step (posterior means of the Beta posteriors)
-        s_a = prior_s[0] + ks
-        s_b = prior_s[1] + ns - ks
-        f_a = prior_f[0] + kf
-        f_b = prior_f[1] + nf - kf
+        s_a = prior_s[0] + ks + r1 * kf
+        s_b = prior_s[1] + ns - ks + r0 * (nf - kf)
+        f_a = prior_f[0] + (1 - r1) * kf
+        f_b = prior_f[1] + (1 - r0) * (nf - kf)
         if config.use_untainted:
             s_a = s_a + (w_flag * u_flag).sum(axis=1)
             s_b = s_b + (w_pass * u_pass).sum(axis=1)

@@ -61,6 +61,7 @@ class EvaluationSummary:
     theta: float
     pi: dict[str, float]
     pi_global: float
+    pi_reliable: float
     iterations: int
     prior_s: tuple[float, float]
     prior_f: tuple[float, float]
@@ -73,7 +74,8 @@ class EvaluationSummary:
             f"answers: {self.new_answers} new, {self.total_answers} evaluated in total; players: {self.players} "
             f"({self.muted} muted, {self.gated} gated)",
             f"finds: {self.finds}; exportable at θ={self.theta}: {self.exportable}",
-            f"π (model error rate on untainted images): global {self.pi_global:.3f}; "
+            f"π (model error rate on untainted images): global {self.pi_global:.3f} (reliable pool "
+            f"{self.pi_reliable:.3f}); "
             + ", ".join(f"{k} {v:.3f}" for k, v in sorted(self.pi.items())),
             f"priors: s ~ Beta({self.prior_s[0]:.2f}, {self.prior_s[1]:.2f}), "
             f"f ~ Beta({self.prior_f[0]:.2f}, {self.prior_f[1]:.2f}); EM iterations {self.iterations}",
@@ -189,7 +191,10 @@ async def run_evaluation(db: Database, config: EvalConfig = EvalConfig(), *, now
                 counts.untainted[p_index[p], g_index[g], int(flagged)] += n
             else:
                 counts.gold[p_index[p], kind, int(flagged)] += n
-        result = evaluate(counts, config)
+        acc = (await conn.execute(select(func.avg(T.images.c.model_accuracy))
+                                   .where(and_(T.images.c.reliable.is_(True), T.images.c.model_accuracy.is_not(None))))).scalar()
+        pi_reliable = 0.0 if acc is None else float(min(0.5, max(0.0, 1.0 - acc)))
+        result = evaluate(counts, config, pi_reliable=pi_reliable)
         admin_muted = {r.id for r in (await conn.execute(select(T.players.c.id).where(T.players.c.muted.is_(True)))).all()}
 
         # 3. store the estimates
@@ -209,7 +214,7 @@ async def run_evaluation(db: Database, config: EvalConfig = EvalConfig(), *, now
         await _set_state(conn, "watermark_ms", new_watermark)
         await _set_state(conn, "answers_evaluated", total)
         pi = {g: float(result.pi[j]) for g, j in g_index.items()}
-        await _set_state(conn, "pi", {"global": result.pi_global, "strata": pi})
+        await _set_state(conn, "pi", {"global": result.pi_global, "strata": pi, "reliable_pool": pi_reliable})
 
     pm_summary = None
     if player_model:
@@ -226,7 +231,7 @@ async def run_evaluation(db: Database, config: EvalConfig = EvalConfig(), *, now
     return EvaluationSummary(
         new_answers=n_new, total_answers=total, players=len(player_ids), muted=int(result.muted.sum()),
         gated=int(result.gated.sum()), finds=finds, exportable=exportable, theta=config.theta, pi=pi,
-        pi_global=result.pi_global, iterations=result.iterations, prior_s=result.prior_s, prior_f=result.prior_f,
+        pi_global=result.pi_global, pi_reliable=pi_reliable, iterations=result.iterations, prior_s=result.prior_s, prior_f=result.prior_f,
         watermark_ms=new_watermark, player_model=pm_summary, top_players=top,
     )
 

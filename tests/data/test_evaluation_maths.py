@@ -109,3 +109,24 @@ def test_expected_calibration_error():
     prob = np.array([0.9] * 10 + [0.1] * 10)
     assert expected_calibration_error(prob, np.array([1] * 9 + [0] + [0] * 9 + [1])) == pytest.approx(0.0)
     assert expected_calibration_error(np.array([0.9] * 10), np.zeros(10)) == pytest.approx(0.9)
+
+
+def test_imperfect_reliable_pool_does_not_inflate_false_alarms():
+    """When the model errs on 20% of reliable-pool images, careful players' flags there are
+    mostly true catches; with the measured error rate the false-alarm estimate stays low."""
+    rng = np.random.default_rng(11)
+    P, n = 200, 40
+    s_true, f_true, pr = 0.9, 0.05, 0.2
+    counts = Counts.zeros(P, 1)
+    counts.gold[:, TAINTED, 1] = rng.binomial(n, s_true, P)
+    counts.gold[:, TAINTED, 0] = n - counts.gold[:, TAINTED, 1]
+    wrong = rng.binomial(n, pr, P)
+    flags = rng.binomial(wrong, s_true) + rng.binomial(n - wrong, f_true)
+    counts.gold[:, HONEST_TAINTED, 1] = flags
+    counts.gold[:, HONEST_TAINTED, 0] = n - flags
+    counts.untainted[:, 0] = [[30, 10]] * P
+    naive = evaluate(counts)
+    aware = evaluate(counts, pi_reliable=pr)
+    assert naive.f_mean.mean() > 0.18
+    assert abs(aware.f_mean.mean() - f_true) < 0.03
+    assert aware.muted.mean() < naive.muted.mean() or not aware.muted.any()
