@@ -14,9 +14,12 @@ import concurrent.futures
 import itertools
 import json
 import os
+import queue
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,64 +112,67 @@ async def _seed_pool(db_url: str, count: int) -> None:
         await db.dispose()
 
 
-def start_demo(tmp: Path, *, model: str | None, image_seconds: float, seed_images: int = 0) -> Server:
-    """Start `gap demo --no-browser --port 0` and wait for the URL it prints."""
+def start_demo(tmp: Path, *, model: str | None, image_seconds: float, seed_images: int = 0,
+               bot_token: str | None = BOT_TOKEN) -> Server:
+    """Start `gap demo --no-browser --port 0` and wait for the URL it prints.
+    `bot_token=None` leaves GAP_BOT_TOKEN unset: the demo makes its local token."""
     tmp.mkdir(parents=True, exist_ok=True)
     db_path = tmp / "gap.sqlite3"
     db_url = f"sqlite+aiosqlite:///{db_path}"
     if seed_images:  # in a thread: Playwright's sync API may already run an event loop here
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             pool.submit(asyncio.run, _seed_pool(db_url, seed_images)).result()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GAP_")}
-    env.update({"GAP_DATABASE_URL": db_url, "GAP_BOT_TOKEN": BOT_TOKEN, "GAP_IMAGE_SECONDS": str(image_seconds),
-                "PYTHONUNBUFFERED": "1"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GAP_") and k != "PORT"}
+    env.update({"GAP_DATABASE_URL": db_url, "GAP_IMAGE_SECONDS": str(image_seconds), "PYTHONUNBUFFERED": "1"})
+    if bot_token:
+        env["GAP_BOT_TOKEN"] = bot_token
     if model:
         env["GAP_MODEL"] = model
     log_path = tmp / "server.log"
-    log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, "-m", "gap.cli", "demo", "--no-browser", "--port", "0"],
-                            cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+                            cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def drain() -> None:  # never let the server block on a full pipe; keep everything in the log
+        with open(log_path, "w") as log:
+            for line in proc.stdout:  # type: ignore[union-attr]
+                log.write(line)
+                log.flush()
+                lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=drain, daemon=True).start()
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     url = None
-    lines = []
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            if proc.poll() is not None:
-                break
-            continue
-        lines.append(line)
+    while url is None and time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
+            break
         match = re.search(r"gap demo: open (http://127\.0\.0\.1:\d+/\S*)", line)
         if match:
             url = match.group(1)
-            break
     if url is None:
         proc.kill()
-        log.close()
-        raise AssertionError("gap demo did not print its URL:\n" + "".join(lines) + "\n--- stderr ---\n"
+        proc.wait()
+        raise AssertionError(f"gap demo did not print its URL within {SERVER_START_TIMEOUT:.0f}s:\n"
                              + log_path.read_text()[-4000:])
-    # keep draining stdout so the server never blocks on a full pipe
-    import threading
-
-    def drain() -> None:
-        for line in proc.stdout:  # type: ignore[union-attr]
-            log.write(line)
-        log.close()
-
-    threading.Thread(target=drain, daemon=True).start()
     base = re.match(r"(http://127\.0\.0\.1:\d+)", url).group(1)  # type: ignore[union-attr]
     return Server(base_url=base, demo_url=url, db_path=db_path, image_seconds=image_seconds, proc=proc,
                   log_path=log_path)
 
 
-def stop(server: Server) -> None:
-    server.proc.terminate()
+def stop(server: Server) -> int:
+    """Ctrl-C (SIGINT), as a person stops the demo; returns the exit code."""
+    server.proc.send_signal(signal.SIGINT)
     try:
-        server.proc.wait(timeout=15)
+        return server.proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         server.proc.kill()
         server.proc.wait()
+        return -9
 
 
 def offline_telegram(route) -> None:

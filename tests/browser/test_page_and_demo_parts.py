@@ -163,3 +163,26 @@ def test_demo_listens_on_loopback_only(fast_server):
             if state == "0A" and int(hex_port, 16) == port:       # 0A = LISTEN
                 listeners.append(address)
     assert listeners == ["0100007F"], listeners                   # 127.0.0.1, little-endian hex
+
+
+def test_demo_makes_a_local_token_and_its_url_passes_the_production_auth(tmp_path: Path):
+    """Without GAP_BOT_TOKEN: a private token file next to the database; the printed
+    URL's initData is accepted by the API (404 = authenticated, no session yet);
+    Ctrl-C stops the demo cleanly."""
+    from browser_support import start_demo, stop
+
+    server = start_demo(tmp_path, model="fake:30", image_seconds=60, seed_images=24, bot_token=None)
+    try:
+        token_file = tmp_path / demo.TOKEN_FILE_NAME
+        assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
+        init = parse_qs(urlsplit(server.demo_url).fragment)["tgWebAppData"][0]
+        validate_init_data(init, token_file.read_text().strip(), max_age=600)
+        status, body = server.api("GET", "/api/sessions/current", init)
+        assert (status, body["error"]["code"]) == (404, "not_found")
+        status, body = server.api("GET", "/api/sessions/current", init.replace("Demo", "Evil"))
+        assert status == 401
+        assert token_file.read_text().strip() not in server.log_path.read_text()   # never logged
+    finally:
+        code = stop(server)
+    assert code == 0
+    assert "gap demo: stopping" in server.log_path.read_text()
