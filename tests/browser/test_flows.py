@@ -113,6 +113,8 @@ def test_question_after_the_deadline_gets_409_and_moves_on(short_timer_server, n
     question with 409, the page says so and shows the next image; nothing is stored."""
     user_id, init = short_timer_server.new_user()
     page, watch = new_page()
+    statuses: list[int] = []
+    page.on("response", lambda r: statuses.append(r.status) if r.url.endswith("/questions") else None)
     page.clock.install()
     page.clock.pause_at(datetime.now() + timedelta(seconds=5))
     open_game(page, short_timer_server, init)
@@ -121,6 +123,7 @@ def test_question_after_the_deadline_gets_409_and_moves_on(short_timer_server, n
     box.fill("Is there a red circle?")
     box.press("Enter")
     expect(page.get_by_text("Time's up")).to_be_visible()
+    assert statuses == [409]
     page.clock.resume()
     expect(page.locator("#progress")).to_have_text("2 / 10", timeout=15_000)
     pid = player_id(short_timer_server, user_id)
@@ -253,6 +256,45 @@ def test_lost_reply_is_retried_with_the_same_request_id(fast_server, new_page):
     pid = player_id(fast_server, user_id)
     assert fast_server.query("SELECT COUNT(*) FROM answers WHERE player_id = ?", (pid,)) == [(1,)]
     expect(page.locator("#chat .bubble.q")).to_have_count(1)
+    assert not watch.errors
+
+
+def test_offline_shows_a_retry_that_reuses_the_request_id(fast_server, new_page, artifacts):
+    """The network is gone for longer than the automatic retries: the page says so and
+    offers Retry; once back, Retry sends the same request_id and the question is stored once."""
+    user_id, init = fast_server.new_user()
+    page, watch = new_page()
+    page.clock.install()
+    offline = {"on": True}
+    sent: list[dict] = []
+
+    def network(route):
+        if route.request.method == "POST" and route.request.url.endswith("/questions"):
+            sent.append(route.request.post_data_json)
+            if offline["on"]:
+                route.abort("internetdisconnected")
+                return
+        route.continue_()
+
+    page.route("**/api/**", network)
+    open_game(page, fast_server, init)
+    box = page.get_by_role("textbox", name="Your question")
+    box.fill("How many circles are there?")
+    box.press("Enter")
+    banner = page.get_by_role("status")
+    for _ in range(6):                                   # skip the back-off waits (0.4 s … 4 s)
+        page.clock.fast_forward(5000)
+        if "No connection" in (banner.text_content() or ""):
+            break
+    expect(banner).to_contain_text("No connection")
+    expect(page.locator("#chat .bubble.q")).to_have_text(["How many circles are there?"])
+    page.screenshot(path=artifacts / "offline-360x640.png")
+    offline["on"] = False
+    banner.get_by_role("button", name="Retry").click()
+    expect(page.get_by_role("button", name="Correct", exact=True)).to_be_visible()
+    assert len(sent) >= 3 and len({body["request_id"] for body in sent}) == 1
+    pid = player_id(fast_server, user_id)
+    assert fast_server.query("SELECT COUNT(*) FROM answers WHERE player_id = ?", (pid,)) == [(1,)]
     assert not watch.errors
 
 

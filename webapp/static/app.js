@@ -283,7 +283,7 @@
       return;
     }
     if (err.status === 0 || err.retryable) {
-      banner(err.status === 0 ? 'No connection. Check your network.' : (err.message || 'Server error.'), 'error', retry);
+      banner(err.status === 0 ? 'No connection.' : (err.message || 'Server error.'), 'error', retry);
       return;
     }
     banner(err.message || 'Something went wrong.', 'error');
