@@ -22,7 +22,7 @@ from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from game import rules
-from game.db import Database
+from game.db import Database, fast
 from game.errors import Conflict, Expired, Invalid, NotFound, Unavailable
 from game.locks import KeyedLocks
 from game.players import player_key
@@ -322,7 +322,7 @@ class GameService:
         any answer awaiting a verdict. A retried request is recognised on every
         path that would not store a new answer (and by the unique constraint on
         the one that would), so the happy path needs no extra lookup."""
-        row = conn.execute(_ASK_CONTEXT, {"sid": session_id, "pid": player_id}).first()
+        row = _first(fast(conn, _ASK_CONTEXT, {"sid": session_id, "pid": player_id}))
         outcome: tuple
         try:
             if row is None:
@@ -354,7 +354,7 @@ class GameService:
         re-assert what was read, so a concurrent change elsewhere makes it fail
         as a conflict instead of acting on stale data. A retried request is
         recognised on every path that would not store anything."""
-        row = conn.execute(_VERDICT_CONTEXT, {"aid": answer_id, "pid": player_id}).first()
+        row = _first(fast(conn, _VERDICT_CONTEXT, {"aid": answer_id, "pid": player_id}))
         try:
             if row is None:
                 raise NotFound("no such answer")
@@ -373,7 +373,7 @@ class GameService:
         answers_so_far = []
         if verdict == "correct":
             answers_so_far = [{"answer_id": r.id, "question": r.question, "answer": r.served_answer,
-                               "verdict": r.verdict} for r in conn.execute(_IMAGE_ANSWERS, {"si": row.session_image_id})]
+                               "verdict": r.verdict} for r in fast(conn, _IMAGE_ANSWERS, {"si": row.session_image_id})]
         next_image = (row.next_si, row.next_opaque) if row.next_si is not None else None
         return ("ok", {"answer_id": row.id, "answer_tainted": bool(row.tainted), "session_id": row.session_id,
                        "si_id": row.session_image_id, "position": row.position, "image_tainted": bool(row.image_tainted),
@@ -385,12 +385,12 @@ class GameService:
         """Write phase of a verdict: a handful of guarded statements, no reads."""
         award = rules.score_verdict(verdict, ctx["image_tainted"], ctx["answer_tainted"],
                                     self.config.false_alarm_penalty)
-        changed = conn.execute(_JUDGE, {"aid": ctx["answer_id"], "verdict": verdict, "correction": correction,
+        changed = fast(conn, _JUDGE, {"aid": ctx["answer_id"], "verdict": verdict, "correction": correction,
                                         "points": award.points, "now": now})
-        if changed.rowcount != 1:
+        if changed != 1:
             raise Conflict("this answer has already been judged")
         if award.reason is not None:
-            conn.execute(_LEDGER, {"player_id": player_id, "answer_id": ctx["answer_id"], "reason": award.reason,
+            fast(conn, _LEDGER, {"player_id": player_id, "answer_id": ctx["answer_id"], "reason": award.reason,
                                    "points": award.points, "created_at": now})
         state: dict[str, Any] = {"session_id": ctx["session_id"], "status": "playing", "now_ms": now, "image": None}
         if verdict == "correct":
@@ -398,19 +398,19 @@ class GameService:
                            for a in ctx["answers"]]
             state["image"] = self._image_state(ctx["position"], ctx["opaque_id"], ctx["deadline_at"], answers_now, now)
         else:
-            if conn.execute(_END_IMAGE, {"si": ctx["si_id"], "now": now, "reason": "wrong"}).rowcount != 1:
+            if fast(conn, _END_IMAGE, {"si": ctx["si_id"], "now": now, "reason": "wrong"}) != 1:
                 raise Conflict("this image is over")
             if ctx["next_image"] is not None:
                 deadline = rules.deadline_for(now, self.config.image_seconds)
-                conn.execute(_SERVE, {"si": ctx["next_image"][0], "now": now, "deadline": deadline})
-                moved = conn.execute(_MOVE_ON, {"sid": ctx["session_id"], "from": ctx["position"],
+                fast(conn, _SERVE, {"si": ctx["next_image"][0], "now": now, "deadline": deadline})
+                moved = fast(conn, _MOVE_ON, {"sid": ctx["session_id"], "from": ctx["position"],
                                                 "to": ctx["position"] + 1})
                 state["image"] = self._image_state(ctx["position"] + 1, ctx["next_image"][1], deadline, [], now)
             else:
-                moved = conn.execute(_FINISH, {"sid": ctx["session_id"], "from": ctx["position"], "now": now,
+                moved = fast(conn, _FINISH, {"sid": ctx["session_id"], "from": ctx["position"], "now": now,
                                                "to": rules.IMAGES_PER_SESSION})
                 state["status"] = "finished"
-            if moved.rowcount != 1:
+            if moved != 1:
                 raise Conflict("a concurrent request changed this session; reload the state")
         _store_request(conn, player_id, request_id, "verdict", state, now)
         return state
@@ -422,7 +422,7 @@ class GameService:
                 "answers": answers_list}
 
     def _tx_replay(self, conn, player_id: int, request_id: str, kind: str) -> dict[str, Any] | None:
-        row = conn.execute(_REPLAY, {"pid": player_id, "rid": request_id}).first()
+        row = _first(fast(conn, _REPLAY, {"pid": player_id, "rid": request_id}))
         if row is None:
             return None
         if row.kind != kind:
@@ -481,7 +481,7 @@ class GameService:
         """The client-visible state: identical keys whatever the image's kind, no score."""
         state: dict[str, Any] = {"session_id": session.id, "status": session.status, "now_ms": now, "image": None}
         if session.status == "playing" and si is not None:
-            rows = conn.execute(_IMAGE_ANSWERS, {"si": si.id}).all()
+            rows = fast(conn, _IMAGE_ANSWERS, {"si": si.id})
             state["image"] = self._image_state(si.position, si.opaque_id, si.deadline_at, [
                 {"answer_id": r.id, "question": r.question, "answer": r.served_answer, "verdict": r.verdict}
                 for r in rows], now)
@@ -546,15 +546,19 @@ _REPLAY = select(requests.c.kind, requests.c.response_json).where(and_(
     requests.c.player_id == bindparam("pid"), requests.c.request_id == bindparam("rid")))
 
 
+def _first(rows):
+    return rows[0] if rows else None
+
+
 def _active_session(conn, player_id: int):
-    return conn.execute(_ACTIVE, {"pid": player_id}).first()
+    return _first(fast(conn, _ACTIVE, {"pid": player_id}))
 
 
 def _load_session(conn, player_id: int, session_id: object):
     """A session of this player; another player's session is 'not found' (no leak)."""
     if not isinstance(session_id, str):
         raise NotFound("no such session")
-    row = conn.execute(_SESSION, {"sid": session_id, "pid": player_id}).first()
+    row = _first(fast(conn, _SESSION, {"sid": session_id, "pid": player_id}))
     if row is None:
         raise NotFound("no such session")
     return row
@@ -563,11 +567,11 @@ def _load_session(conn, player_id: int, session_id: object):
 def _current_si(conn, session):
     if session.status != "playing":
         return None
-    return conn.execute(_CURRENT_SI, {"sid": session.id, "pos": session.current_index}).first()
+    return _first(fast(conn, _CURRENT_SI, {"sid": session.id, "pos": session.current_index}))
 
 
 def _store_request(conn, player_id: int, request_id: str, kind: str, response: dict[str, Any], now: int) -> None:
-    conn.execute(_INSERT_REQUEST, {"player_id": player_id, "request_id": request_id, "kind": kind,
+    fast(conn, _INSERT_REQUEST, {"player_id": player_id, "request_id": request_id, "kind": kind,
                                    "response_json": json.dumps(response, separators=(",", ":")), "created_at": now})
 
 
@@ -587,11 +591,11 @@ def _tx_upsert_player(conn, key: str, name: str | None, now: int) -> int:
 
 
 def _tx_store_answer(conn, player_id: int, request_id: str, row: dict, response: dict, now: int) -> dict:
-    ended = conn.execute(_SI_ENDED, {"si": row["session_image_id"]}).scalar_one()
+    ended = fast(conn, _SI_ENDED, {"si": row["session_image_id"]})[0][0]
     if ended is not None:
         raise Conflict("this image is over")
     _store_request(conn, player_id, request_id, "ask", response, now)
-    conn.execute(_INSERT_ANSWER, row)
+    fast(conn, _INSERT_ANSWER, row)
     return response
 
 
@@ -652,4 +656,7 @@ def _tx_pools(conn) -> list[tuple[int, bool]]:
 
 
 def _tx_ping(conn) -> None:
-    conn.execute(select(1))
+    """The database answers and is migrated (an empty file is not 'ready')."""
+    from sqlalchemy import text
+
+    conn.execute(text("SELECT version_num FROM alembic_version")).one()

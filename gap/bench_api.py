@@ -171,6 +171,25 @@ def _bare_app():
     return app
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User+system CPU time of a process (all its threads), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+async def _measure(base: str, proc: subprocess.Popen, players: int, work) -> dict:
+    cpu_before = _cpu_seconds(proc.pid)
+    rec, elapsed = await _drive(base, players, work)
+    cpu = _cpu_seconds(proc.pid) - cpu_before
+    out = rec.summary(elapsed)
+    out["server_cpu_s"] = round(cpu, 2)
+    out["server_cpu_us_per_request"] = round(1e6 * cpu / max(1, out["requests"]), 1)
+    return out
+
+
 def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
@@ -204,8 +223,7 @@ async def _bench(players: int, latency_ms: float, workdir: Path) -> dict:
         base = f"http://127.0.0.1:{port}"
         await _wait_ready(base, "/healthz", bare)
         await _drive(base, min(players, 50), _bare_client)  # warm-up
-        rec, elapsed = await _drive(base, players, _bare_client)
-        results["bare"] = rec.summary(elapsed)
+        results["bare"] = await _measure(base, bare, players, _bare_client)
     finally:
         _stop(bare)
 
@@ -214,8 +232,7 @@ async def _bench(players: int, latency_ms: float, workdir: Path) -> dict:
     try:
         base = f"http://127.0.0.1:{port}"
         await _wait_ready(base, "/healthz", game)
-        rec, elapsed = await _drive(base, players, _play)
-        results["game"] = rec.summary(elapsed)
+        results["game"] = await _measure(base, game, players, _play)
         expected = players * REQUESTS_PER_PLAYER
         if results["game"]["requests"] != expected:
             results["game"]["error_kinds"]["incomplete sessions (requests missing)"] = expected - results["game"]["requests"]
@@ -223,6 +240,8 @@ async def _bench(players: int, latency_ms: float, workdir: Path) -> dict:
     finally:
         _stop(game)
     results["ratio"] = round(results["game"]["rps"] / results["bare"]["rps"], 3) if results["bare"]["rps"] else 0.0
+    results["cpu_ratio"] = round(results["bare"]["server_cpu_us_per_request"]
+                                 / results["game"]["server_cpu_us_per_request"], 3)
     results["loadavg_after"] = os.getloadavg()[0]
     return results
 
@@ -230,13 +249,16 @@ async def _bench(players: int, latency_ms: float, workdir: Path) -> dict:
 def _print(results: dict) -> None:
     print(f"players {results['players']}, model latency {results['model_latency_ms']} ms, "
           f"{results['cpus']} CPUs, load average before {results['loadavg_before']:.2f}")
-    print(f"{'':6} {'requests':>9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"{'':6} {'requests':>9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'server CPU us/req':>18}")
     for name in ("bare", "game"):
         r = results[name]
-        print(f"{name:6} {r['requests']:>9} {r['rps']:>9.1f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['errors']:>7}")
+        print(f"{name:6} {r['requests']:>9} {r['rps']:>9.1f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['errors']:>7}"
+              f" {r['server_cpu_us_per_request']:>18.1f}")
         for kind, n in r["error_kinds"].items():
             print(f"       error: {kind} x{n}")
-    print(f"game / bare throughput: {results['ratio'] * 100:.1f}% (target >= 30%)")
+    print(f"game / bare throughput: {results['ratio'] * 100:.1f}% (target >= 30%); "
+          f"by server CPU per request: {results['cpu_ratio'] * 100:.1f}% "
+          f"(load average {results['loadavg_before']:.1f} -> {results['loadavg_after']:.1f})")
 
 
 def run(args: argparse.Namespace, settings) -> int:

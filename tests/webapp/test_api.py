@@ -232,7 +232,7 @@ async def test_overloaded_model_gives_503_retry_after(service, settings, db):
         assert await snapshot(db) == before
 
 
-async def test_healthz_images_and_unknown_routes(client, service, db):
+async def test_healthz_images_and_unknown_routes(client, service, db, tmp_path):
     health = await client.get("/healthz")
     assert health.status == 200 and (await health.json())["status"] == "ok"
     assert (await client.get("/img/" + "0" * 32)).status == 404
@@ -240,9 +240,14 @@ async def test_healthz_images_and_unknown_routes(client, service, db):
     assert missing.status == 404 and "error" in await missing.json()
     wrong_method = await client.delete("/api/sessions", headers=ALICE)
     assert wrong_method.status == 405 and "error" in await wrong_method.json()
-    await db.dispose()
-    service.db.engine.url  # still configured
-    from sqlalchemy.ext.asyncio import create_async_engine
+    from game.db import Database
 
-    service.db.engine = create_async_engine("sqlite+aiosqlite:////nonexistent-dir/none.sqlite3")
-    assert (await client.get("/healthz")).status == 503
+    unmigrated = Database(f"sqlite+aiosqlite:///{tmp_path / 'empty.sqlite3'}")
+    service.db, migrated = unmigrated, service.db
+    try:
+        resp = await client.get("/healthz")
+        assert resp.status == 503 and (await resp.json())["error"]["code"] == "database_unavailable"
+    finally:
+        service.db = migrated
+        await unmigrated.dispose()
+    assert (await client.get("/healthz")).status == 200
