@@ -324,7 +324,7 @@
   }
 
   // ------------------------------------------------------------------ game state
-  var game = { sessionId: null, index: -1, image: null, pendingAnswerId: null, endedHandled: false };
+  var game = { sessionId: null, index: -1, image: null, pendingAnswerId: null };
 
   function humanIndex(image) { return Number(image.index) + 1; }
 
