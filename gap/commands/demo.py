@@ -16,6 +16,7 @@ import random
 import secrets
 import signal
 import sys
+import threading
 import time
 import webbrowser
 from pathlib import Path
@@ -111,7 +112,24 @@ async def ensure_image_pool(components: Any, *, count: int = POOL_IMAGES,
     return counts
 
 
-async def run_demo(settings: Any, *, port: int, open_browser: bool, ready: asyncio.Event | None = None) -> int:
+def open_in_browser(url: str) -> None:
+    """Best effort, never blocking: only with a graphical session (a console browser
+    such as w3m would take over the terminal), in a background thread."""
+    graphical = sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY")
+                                                            or os.environ.get("WAYLAND_DISPLAY"))
+    if not graphical:
+        return
+
+    def attempt() -> None:
+        try:
+            webbrowser.open(url)
+        except Exception:  # noqa: BLE001 - no browser is fine: the URL is printed
+            pass
+
+    threading.Thread(target=attempt, name="gap-demo-browser", daemon=True).start()
+
+
+async def run_demo(settings: Any, *, port: int, open_browser: bool) -> int:
     """Migrate, load the model, fill the pool, serve on 127.0.0.1 until interrupted."""
     from aiohttp import web
 
@@ -155,14 +173,12 @@ async def run_demo(settings: Any, *, port: int, open_browser: bool, ready: async
         return 1
     bound_port = runner.addresses[0][1] if runner.addresses else port
     url = demo_url(DEMO_HOST, bound_port, sign_init_data(token, DEMO_USER))
-    print(f"gap demo: bot token from {token_source}", flush=True)
+    print(f"gap demo: Mini App auth with the bot token from {token_source} (the Telegram bot itself is off)",
+          flush=True)
     print(f"gap demo: open {url}", flush=True)
     print("gap demo: press Ctrl-C to stop", flush=True)
     if open_browser:
-        try:
-            webbrowser.open(url)
-        except Exception:  # noqa: BLE001 - no browser is fine: the URL is printed
-            pass
+        open_in_browser(url)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -171,8 +187,6 @@ async def run_demo(settings: Any, *, port: int, open_browser: bool, ready: async
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
             pass
-    if ready is not None:
-        ready.set()
     try:
         await stop.wait()
     finally:
@@ -183,6 +197,9 @@ async def run_demo(settings: Any, *, port: int, open_browser: bool, ready: async
 
 def _demo(args: argparse.Namespace, settings: Any) -> int:
     port = settings.port if args.port is None else args.port
+    if not getattr(args, "verbose", False):  # a person reads this output: keep it to the demo's own lines
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        logging.getLogger("gap.bot").setLevel(logging.WARNING)   # the demo says itself that the bot is off
     try:
         return asyncio.run(run_demo(settings, port=port, open_browser=not args.no_browser))
     except KeyboardInterrupt:
