@@ -25,13 +25,13 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def install_sqlite_pragmas(sync_engine) -> None:
+def install_sqlite_pragmas(sync_engine, extra: tuple[str, ...] = ()) -> None:
     """Run the pragmas on every new DBAPI connection of a (sync or async) engine."""
 
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # pragma: no cover - exercised by every test
         cursor = dbapi_connection.cursor()
-        for pragma in SQLITE_PRAGMAS:
+        for pragma in SQLITE_PRAGMAS + extra:
             cursor.execute(pragma)
         cursor.close()
 
@@ -74,22 +74,29 @@ class Database:
     Two ways in:
     - `run_read(fn, ...)` / `run_write(fn, ...)` run a *synchronous* function
       `fn(conn, ...)` on a SQLAlchemy Core connection as one transaction. On
-      SQLite this happens on dedicated threads with the stdlib driver: one
-      thread hop per transaction instead of several per statement (aiosqlite),
-      which is what makes the game API fast under load. Writes go through one
-      writer thread (SQLite has one writer anyway), with BEGIN IMMEDIATE so
-      other processes' writers queue on busy_timeout instead of failing. On
-      PostgreSQL the same function runs through the async engine's `run_sync`.
+      SQLite they use the stdlib driver directly instead of aiosqlite (which
+      costs several thread hand-offs per statement): reads run on the event
+      loop on one persistent connection (indexed lookups of a few rows; in WAL
+      mode readers never wait for the writer), writes go to one writer thread
+      that group-commits whatever is queued (BEGIN IMMEDIATE, so writers of
+      other processes queue on busy_timeout instead of failing; synchronous=FULL
+      on the writer, so an acknowledged write survives power loss too). On
+      PostgreSQL the same functions run through the async engine's `run_sync`.
     - `read()` / `write()`: async context managers yielding an AsyncConnection
       (aiosqlite / asyncpg) for code that prefers plain async Core.
 
-    Transactions stay short: callers never await the model inside one."""
+    Tuning knobs (environment, for benchmarks and unusual deployments):
+    GAP_DB_INLINE_READS=0 moves reads to a thread pool; GAP_DB_INLINE_WRITES=1
+    runs the group commits on the event loop (less CPU, but a checkpoint or a
+    lock held by another process then stalls the loop); GAP_DB_SYNCHRONOUS
+    overrides FULL. Transactions stay short: callers never await the model
+    inside one."""
 
-    def __init__(self, url: str, *, read_pool: int = 8, read_threads: int = 2, inline_reads: bool | None = None) -> None:
+    def __init__(self, url: str, *, read_pool: int = 8, read_threads: int = 2, inline_reads: bool | None = None,
+                 inline_writes: bool | None = None) -> None:
         import asyncio
-        from concurrent.futures import ThreadPoolExecutor
-
         import os
+        from concurrent.futures import ThreadPoolExecutor
 
         self.url = url
         self.sqlite = is_sqlite(url)
@@ -110,10 +117,16 @@ class Database:
             install_sqlite_pragmas(self._sync_read)
             self._sync_write = sa_create_engine(sync_url, pool_size=1, max_overflow=0,
                                               connect_args={"check_same_thread": False})
-            install_sqlite_pragmas(self._sync_write)
+            # The game's own writer syncs the WAL at every (group) commit, so an
+            # acknowledged submit survives a power loss too, not only a crash.
+            install_sqlite_pragmas(self._sync_write, (f"PRAGMA synchronous={os.environ.get('GAP_DB_SYNCHRONOUS', 'FULL')}",))
             _install_begin_immediate(self._sync_write)
             self._read_pool = ThreadPoolExecutor(read_threads, thread_name_prefix="gap-db-read")
-            self._writer = GroupCommitWriter(self._sync_write)
+            # Writes on the event loop save the thread hand-offs (~15% CPU) but let a
+            # checkpoint's fsync or another process's write lock stall the loop: opt-in.
+            if inline_writes is None:
+                inline_writes = os.environ.get("GAP_DB_INLINE_WRITES", "0") == "1"
+            self._writer = GroupCommitWriter(self._sync_write, inline=inline_writes)
         else:
             self.write_engine = self.engine
 
@@ -183,26 +196,41 @@ class GroupCommitWriter:
 
     MAX_BATCH = 64
 
-    def __init__(self, engine) -> None:
+    def __init__(self, engine, *, inline: bool = False) -> None:
         import queue
         import threading
 
         self._engine = engine
+        self.inline = inline
+        self._pending: list = []
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="gap-db-writer", daemon=True)
-        self._thread.start()
+        self._thread = None
+        if not inline:
+            self._thread = threading.Thread(target=self._run, name="gap-db-writer", daemon=True)
+            self._thread.start()
 
     async def submit(self, fn, args):
         import asyncio
 
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.put((fn, args, loop, future))
+        if self.inline:
+            if not self._pending:
+                loop.call_soon(self._flush)
+            self._pending.append((fn, args, loop, future))
+        else:
+            self._queue.put((fn, args, loop, future))
         return await future
 
+    def _flush(self) -> None:
+        jobs, self._pending = self._pending, []
+        for start in range(0, len(jobs), self.MAX_BATCH):
+            self._run_batch(jobs[start:start + self.MAX_BATCH], direct=True)
+
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=30)
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=30)
 
     def _run(self) -> None:
         import queue
@@ -223,7 +251,7 @@ class GroupCommitWriter:
                 jobs.append(job)
             self._run_batch(jobs)
 
-    def _run_batch(self, jobs) -> None:
+    def _run_batch(self, jobs, direct: bool = False) -> None:
         try:
             outcomes = self._transaction(jobs)
         except BaseException:  # noqa: BLE001 - one job failed (or the commit): run each alone
@@ -232,7 +260,10 @@ class GroupCommitWriter:
             else:
                 outcomes = [self._alone(job) for job in jobs]
         for (_, _, loop, future), (ok, value) in zip(jobs, outcomes):
-            loop.call_soon_threadsafe(_resolve, future, ok, value)
+            if direct:
+                _resolve(future, ok, value)
+            else:
+                loop.call_soon_threadsafe(_resolve, future, ok, value)
 
     def _transaction(self, jobs) -> list[tuple[bool, object]]:
         """All jobs in one transaction; any exception rolls the whole batch back."""
