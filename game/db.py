@@ -365,5 +365,10 @@ def fast(conn, stmt, params: dict | None = None):
             return cursor.rowcount
         make = entry.row_type._make
         return [make(row) for row in cursor.fetchall()]
+    except conn.dialect.loaded_dbapi.Error as exc:
+        # Same exception types as conn.execute (e.g. sqlalchemy.exc.IntegrityError).
+        from sqlalchemy.exc import DBAPIError
+
+        raise DBAPIError.instance(entry.sql, values, exc, conn.dialect.loaded_dbapi.Error) from exc
     finally:
         cursor.close()

@@ -278,3 +278,41 @@ async def test_leaderboards(service, db, clock: FakeClock):
     assert "Alice" not in [p["name"] for p in week["players"]]
     with pytest.raises(Invalid):
         await service.leaderboard("month")
+
+
+async def test_two_workers_on_one_database_stay_consistent(service, db_url, model, clock):
+    """Two services on the same file behave like two web workers: the unique
+    constraints, not the in-process lock, keep retries and races correct."""
+    import random as _random
+
+    from game.db import Database
+    from game.service import GameConfig, GameService
+    from tests.conftest import TEST_HASH_KEY
+
+    other_db = Database(db_url)
+    other = GameService(other_db, model, hash_key=TEST_HASH_KEY, clock=clock, rng=_random.Random(9),
+                        config=GameConfig())
+    try:
+        pid = await service.upsert_player(777)
+        assert await other.upsert_player(777) == pid
+        starts = await asyncio.gather(service.start_or_resume(pid), other.start_or_resume(pid),
+                                      return_exceptions=True)
+        sids = {s["session_id"] for s in starts if isinstance(s, dict)}
+        assert len(sids) == 1, starts  # one playing session, whoever won the race
+        sid = sids.pop()
+        asked = await asyncio.gather(service.ask(pid, sid, "same-rid", "How many?"),
+                                     other.ask(pid, sid, "same-rid", "How many?"))
+        assert asked[0] == asked[1]
+        assert await count(service.db, answers) == 1
+        judged = await asyncio.gather(
+            service.verdict(pid, asked[0]["answer_id"], "v-a", "wrong", "one"),
+            other.verdict(pid, asked[0]["answer_id"], "v-b", "wrong", "two"), return_exceptions=True)
+        ok = [j for j in judged if isinstance(j, dict)]
+        assert len(ok) == 1 and all(isinstance(j, Conflict) for j in judged if not isinstance(j, dict))
+        async with service.db.read() as conn:
+            row = (await conn.execute(select(answers.c.verdict, answers.c.correction))).one()
+            ledger = (await conn.execute(select(func.count()).select_from(points_ledger))).scalar_one()
+        assert row.verdict == "wrong" and row.correction in ("one", "two") and ledger <= 1
+        assert (await service.current(pid))["image"]["index"] == (await other.current(pid))["image"]["index"] == 1
+    finally:
+        await other_db.dispose()
