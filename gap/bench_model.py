@@ -61,18 +61,25 @@ async def _bench(spec: str, strategy: str) -> dict:
         from models.local import TransformersVQA
         from models.images import decode_image
 
+        if isinstance(model, TransformersVQA):
+            warm = decode_image(work[0][0])
+            for _ in range(3):
+                await asyncio.to_thread(model.generate_honest, [warm], [work[0][1]])
         for conc in (16, 64):
             batch = work[:conc]
-            t = time.perf_counter()
-            await asyncio.gather(*(model.answer(img, q, taint=False) for img, q in batch))
-            batched_s = time.perf_counter() - t
+            batched_s = plain_s = float("inf")
+            for _ in range(2):  # best of two: the machine is shared
+                t = time.perf_counter()
+                await asyncio.gather(*(model.answer(img, q, taint=False) for img, q in batch))
+                batched_s = min(batched_s, time.perf_counter() - t)
             entry = {"batched_qps": round(conc / batched_s, 1)}
             if isinstance(model, TransformersVQA):
                 images = [decode_image(img) for img, _ in batch]
-                t = time.perf_counter()
-                for im, (_, q) in zip(images, batch):
-                    await asyncio.to_thread(model.generate_honest, [im], [q])
-                plain_s = time.perf_counter() - t
+                for _ in range(2):
+                    t = time.perf_counter()
+                    for im, (_, q) in zip(images, batch):
+                        await asyncio.to_thread(model.generate_honest, [im], [q])
+                    plain_s = min(plain_s, time.perf_counter() - t)
                 entry["one_by_one_plain_generate_qps"] = round(conc / plain_s, 1)
                 entry["speedup"] = round(plain_s / batched_s, 2)
                 entry["note"] = "batched answers also compute the tainted alternative for every question"

@@ -66,6 +66,7 @@ class MicroBatcher(Generic[T, R]):
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-worker")
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._batch_seconds = 0.05  # running estimate, for the retry hint
 
@@ -96,7 +97,11 @@ class MicroBatcher(Generic[T, R]):
 
     async def aclose(self) -> None:
         self._closed = True
-        if self._task is not None:
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        if self._task is not None and self._loop is current:
             self._task.cancel()
             try:
                 await self._task
@@ -104,15 +109,20 @@ class MicroBatcher(Generic[T, R]):
                 pass
         while self._queue:
             p = self._queue.popleft()
-            if not p.future.done():
+            if not p.future.done() and self._loop is current:
                 p.future.set_exception(ModelError("the model is shutting down"))
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     # ------------------------------------------------------------------ worker
     def _ensure_worker(self) -> None:
-        if self._task is None or self._task.done():
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._loop is not loop:
+            # first use, or a new event loop (e.g. a second asyncio.run): requests of the old loop are void
+            while self._queue:
+                self._queue.popleft().future.cancel()
+            self._loop = loop
             self._wakeup = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
+            self._task = loop.create_task(self._run(), name="micro-batcher")
 
     def _take(self) -> list[_Pending[T]]:
         batch: list[_Pending[T]] = []

@@ -42,7 +42,9 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS, max_side: int = M
             img = img.convert("RGB")
     except BadImage:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise BadImage("the image is too large") from exc
+    except UnidentifiedImageError as exc:
         raise BadImage("not a decodable image") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise BadImage("not a decodable image") from exc

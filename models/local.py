@@ -67,10 +67,12 @@ def load_transformers(path: str | Path):
     if adapter.exists():
         from peft import PeftModel
 
-        base_ref = json.loads(adapter.read_text()).get("base_model_name_or_path")
-        base_path = Path(base_ref) if base_ref and Path(base_ref).is_absolute() else (path / (base_ref or "..")).resolve()
-        if not base_path.exists() and base_ref:
-            base_path = Path(base_ref)
+        base_ref = json.loads(adapter.read_text()).get("base_model_name_or_path") or ""
+        # as written (absolute, or relative to the working directory), else relative to the adapter directory
+        candidates = [Path(base_ref), path / base_ref] if base_ref else [path.parent]
+        base_path = next((c for c in candidates if (c / "config.json").exists()), None)
+        if base_path is None:
+            raise ModelError(f"the adapter's base model {base_ref!r} was not found")
         processor_dir = path if (path / "processor_config.json").exists() else base_path
         processor = AutoProcessor.from_pretrained(processor_dir)
         base = AutoModelForImageTextToText.from_pretrained(base_path, dtype=torch.float32)

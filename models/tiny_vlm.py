@@ -120,11 +120,17 @@ def build_processor(tokenizer: PreTrainedTokenizerFast | None = None) -> LlavaPr
                           image_token="<image>", num_additional_image_tokens=1)
 
 
+TEXT_HIDDEN, TEXT_LAYERS, TEXT_FF = 128, 4, 384
+VISION_HIDDEN, VISION_LAYERS, VISION_FF = 192, 4, 512
+
+
 def build_config(tokenizer: PreTrainedTokenizerFast) -> LlavaConfig:
-    vision = CLIPVisionConfig(image_size=IMAGE_SIZE, patch_size=PATCH, hidden_size=192, intermediate_size=512,
-                              num_hidden_layers=4, num_attention_heads=4, projection_dim=192)
-    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=192, intermediate_size=512, num_hidden_layers=4,
-                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+    vision = CLIPVisionConfig(image_size=IMAGE_SIZE, patch_size=PATCH, hidden_size=VISION_HIDDEN,
+                              intermediate_size=VISION_FF, num_hidden_layers=VISION_LAYERS, num_attention_heads=4,
+                              projection_dim=VISION_HIDDEN)
+    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=TEXT_HIDDEN, intermediate_size=TEXT_FF,
+                       num_hidden_layers=TEXT_LAYERS, num_attention_heads=4, num_key_value_heads=4,
+                       max_position_embeddings=256,
                        tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id,
                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     cfg = LlavaConfig(vision_config=vision, text_config=text,

@@ -42,34 +42,49 @@ from models.tiny_vlm import N_IMAGE_TOKENS, build_model, build_processor, build_
 from models.training_data import N_COLOR, N_GLYPH, N_SHAPE, N_SIZE, Batch, BatchMaker
 
 STAGES = ("slots", "align", "joint")
-STAGE_SHARE = {"slots": 0.25, "align": 0.3, "joint": 0.45}
+STAGE_SHARE = {"slots": 0.35, "align": 0.25, "joint": 0.40}
 MIX = {
     "slots": {"simple": 0.5, "grid": 0.5},
     "align": {"simple": 0.55, "grid": 0.25, "complex": 0.2},
     "joint": {"simple": 0.55, "grid": 0.2, "complex": 0.25},
 }
-BATCH = {"slots": (128, 1), "align": (64, 2), "joint": (64, 2)}  # (images, questions per image)
+BATCH = {"slots": (128, 1), "align": (96, 1), "joint": (64, 2)}  # (images, questions per image)
 HELDOUT_N = 6000
+EMBED_STD = 0.3
 
 
 class SlotEmbedder(nn.Module):
-    """The clean per-cell input of stage 1 and the target the vision side learns to emit."""
+    """The clean per-cell input of stage 1 and the target the vision side learns to emit.
 
-    def __init__(self, hidden: int):
+    Colour, shape and glyph parts are the language model's own (tied) word
+    embeddings of "red", "circle", "A": matching a question word to a slot is
+    then a comparison of equal vectors, and copying a slot's colour to the
+    output is reading back the word's embedding — both easy for a tiny LM.
+    """
+
+    def __init__(self, hidden: int, word_embeddings: nn.Embedding, color_ids: list[int], shape_ids: list[int],
+                 glyph_ids: list[int]):
         super().__init__()
-        self.color = nn.Embedding(N_COLOR, hidden)
-        self.shape = nn.Embedding(N_SHAPE, hidden)
+        self.words = [word_embeddings]  # a list: not registered twice as a submodule
+        self.register_buffer("color_ids", torch.tensor(color_ids), persistent=False)
+        self.register_buffer("shape_ids", torch.tensor(shape_ids), persistent=False)
+        self.register_buffer("glyph_ids", torch.tensor(glyph_ids), persistent=False)
+        self.background = nn.Parameter(torch.randn(hidden) * 0.3)
         self.size = nn.Embedding(N_SIZE, hidden)
-        self.glyph = nn.Embedding(N_GLYPH, hidden)
-        self.row = nn.Parameter(torch.randn(4, hidden) * 0.5)
-        self.col = nn.Parameter(torch.randn(4, hidden) * 0.5)
-        for emb in (self.color, self.shape, self.size, self.glyph):
-            nn.init.normal_(emb.weight, std=0.5)
+        self.glyph_scale = nn.Parameter(torch.tensor(0.5))
+        self.row = nn.Parameter(torch.randn(4, hidden) * 0.3)
+        self.col = nn.Parameter(torch.randn(4, hidden) * 0.3)
+        nn.init.normal_(self.size.weight, std=0.3)
 
     def forward(self, slots: torch.Tensor) -> torch.Tensor:  # (B, 16, 4) -> (B, 16, H)
+        emb = self.words[0]
         pos = (self.row[:, None, :] + self.col[None, :, :]).reshape(N_IMAGE_TOKENS, -1)
-        return (self.color(slots[..., 0]) + self.shape(slots[..., 1]) + self.size(slots[..., 2])
-                + self.glyph(slots[..., 3]) + pos)
+        present = (slots[..., 0] > 0).unsqueeze(-1).float()
+        obj = (emb(self.color_ids[slots[..., 0].clamp_min(1) - 1]) + emb(self.shape_ids[slots[..., 1].clamp_min(1) - 1])
+               + self.size(slots[..., 2]))
+        has_glyph = (slots[..., 3] > 0).unsqueeze(-1).float()
+        glyph = emb(self.glyph_ids[slots[..., 3].clamp_min(1) - 1]) * has_glyph * self.glyph_scale
+        return present * (obj + glyph) + (1 - present) * self.background + pos
 
 
 class AuxHeads(nn.Module):
@@ -116,7 +131,12 @@ class Trainer:
         self.model = build_model(self.tokenizer)
         tcfg = self.model.config.text_config
         vcfg = self.model.config.vision_config
-        self.slots = SlotEmbedder(tcfg.hidden_size)
+        with torch.no_grad():  # well separated word vectors (issue 4: std ~0.5 made slot pre-training work)
+            self.model.get_input_embeddings().weight.normal_(0.0, EMBED_STD)
+        ids = self.tokenizer.convert_tokens_to_ids
+        self.slots = SlotEmbedder(tcfg.hidden_size, self.model.get_input_embeddings(),
+                                  [ids(c) for c in scenes.COLORS], [ids(s) for s in scenes.SHAPES],
+                                  [ids(g) for g in scenes.GLYPHS])
         self.aux = AuxHeads(vcfg.hidden_size, tcfg.hidden_size)
         self.mid_layer = tcfg.num_hidden_layers // 2
         self.image_id = self.tokenizer.convert_tokens_to_ids("<image>")
@@ -172,6 +192,18 @@ class Trainer:
             acc.setdefault(q, []).append(o)
         return {k: sum(v) / len(v) for k, v in acc.items()}
 
+    def slot_accuracy(self, embeds: torch.Tensor, slots: torch.Tensor) -> dict[str, float]:
+        """How often the emitted vector is nearest to the right colour and shape word (align stage)."""
+        emb = self.model.get_input_embeddings().weight
+        present = slots[..., 0] > 0
+        if not present.any():
+            return {}
+        e = embeds[present]
+        col = (e @ emb[self.slots.color_ids].T).argmax(-1) + 1
+        shp = (e @ emb[self.slots.shape_ids].T).argmax(-1) + 1
+        return {"slot_color": float((col == slots[..., 0][present]).float().mean()),
+                "slot_shape": float((shp == slots[..., 1][present]).float().mean())}
+
     # ------------------------------------------------------------------ stages
     def stage_params(self, stage: str):
         lm_params = list(self.lm.parameters()) + list(self.model.lm_head.parameters())
@@ -180,7 +212,7 @@ class Trainer:
         aux_rel = list(self.aux.relevance.parameters())
         uniq = lambda ps: list({id(p): p for p in ps}.values())  # noqa: E731 (tied embeddings)
         if stage == "slots":
-            return [{"params": uniq(lm_params + list(self.slots.parameters()) + aux_rel), "lr": 2e-3}]
+            return [{"params": uniq(lm_params + list(self.slots.parameters()) + aux_rel), "lr": 3e-3}]
         if stage == "align":
             return [{"params": uniq(vis_params + aux_vis), "lr": 2e-3}]
         return [{"params": uniq(vis_params + aux_vis), "lr": 1e-3},
@@ -211,10 +243,15 @@ class Trainer:
             embeds = self.model.model.multi_modal_projector(feats)
             target = self.slots(batch.slots).detach()
             mse = F.mse_loss(embeds, target) / target.pow(2).mean().clamp_min(1e-3)
+            loss = mse + 0.5 * self.aux_loss(feats, batch.slots)
+            if stage == "align":  # vision only: no language-model work, so many cheap steps
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]], 1.0)
+                self.opt.step()
+                return float(loss.detach()), self.slot_accuracy(embeds.detach(), batch.slots)
             logits, hs = self.run_lm(batch, embeds[batch.image_index])
-            loss = self.answer_loss(logits, batch.labels) + mse + 0.5 * self.aux_loss(feats, batch.slots)
-            if stage == "joint":
-                loss = loss + 0.3 * self.relevance_loss(batch, hs)
+            loss = loss + self.answer_loss(logits, batch.labels) + 0.3 * self.relevance_loss(batch, hs)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]], 1.0)
@@ -231,7 +268,8 @@ class Trainer:
         torch.save({"model": self.model.state_dict(), "slots": self.slots.state_dict(), "aux": self.aux.state_dict(),
                     "opt": self.opt.state_dict() if self.opt else None, "stage_idx": self.stage_idx,
                     "step": self.step, "stage_steps": self.stage_steps, "history": self.history,
-                    "seed": self.cfg.seed}, tmp)
+                    "seed": self.cfg.seed, "time_used": self.time_used() if hasattr(self, "session_start") else 0.0},
+                   tmp)
         os.replace(tmp, self.state_path())
 
     def load_state(self) -> bool:
@@ -243,6 +281,7 @@ class Trainer:
         self.aux.load_state_dict(st["aux"])
         self.stage_idx, self.step, self.stage_steps = st["stage_idx"], st["step"], st["stage_steps"]
         self.history = st["history"]
+        self.time_used_before = float(st.get("time_used", 0.0))
         if self.stage_idx < len(STAGES):
             self.make_optimizer(STAGES[self.stage_idx])
             if st["opt"] is not None:
@@ -267,7 +306,7 @@ class Trainer:
         per_step = {}
         saved = {k: v.clone() for k, v in self.model.state_dict().items()}
         slot_saved = {k: v.clone() for k, v in self.slots.state_dict().items()}
-        for stage in ("slots", "joint"):
+        for stage in STAGES:
             self.make_optimizer(stage)
             n_img, qpi = BATCH[stage]
             times = []
@@ -279,15 +318,32 @@ class Trainer:
             per_step[stage] = float(np.median(times[1:]))
         self.model.load_state_dict(saved)
         self.slots.load_state_dict(slot_saved)
-        per_step["align"] = per_step["joint"] * 0.8
         budget = self.cfg.minutes * 60 * 0.95
         steps = [max(20, int(budget * STAGE_SHARE[s] / per_step[s])) for s in STAGES]
         tqdm.write(f"calibrated: s/step {per_step} -> steps {steps}")
         return steps
 
+    def _replan(self, stage_idx: int, step: int, total: int, sec_per_step: float, stage_started: float) -> int:
+        """Fit the current stage into its share of the remaining time budget (only with --minutes)."""
+        if self.fixed_steps:
+            return total
+        remaining = self.time_budget - self.time_used()
+        shares = [STAGE_SHARE[s] for s in STAGES[stage_idx:]]
+        # time this stage may still use: its share of what is left, counting what it already used
+        spent = time.monotonic() - stage_started
+        allowed = (remaining + spent) * shares[0] / sum(shares) - spent
+        return max(step + 10, int(step + allowed / max(sec_per_step, 1e-3)))
+
+    def time_used(self) -> float:
+        return self.time_used_before + (time.monotonic() - self.session_start)
+
     def run(self) -> Path:
         torch.set_num_threads(self.cfg.threads)
         resumed = self.cfg.resume and self.load_state()
+        self.fixed_steps = self.cfg.steps is not None
+        self.time_budget = self.cfg.minutes * 60 * 0.95
+        self.session_start = time.monotonic()
+        self.time_used_before = getattr(self, "time_used_before", 0.0)
         if not resumed and self.stage_steps is None:
             self.stage_steps = self.calibrate()
         last_ckpt = time.monotonic()
@@ -301,6 +357,8 @@ class Trainer:
             bar = tqdm(total=total, initial=self.step, desc=f"stage {self.stage_idx + 1}/3 {stage}",
                        mininterval=5, dynamic_ncols=True)
             window: dict[str, list[float]] = {}
+            stage_started = time.monotonic()
+            first_step = self.step
             while self.step < total:
                 for g in self.opt.param_groups:
                     g["lr"] = _lr(self.step, total, g["peak"])
@@ -312,9 +370,16 @@ class Trainer:
                 bar.update(1)
                 if self.step % 50 == 0:
                     bar.set_postfix(loss=f"{loss:.3f}")
+                    per = (time.monotonic() - stage_started) / max(1, self.step - first_step)
+                    new_total = self._replan(self.stage_idx, self.step, total, per, stage_started - 0.0)
+                    if new_total != total:
+                        total = new_total
+                        self.stage_steps[self.stage_idx] = total
+                        bar.total = total
                 if self.step % self.cfg.eval_every == 0 or self.step == total:
                     summary = {k: round(float(np.mean(v[-20:])), 3) for k, v in sorted(window.items())}
-                    self.history.append({"stage": stage, "step": self.step, "loss": round(loss, 4), "acc": summary})
+                    self.history.append({"stage": stage, "step": self.step, "loss": round(loss, 4), "acc": summary,
+                                         "minutes": round(self.time_used() / 60, 1)})
                     tqdm.write(json.dumps(self.history[-1]))
                     window = {}
                 if time.monotonic() - last_ckpt > self.cfg.checkpoint_every_s:
