@@ -52,9 +52,11 @@ class EvalConfig:
     prior: str = "eb"                 # "eb" (empirical Bayes Beta prior across players) or "uniform" (Beta(1,1))
     use_untainted: bool = False        # EM: also let untainted answers inform s and f (biases π down: off)
     pi_strength: float = 20.0          # pseudo-answers shrinking each stratum's π towards the global π
-    mute_min_obs: int = 10             # judged gold answers (tainted, resp. honest-on-tainted + expected) before muting
+    mute_min_obs: int = 10             # tainted answers judged before the s rule, untainted ones before the flag-rate rule
     mute_s_lower: float = 0.4          # mute when the lower 95% bound of s is below this …
-    mute_f_upper: float = 0.35         # … or the upper 95% bound of f is above this
+    mute_min_f_obs: int = 3            # (honest answers on tainted images are scarce: ≈1 per session)
+    mute_f_lower: float = 0.2          # … or the lower 95% bound of f is above this
+    mute_overflag_z: float = 3.5       # mute when untainted flags exceed what s, f, π predict by this many SDs
     gold_min: int = 8                  # tainted answers judged before a new player's finds count
     max_iter: int = 200
     tol: float = 1e-9
@@ -201,39 +203,44 @@ def fit_beta_prior(k: np.ndarray, n: np.ndarray, min_players: int = 3) -> tuple[
     return float(a), float(b)
 
 
-def evaluate(counts: Counts, config: EvalConfig = EvalConfig(), pi_reliable: float = 0.0) -> EvalResult:
-    """Fit s, f (Beta posteriors) and π (per stratum) by EM; return posteriors, muting and gating.
+@dataclass
+class _Fit:
+    s_a: np.ndarray
+    s_b: np.ndarray
+    f_a: np.ndarray
+    f_b: np.ndarray
+    pi: np.ndarray
+    pi_global: float
+    prior_s: tuple[float, float]
+    prior_f: tuple[float, float]
+    iterations: int
 
-    `pi_reliable` is the model's measured error rate on the reliable pool (1 − its mean
-    accuracy there). Honest answers on tainted images are then not taken as certainly
-    right: a flag on one is a false alarm only with posterior probability, so a model
-    that is not perfect on its reliable pool does not make careful players look like
-    false-alarm raisers. 0 reproduces SPEC §2 literally (M ≈ 1 there)."""
-    gold = counts.gold
-    unt = counts.untainted
+
+def _em(counts: Counts, config: EvalConfig, pr: float, trusted: np.ndarray, parent: np.ndarray) -> _Fit:
+    """One EM fit. Priors (empirical Bayes) and π are estimated from the `trusted` players only;
+    every player's s and f are then estimated under those."""
+    gold, unt = counts.gold, counts.untainted
     P, G = counts.n_players, counts.n_groups
     ks, ns = gold[:, TAINTED, 1], gold[:, TAINTED].sum(axis=1)
     kf, nf = gold[:, HONEST_TAINTED, 1], gold[:, HONEST_TAINTED].sum(axis=1)
     if config.prior == "eb":
-        prior_s = fit_beta_prior(ks, ns)
-        prior_f = fit_beta_prior(kf, nf)
+        prior_s = fit_beta_prior(ks[trusted], ns[trusted])
+        prior_f = fit_beta_prior(kf[trusted], nf[trusted])
     elif config.prior == "uniform":
         prior_s = prior_f = (1.0, 1.0)
     else:
         raise ValueError(f"unknown prior {config.prior!r}")
-
     u_flag = unt[:, :, 1]          # (P, G)
     u_pass = unt[:, :, 0]
-    n_g = unt.sum(axis=(0, 2))     # (G,)
+    tw = trusted.astype(float)[:, None]
+    n_g = (unt.sum(axis=2) * tw).sum(axis=0)     # (G,) trusted answers per stratum
     s = np.full(P, prior_s[0] / sum(prior_s))
     f = np.full(P, prior_f[0] / sum(prior_f))
     # π starts from the method of moments: flag rate = f + π (s − f)
-    rate = u_flag.sum() / max(unt.sum(), 1.0)
+    rate = (u_flag * tw).sum() / max((unt.sum(axis=2) * tw).sum(), 1.0)
     pi_global = float(np.clip((rate - f.mean()) / max(s.mean() - f.mean(), 1e-3), 0.01, 0.99))
     pi = np.full(G, pi_global)
     it = 0
-    w_flag = w_pass = np.zeros((P, G))
-    pr = float(np.clip(pi_reliable, 0.0, 0.5))
     for it in range(1, config.max_iter + 1):
         # E-step: posterior P(M=0) of the untainted cells, per (player, stratum, flagged)
         sp, fp = s[:, None] * pi[None, :], f[:, None] * (1 - pi[None, :])
@@ -246,7 +253,7 @@ def evaluate(counts: Counts, config: EvalConfig = EvalConfig(), pi_reliable: flo
         if config.prior == "eb" and pr > 0 and it <= 50 and it % 5 == 1:
             # the raw honest-on-tainted counts include true mistakes: refit f's prior on the expected
             # false alarms instead (a few times; it settles with the EM)
-            prior_f = fit_beta_prior((1 - r1) * kf, (1 - r1) * kf + (1 - r0) * (nf - kf))
+            prior_f = fit_beta_prior(((1 - r1) * kf)[trusted], ((1 - r1) * kf + (1 - r0) * (nf - kf))[trusted])
         # M-step (posterior means of the Beta posteriors)
         s_a = prior_s[0] + ks + r1 * kf
         s_b = prior_s[1] + ns - ks + r0 * (nf - kf)
@@ -257,32 +264,90 @@ def evaluate(counts: Counts, config: EvalConfig = EvalConfig(), pi_reliable: flo
             s_b = s_b + (w_pass * u_pass).sum(axis=1)
             f_a = f_a + ((1 - w_flag) * u_flag).sum(axis=1)
             f_b = f_b + ((1 - w_pass) * u_pass).sum(axis=1)
-        m0 = (w_flag * u_flag + w_pass * u_pass).sum(axis=0)  # expected mistakes per stratum
+        m0 = ((w_flag * u_flag + w_pass * u_pass) * tw).sum(axis=0)  # expected mistakes per stratum
         new_global = float((m0.sum() + 1.0) / (n_g.sum() + 2.0))
-        new_pi = (m0 + config.pi_strength * new_global) / (n_g + config.pi_strength)
+        # two-level shrinkage: stratum → its parent (e.g. the image complexity) → global
+        n_parent = np.bincount(parent, weights=n_g)
+        m_parent = np.bincount(parent, weights=m0)
+        pi_parent = (m_parent + config.pi_strength * new_global) / (n_parent + config.pi_strength)
+        new_pi = (m0 + config.pi_strength * pi_parent[parent]) / (n_g + config.pi_strength)
         new_s, new_f = s_a / (s_a + s_b), f_a / (f_a + f_b)
         delta = max(np.max(np.abs(new_pi - pi), initial=0.0), np.max(np.abs(new_s - s), initial=0.0),
                     np.max(np.abs(new_f - f), initial=0.0))
         s, f, pi, pi_global = new_s, new_f, new_pi, new_global
         if delta < config.tol:
             break
-    # final posteriors with the converged parameters
+    return _Fit(s_a, s_b, f_a, f_b, pi, pi_global, prior_s, prior_f, it)
+
+
+def _mute(counts: Counts, fit: _Fit, config: EvalConfig) -> np.ndarray:
+    """Anti-gaming (SPEC §2): enough observations and (lower 95% bound of s low, or lower 95% bound
+    of f high, or far more flags on untainted images than s, f, π predict)."""
+    gold, unt = counts.gold, counts.untainted
+    ns = gold[:, TAINTED].sum(axis=1)
+    nf = gold[:, HONEST_TAINTED].sum(axis=1)
+    s = fit.s_a / (fit.s_a + fit.s_b)
+    f = fit.f_a / (fit.f_a + fit.f_b)
+    s_lo = stats.beta.ppf(0.025, fit.s_a, fit.s_b)
+    f_lo = stats.beta.ppf(0.025, fit.f_a, fit.f_b)
+    # Spammers flag (nearly) everything; honest answers on tainted images are rare (≈1 per
+    # session), so their flag rate on untainted images is checked against the prediction too.
+    p_flag = s[:, None] * fit.pi[None, :] + f[:, None] * (1 - fit.pi[None, :])
+    n_u = unt.sum(axis=2)
+    expected = (n_u * p_flag).sum(axis=1)
+    sd = np.sqrt((n_u * p_flag * (1 - p_flag)).sum(axis=1)) + 1e-9
+    overflag_z = (unt[:, :, 1].sum(axis=1) - expected) / sd
+    return (((ns >= config.mute_min_obs) & (s_lo < config.mute_s_lower))
+            | ((nf >= config.mute_min_f_obs) & (f_lo > config.mute_f_lower))
+            | ((n_u.sum(axis=1) >= config.mute_min_obs) & (overflag_z > config.mute_overflag_z)))
+
+
+def evaluate(counts: Counts, config: EvalConfig = EvalConfig(), pi_reliable: float = 0.0,
+             group_parent: np.ndarray | None = None) -> EvalResult:
+    """Fit s, f (Beta posteriors) and π (per stratum) by EM; return posteriors, muting and gating.
+
+    Two passes: the first fit (everyone) decides who is muted; the second refits the
+    empirical-Bayes priors and π on the players that are not muted — the population
+    whose finds are exported — so random flaggers and spammers neither drag careful
+    players' false-alarm estimates up nor distort π. Muted players keep their
+    first-pass estimates.
+
+    `pi_reliable` is the model's measured error rate on the reliable pool (1 − its mean
+    accuracy there). Honest answers on tainted images are then not taken as certainly
+    right: a flag on one is a false alarm only with posterior probability, so a model
+    that is not perfect on its reliable pool does not make careful players look like
+    false-alarm raisers. 0 reproduces SPEC §2 literally (M ≈ 1 there).
+
+    `group_parent[g]` names the parent of stratum g (e.g. strata "complex:count" and
+    "complex:color" share the parent "complex"): a small stratum's π is shrunk towards
+    its parent's, not towards an error rate that mixes easy and hard images."""
+    P = counts.n_players
+    parent = (np.zeros(counts.n_groups, dtype=np.int64) if group_parent is None
+              else np.asarray(group_parent, dtype=np.int64))
+    pr = float(np.clip(pi_reliable, 0.0, 0.5))
+    everyone = np.ones(P, dtype=bool)
+    fit = _em(counts, config, pr, everyone, parent)
+    muted = _mute(counts, fit, config)
+    if muted.any() and (~muted).sum() >= 3:
+        second = _em(counts, config, pr, ~muted, parent)
+        keep = ~muted
+        for name in ("s_a", "s_b", "f_a", "f_b"):
+            getattr(fit, name)[keep] = getattr(second, name)[keep]
+        fit.pi, fit.pi_global, fit.prior_s, fit.prior_f = second.pi, second.pi_global, second.prior_s, second.prior_f
+        fit.iterations += second.iterations
+    s = fit.s_a / (fit.s_a + fit.s_b)
+    f = fit.f_a / (fit.f_a + fit.f_b)
+    pi = fit.pi
     sp, fp = s[:, None] * pi[None, :], f[:, None] * (1 - pi[None, :])
     find_post = sp / np.maximum(sp + fp, 1e-300)
     sp0, fp0 = (1 - s[:, None]) * pi[None, :], (1 - f[:, None]) * (1 - pi[None, :])
     pass_post = sp0 / np.maximum(sp0 + fp0, 1e-300)
-    s_alpha, s_beta, f_alpha, f_beta = s_a, s_b, f_a, f_b
-    n_f_total = f_alpha + f_beta - sum(prior_f)
-    s_lo = stats.beta.ppf(0.025, s_alpha, s_beta)
-    f_hi = stats.beta.ppf(0.975, f_alpha, f_beta)
-    muted = ((ns >= config.mute_min_obs) & (s_lo < config.mute_s_lower)) | (
-        (n_f_total >= config.mute_min_obs) & (f_hi > config.mute_f_upper)
-    )
-    gated = ns < config.gold_min
+    ns = counts.gold[:, TAINTED].sum(axis=1)
     return EvalResult(
-        s_alpha=s_alpha, s_beta=s_beta, f_alpha=f_alpha, f_beta=f_beta, pi=pi, pi_global=pi_global,
-        find_posterior=find_post, pass_posterior=pass_post, muted=muted, gated=gated,
-        n_tainted=ns, n_honest_tainted=nf, prior_s=prior_s, prior_f=prior_f, iterations=it, config=config,
+        s_alpha=fit.s_a, s_beta=fit.s_b, f_alpha=fit.f_a, f_beta=fit.f_b, pi=pi, pi_global=fit.pi_global,
+        find_posterior=find_post, pass_posterior=pass_post, muted=muted, gated=ns < config.gold_min,
+        n_tainted=ns, n_honest_tainted=counts.gold[:, HONEST_TAINTED].sum(axis=1), prior_s=fit.prior_s,
+        prior_f=fit.prior_f, iterations=fit.iterations, config=config,
     )
 
 

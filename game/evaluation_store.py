@@ -194,7 +194,9 @@ async def run_evaluation(db: Database, config: EvalConfig = EvalConfig(), *, now
         acc = (await conn.execute(select(func.avg(T.images.c.model_accuracy))
                                    .where(and_(T.images.c.reliable.is_(True), T.images.c.model_accuracy.is_not(None))))).scalar()
         pi_reliable = 0.0 if acc is None else float(min(0.5, max(0.0, 1.0 - acc)))
-        result = evaluate(counts, config, pi_reliable=pi_reliable)
+        parents = sorted({g.split(":", 1)[0] for g in groups})
+        group_parent = np.array([parents.index(g.split(":", 1)[0]) for g in groups], dtype=np.int64)
+        result = evaluate(counts, config, pi_reliable=pi_reliable, group_parent=group_parent)
         admin_muted = {r.id for r in (await conn.execute(select(T.players.c.id).where(T.players.c.muted.is_(True)))).all()}
 
         # 3. store the estimates

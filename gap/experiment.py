@@ -51,6 +51,8 @@ class ExperimentConfig:
     ft_batch: int = 16
     ft_lr: float = 2e-3
     seed: int = 0
+    standin: bool = False              # a stand-in model of set accuracy: evaluation stages only
+    standin_accuracy: tuple[float, float] = (0.97, 0.6)   # (simple, complex)
 
     @classmethod
     def small(cls, **kw: Any) -> "ExperimentConfig":
@@ -121,6 +123,14 @@ class Experiment:
 
     # ------------------------------------------------------------------ stages
     def run(self) -> dict:
+        if self.cfg.standin:
+            results = {
+                "pool": self.stage("pool", lambda: asyncio.run(self._pool())),
+                "simulate": self.stage("simulate", lambda: asyncio.run(self._simulate())),
+                "evaluate": self.stage("evaluate", lambda: asyncio.run(self._evaluate())),
+            }
+            results["report"] = str(self._report_evaluation(results))
+            return results
         results = {
             "pool": self.stage("pool", lambda: asyncio.run(self._pool())),
             "simulate": self.stage("simulate", lambda: asyncio.run(self._simulate())),
@@ -148,6 +158,14 @@ class Experiment:
         try:
             created, _ = await generate_pool(db, self.cfg.pool_images, seed=1000 + self.cfg.seed,
                                              complex_share=self.cfg.complex_share)
+            if self.cfg.standin:  # the stand-in's accuracy is set, not measured: simple images are its reliable pool
+                async with db.read() as conn:
+                    rows = (await conn.execute(select(images.c.id, images.c.complexity))).all()
+                simple, complex_ = self.cfg.standin_accuracy
+                await set_reliability(db, {r.id: simple if r.complexity == "simple" else complex_ for r in rows}, 0.9)
+                return {"images": len(rows), "created": created, "reliable": sum(r.complexity == "simple" for r in rows),
+                        "reliable_threshold": 0.9, "mean_accuracy": {"simple": simple, "complex": complex_},
+                        "model": "stand-in"}
             model = await load_model(self.base)
             try:
                 measured = await measure_reliability(db, model, threshold=0.8,
@@ -177,10 +195,13 @@ class Experiment:
         from gap.simulation import simulate
 
         bar = _bar("simulated sessions", self.cfg.players * self.cfg.sessions)
-        async with running_server(self.settings()) as server:
+        model, on_question = None, None
+        if self.cfg.standin:
+            model, on_question = await self._standin()
+        async with running_server(self.settings(), model=model) as server:
             result = await simulate(server, self.token, self.db_url, self.cfg.players, seed=self.cfg.seed,
                                     sessions_per_player=self.cfg.sessions, concurrency=min(16, self.cfg.players),
-                                    progress=lambda d, t: bar.update(d - bar.n))
+                                    progress=lambda d, t: bar.update(d - bar.n), on_question=on_question)
         bar.close()
         (self.out / "truth.json").write_text(json.dumps(result.truth_json()))
         flags = sum(a.flagged for a in result.answers)
@@ -188,6 +209,51 @@ class Experiment:
         return {"players": len(result.players), "sessions": result.sessions, "answers": len(result.answers),
                 "flags": flags, "true_mistakes_served": mistakes, "errors": result.errors[:20],
                 "n_errors": len(result.errors)}
+
+    async def _standin(self):
+        from sqlalchemy import select
+
+        from game.db import Database
+        from game.tables import images
+        from gap.standin_model import StandInModel
+
+        simple, complex_ = self.cfg.standin_accuracy
+        model = StandInModel({"simple": simple, "complex": complex_}, seed=self.cfg.seed)
+        db = Database(self.db_url)
+        try:
+            async with db.read() as conn:
+                rows = (await conn.execute(select(images.c.opaque_id, images.c.sha256, images.c.complexity))).all()
+        finally:
+            await db.dispose()
+        info = {r.opaque_id: (r.sha256, r.complexity or "complex") for r in rows}
+
+        def on_question(opaque: str, qa) -> None:
+            sha, complexity = info[opaque]
+            model.register(sha, qa.question, qa.answer, qa.qtype, complexity)
+
+        return model, on_question
+
+    def _report_evaluation(self, r: dict) -> Path:
+        ev, sim = r["evaluate"], r["simulate"]
+        simple, complex_ = self.cfg.standin_accuracy
+        lines = [
+            "# GAP evaluation check with a stand-in model", "",
+            f"Stand-in model accuracy: simple {simple:.0%}, complex {complex_:.0%} (set, not trained). "
+            "Real game server, HTTP API, simulated players and evaluation.", "",
+            f"- {sim['players']} players {ev['players_by_kind']}, {sim['sessions']} sessions, {sim['answers']} judged answers, "
+            f"{sim['flags']} flags, errors {sim['n_errors']}",
+            f"- finds {ev['finds']} (true mistakes among them {ev['base_rate_of_finds']:.3f}), exported at θ="
+            f"{self.cfg.theta}: {ev['exported']}",
+            f"- precision of exported finds: {ev['precision_at_theta']}",
+            f"- ECE over all finds: {ev['ece']}; over the {ev['finds_unmuted']} finds of unmuted players "
+            f"(the posteriors that decide exports): {ev['ece_unmuted']}",
+            f"- Spearman(estimated J, true J): {ev['spearman_ability']}; player model: {ev['spearman_player_model']}",
+            f"- recall of true mistakes among finds: {ev['recall_of_true_mistakes_among_finds']}",
+            f"- muted by kind: {ev['muted_by_kind']}", f"- π: {ev['pi_global']:.3f}",
+        ]
+        path = self.out / "REPORT.md"
+        path.write_text("\n".join(lines) + "\n")
+        return path
 
     def _truth(self) -> dict:
         return json.loads((self.out / "truth.json").read_text())
@@ -222,6 +288,7 @@ class Experiment:
         p_arr = np.array([float(r.posterior) for r in posts if r.answer_id in mistake])
         y_arr = np.array([mistake[r.answer_id] for r in posts if r.answer_id in mistake], dtype=float)
         exported = np.array([r.status == "ok" and r.posterior >= self.cfg.theta for r in posts if r.answer_id in mistake])
+        trusted = np.array([r.status != "muted" for r in posts if r.answer_id in mistake], dtype=bool)
         est_j = np.array([r.s_mean - r.f_mean for r in est if r.player_key in by_key])
         true_j = np.array([by_key[r.player_key]["ability"] for r in est if r.player_key in by_key])
         kinds = [by_key[r.player_key]["kind"] for r in est if r.player_key in by_key]
@@ -237,6 +304,8 @@ class Experiment:
             "base_rate_of_finds": float(y_arr.mean()) if len(y_arr) else None,
             "recall_of_true_mistakes_among_finds": float(exported[y_arr == 1].mean()) if (y_arr == 1).any() else None,
             "ece": expected_calibration_error(p_arr, y_arr) if len(p_arr) else None,
+            "ece_unmuted": expected_calibration_error(p_arr[trusted], y_arr[trusted]) if trusted.any() else None,
+            "finds_unmuted": int(trusted.sum()),
             "spearman_ability": spearman(est_j, true_j) if len(est_j) > 2 else None,
             "spearman_player_model": spearman(*map(np.array, zip(*pm_pairs))) if len(pm_pairs) > 2 else None,
             "muted_by_kind": muted, "players_by_kind": {k: kinds.count(k) for k in set(kinds)},
@@ -397,7 +466,8 @@ class Experiment:
             f"| precision of exported finds at θ={self.cfg.theta} ≥ 0.90 | "
             f"{'n/a' if prec is None else f'{prec:.3f}'} ({ev['exported']} exported of {ev['finds']} finds) | "
             f"{check(None if prec is None else prec >= 0.9)} |",
-            f"| ECE of find posteriors ≤ 0.05 | {'n/a' if ece is None else f'{ece:.3f}'} | "
+            f"| ECE of find posteriors ≤ 0.05 | {'n/a' if ece is None else f'{ece:.3f}'} (all finds); "
+            f"{'n/a' if ev.get('ece_unmuted') is None else format(ev['ece_unmuted'], '.3f')} (finds of unmuted players) | "
             f"{check(None if ece is None else ece <= 0.05)} |",
             f"| Spearman(estimated, true ability) ≥ 0.8 | {'n/a' if sp is None else f'{sp:.3f}'} | "
             f"{check(None if sp is None else sp >= 0.8)} |",
@@ -478,6 +548,8 @@ def run_experiment_cli(args: argparse.Namespace, settings) -> int:
         kw["sessions"] = args.sessions
     if args.theta is not None:
         kw["theta"] = args.theta
+    if args.standin:
+        kw["standin"] = True
     cfg = ExperimentConfig.small(**kw) if args.small else ExperimentConfig(**kw)
     exp = Experiment(Path(args.out), args.base or settings.model, cfg)
     results = exp.run()

@@ -144,7 +144,7 @@ class Client:
 
 
 async def play_session(client: Client, player: SimPlayer, scenes: dict[str, Scene], rng: random.Random,
-                       speed: float, truths: list[AnswerTruth]) -> dict:
+                       speed: float, truths: list[AnswerTruth], on_question=None) -> dict:
     """Play one whole session; returns its summary."""
     state = await client.call("POST", "/api/sessions")
     session_id = state["session_id"]
@@ -162,6 +162,8 @@ async def play_session(client: Client, player: SimPlayer, scenes: dict[str, Scen
                 qa = sample_question(scene, rng, None)
             if speed:
                 await asyncio.sleep(player.think_seconds * speed * rng.uniform(0.5, 1.5))
+            if on_question is not None:
+                on_question(opaque, qa)
             try:
                 ans = await client.call("POST", f"/api/sessions/{session_id}/questions",
                                         {"request_id": uuid.uuid4().hex, "text": qa.question})
@@ -250,7 +252,7 @@ class SimulationResult:
 
 async def simulate(server: str, bot_token: str, database_url: str, n_players: int, *, seed: int = 0,
                    sessions_per_player: int = 3, concurrency: int = 8, speed: float = 0.0,
-                   players: list[SimPlayer] | None = None, progress=None) -> SimulationResult:
+                   players: list[SimPlayer] | None = None, progress=None, on_question=None) -> SimulationResult:
     """Run the population through `sessions_per_player` sessions each against `server`."""
     started = time.perf_counter()
     scenes = await load_scenes(database_url)
@@ -270,7 +272,7 @@ async def simulate(server: str, bot_token: str, database_url: str, n_players: in
             for _ in range(sessions_per_player):
                 async with sem:
                     try:
-                        await play_session(client, p, scenes, rng, speed, truths)
+                        await play_session(client, p, scenes, rng, speed, truths, on_question)
                     except (ApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
                         errors.append(f"player {p.telegram_id}: {exc}")
                         log.warning("simulated player %s: %s", p.telegram_id, exc)

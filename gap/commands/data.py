@@ -141,4 +141,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     xp.add_argument("--seed", type=int, default=0)
     xp.add_argument("--base", help="base model directory (default: GAP_MODEL)")
     xp.add_argument("--theta", type=float, default=None)
+    xp.add_argument("--standin", action="store_true",
+                    help="a stand-in model of set accuracy (97%% simple, 60%% complex): checks the evaluation only")
     xp.set_defaults(func=_experiment)

@@ -67,11 +67,12 @@ def test_posterior_formula_by_hand():
     assert r.f_mean[0] == pytest.approx(f)
     pi = r.pi[0]
     assert r.find_posterior[0, 0] == pytest.approx(s * pi / (s * pi + f * (1 - pi)))
-    # π solves the EM fixed point: expected mistakes / answers (with the shrinkage prior)
+    # π solves the EM fixed point: expected mistakes / answers (shrunk: stratum → parent → global)
     w1, w0 = s * pi / (s * pi + f * (1 - pi)), (1 - s) * pi / ((1 - s) * pi + (1 - f) * (1 - pi))
     m0 = 30 * w1 + 70 * w0
     glob = (m0 + 1) / (100 + 2)
-    assert pi == pytest.approx((m0 + 20 * glob) / (100 + 20), abs=1e-6)
+    parent = (m0 + 20 * glob) / (100 + 20)
+    assert pi == pytest.approx((m0 + 20 * parent) / (100 + 20), abs=1e-6)
 
 
 def test_gold_gating_holds_new_players():
@@ -130,3 +131,17 @@ def test_imperfect_reliable_pool_does_not_inflate_false_alarms():
     assert naive.f_mean.mean() > 0.18
     assert abs(aware.f_mean.mean() - f_true) < 0.03
     assert aware.muted.mean() < naive.muted.mean() or not aware.muted.any()
+
+
+def test_spammers_are_muted_by_their_untainted_flag_rate():
+    """A spammer with few honest-on-tainted observations is caught by flagging every untainted answer."""
+    counts = Counts.zeros(30, 1)
+    counts.gold[:, TAINTED] = [1, 9]
+    counts.gold[:, HONEST_TAINTED] = [2, 0]
+    counts.untainted[:, 0] = [28, 12]          # careful players flag about π·s of untainted answers
+    counts.gold[0, HONEST_TAINTED] = [0, 2]
+    counts.gold[0, TAINTED] = [0, 10]
+    counts.untainted[0, 0] = [0, 40]           # the spammer flags everything
+    r = evaluate(counts)
+    assert r.muted[0]
+    assert not r.muted[1:].any()
