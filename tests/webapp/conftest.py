@@ -21,11 +21,17 @@ def auth_header(user_id: int, *, token: str = TEST_BOT_TOKEN, auth_date: int | N
 
 @pytest.fixture
 def settings(db_url: str) -> Settings:
-    return Settings(bot_token=TEST_BOT_TOKEN, database_url=db_url, model="fake:0", init_data_max_age=3600)
+    # No bot token in the settings: the Telegram bot stays off (these tests are about
+    # the HTTP API); the Mini App auth gets the token explicitly, as `gap demo` does.
+    return Settings(bot_token=None, database_url=db_url, model="fake:0", init_data_max_age=3600)
+
+
+def make_app(service, settings, model):
+    return create_app(service, settings, model, bot_token=TEST_BOT_TOKEN)
 
 
 @pytest.fixture
 async def client(service, settings, model):
-    app = create_app(service, settings, model)
+    app = make_app(service, settings, model)
     async with TestClient(TestServer(app, host="127.0.0.1")) as http:
         yield http

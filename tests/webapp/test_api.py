@@ -10,9 +10,7 @@ from sqlalchemy import func, select
 
 from game.tables import answers, players, points_ledger, requests, session_images, sessions
 from models.base import ModelAnswer, ModelOverloaded
-from tests.conftest import TEST_BOT_TOKEN
-from tests.webapp.conftest import auth_header
-from webapp.app import create_app
+from tests.webapp.conftest import auth_header, make_app
 
 ALICE = auth_header(1111, first_name="Alice")
 BOB = auth_header(2222, first_name="Bob")
@@ -222,7 +220,7 @@ async def test_overloaded_model_gives_503_retry_after(service, settings, db):
             return None
 
     service.model = Busy()
-    app = create_app(service, settings, service.model)
+    app = make_app(service, settings, service.model)
     async with TestClient(TestServer(app, host="127.0.0.1")) as http:
         sid = (await (await http.post("/api/sessions", headers=ALICE)).json())["session_id"]
         before = await snapshot(db)
