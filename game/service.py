@@ -126,7 +126,10 @@ class GameService:
             return cached[0]
         row = await self.db.run_read(_tx_find_player, key)
         if row is None or (name and row[1] != name):
-            player_id = await self.db.run_write(_tx_upsert_player, key, name, self.clock())
+            try:
+                player_id = await self.db.run_write(_tx_upsert_player, key, name, self.clock())
+            except IntegrityError:  # another worker created the player first
+                player_id = await self.db.run_write(_tx_upsert_player, key, name, self.clock())
         else:
             player_id = row[0]
         self._player_ids.put(key, (player_id, name))

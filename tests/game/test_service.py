@@ -316,3 +316,16 @@ async def test_two_workers_on_one_database_stay_consistent(service, db_url, mode
         assert (await service.current(pid))["image"]["index"] == (await other.current(pid))["image"]["index"] == 1
     finally:
         await other_db.dispose()
+
+
+async def test_too_small_pool_is_unavailable_and_stores_nothing(db, model, clock):
+    from game.errors import Unavailable
+    from game.service import GameService
+    from tests.conftest import TEST_HASH_KEY, seed_images
+
+    await seed_images(db, total=12, reliable=4)  # needs 5 reliable
+    service = GameService(db, model, hash_key=TEST_HASH_KEY, clock=clock)
+    pid = await service.upsert_player(99)
+    with pytest.raises(Unavailable):
+        await service.start_or_resume(pid)
+    assert await count(db, sessions) == 0 and await count(db, session_images) == 0
