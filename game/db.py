@@ -157,8 +157,6 @@ class Database:
         if self._sync_write is None:
             async with self.engine.begin() as conn:
                 return await conn.run_sync(fn, *args)
-        import asyncio
-
         return await self._writer.submit(fn, args)
 
     def read(self):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
