@@ -58,6 +58,7 @@ class EvalConfig:
     mute_f_lower: float = 0.2          # … or the lower 95% bound of f is above this
     mute_overflag_z: float = 3.5       # mute when untainted flags exceed what s, f, π predict by this many SDs
     gold_min: int = 8                  # tainted answers judged before a new player's finds count
+    f_prior_by_s: bool = True          # fit f's prior separately for players above/below the median s
     max_iter: int = 200
     tol: float = 1e-9
 
@@ -216,18 +217,38 @@ class _Fit:
     iterations: int
 
 
-def _em(counts: Counts, config: EvalConfig, pr: float, trusted: np.ndarray, parent: np.ndarray) -> _Fit:
+def _f_prior(k: np.ndarray, n: np.ndarray, trusted: np.ndarray, f_group: np.ndarray | None
+             ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    """Per-player Beta prior of f: fitted within each `f_group` of trusted players (falling back
+    to all trusted players for a group with too few), plus the pooled prior for reporting."""
+    pooled = fit_beta_prior(k[trusted], n[trusted])
+    a = np.full(k.shape, pooled[0])
+    b = np.full(k.shape, pooled[1])
+    if f_group is not None:
+        for g in np.unique(f_group):
+            members = f_group == g
+            sel = members & trusted & (n > 0)
+            if sel.sum() >= 5:
+                ga, gb = fit_beta_prior(k[sel], n[sel])
+                a[members], b[members] = ga, gb
+    return a, b, pooled
+
+
+def _em(counts: Counts, config: EvalConfig, pr: float, trusted: np.ndarray, parent: np.ndarray,
+        f_group: np.ndarray | None = None) -> _Fit:
     """One EM fit. Priors (empirical Bayes) and π are estimated from the `trusted` players only;
-    every player's s and f are then estimated under those."""
+    every player's s and f are then estimated under those. With `f_group`, f's prior is fitted
+    per group (players who catch more tainted answers also raise fewer false alarms)."""
     gold, unt = counts.gold, counts.untainted
     P, G = counts.n_players, counts.n_groups
     ks, ns = gold[:, TAINTED, 1], gold[:, TAINTED].sum(axis=1)
     kf, nf = gold[:, HONEST_TAINTED, 1], gold[:, HONEST_TAINTED].sum(axis=1)
     if config.prior == "eb":
         prior_s = fit_beta_prior(ks[trusted], ns[trusted])
-        prior_f = fit_beta_prior(kf[trusted], nf[trusted])
+        fa0, fb0, prior_f = _f_prior(kf, nf, trusted, f_group)
     elif config.prior == "uniform":
         prior_s = prior_f = (1.0, 1.0)
+        fa0, fb0 = np.ones(P), np.ones(P)
     else:
         raise ValueError(f"unknown prior {config.prior!r}")
     u_flag = unt[:, :, 1]          # (P, G)
@@ -235,7 +256,7 @@ def _em(counts: Counts, config: EvalConfig, pr: float, trusted: np.ndarray, pare
     tw = trusted.astype(float)[:, None]
     n_g = (unt.sum(axis=2) * tw).sum(axis=0)     # (G,) trusted answers per stratum
     s = np.full(P, prior_s[0] / sum(prior_s))
-    f = np.full(P, prior_f[0] / sum(prior_f))
+    f = fa0 / (fa0 + fb0)
     # π starts from the method of moments: flag rate = f + π (s − f)
     rate = (u_flag * tw).sum() / max((unt.sum(axis=2) * tw).sum(), 1.0)
     pi_global = float(np.clip((rate - f.mean()) / max(s.mean() - f.mean(), 1e-3), 0.01, 0.99))
@@ -253,12 +274,12 @@ def _em(counts: Counts, config: EvalConfig, pr: float, trusted: np.ndarray, pare
         if config.prior == "eb" and pr > 0 and it <= 50 and it % 5 == 1:
             # the raw honest-on-tainted counts include true mistakes: refit f's prior on the expected
             # false alarms instead (a few times; it settles with the EM)
-            prior_f = fit_beta_prior(((1 - r1) * kf)[trusted], ((1 - r1) * kf + (1 - r0) * (nf - kf))[trusted])
+            fa0, fb0, prior_f = _f_prior((1 - r1) * kf, (1 - r1) * kf + (1 - r0) * (nf - kf), trusted, f_group)
         # M-step (posterior means of the Beta posteriors)
         s_a = prior_s[0] + ks + r1 * kf
         s_b = prior_s[1] + ns - ks + r0 * (nf - kf)
-        f_a = prior_f[0] + (1 - r1) * kf
-        f_b = prior_f[1] + (1 - r0) * (nf - kf)
+        f_a = fa0 + (1 - r1) * kf
+        f_b = fb0 + (1 - r0) * (nf - kf)
         if config.use_untainted:
             s_a = s_a + (w_flag * u_flag).sum(axis=1)
             s_b = s_b + (w_pass * u_pass).sum(axis=1)
@@ -328,9 +349,13 @@ def evaluate(counts: Counts, config: EvalConfig = EvalConfig(), pi_reliable: flo
     everyone = np.ones(P, dtype=bool)
     fit = _em(counts, config, pr, everyone, parent)
     muted = _mute(counts, fit, config)
-    if muted.any() and (~muted).sum() >= 3:
-        second = _em(counts, config, pr, ~muted, parent)
-        keep = ~muted
+    s1 = fit.s_a / (fit.s_a + fit.s_b)
+    keep = ~muted
+    f_group = None
+    if config.f_prior_by_s and keep.sum() >= 10:
+        f_group = (s1 >= np.median(s1[keep])).astype(np.int64)
+    if (muted.any() and keep.sum() >= 3) or f_group is not None:
+        second = _em(counts, config, pr, keep, parent, f_group)
         for name in ("s_a", "s_b", "f_a", "f_b"):
             getattr(fit, name)[keep] = getattr(second, name)[keep]
         fit.pi, fit.pi_global, fit.prior_s, fit.prior_f = second.pi, second.pi_global, second.prior_s, second.prior_f

@@ -88,6 +88,19 @@ class EvaluationSummary:
         return out
 
 
+async def _fetch_tuples(conn, stmt) -> list[tuple]:
+    """All rows of a SELECT as plain tuples. On SQLite, aiosqlite's `execute_fetchall` runs the
+    fetch in its worker thread without building a SQLAlchemy Row per answer (a million Rows
+    cost seconds); elsewhere the ordinary path. Same connection, same transaction."""
+    if conn.dialect.name == "sqlite":
+        raw = await conn.get_raw_connection()
+        driver = getattr(raw, "driver_connection", None)
+        if driver is not None and hasattr(driver, "execute_fetchall"):
+            sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+            return list(await driver.execute_fetchall(sql))
+    return [tuple(r) for r in (await conn.execute(stmt)).all()]
+
+
 async def _get_state(conn, key: str, default: Any) -> Any:
     row = (await conn.execute(select(eval_state.c.value).where(eval_state.c.key == key))).first()
     return json.loads(row[0]) if row else default
@@ -117,7 +130,7 @@ async def run_evaluation(db: Database, config: EvalConfig = EvalConfig(), *, now
         joined = A.join(SI, A.c.session_image_id == SI.c.id).join(I, A.c.image_id == I.c.id)
         scan = (select(A.c.player_id, SI.c.tainted, A.c.tainted, flag_expr, I.c.complexity, A.c.question)
                 .select_from(joined).where(window))
-        rows = (await conn.execute(scan)).all()
+        rows = await _fetch_tuples(conn, scan)
         # 1. add the new answers' sufficient statistics
         n_new = len(rows)
         delta: dict[tuple[int, str, int, bool], int] = {}

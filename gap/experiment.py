@@ -42,7 +42,7 @@ class ExperimentConfig:
     reliability_questions: int = 6
     players: int = 50
     sessions: int = 4
-    image_seconds: float = 3.0
+    image_seconds: float = 2.0
     theta: float = 0.8
     eval_per_type: int = 150
     ft_epochs: float = 4.0
@@ -200,7 +200,8 @@ class Experiment:
             model, on_question = await self._standin()
         async with running_server(self.settings(), model=model) as server:
             result = await simulate(server, self.token, self.db_url, self.cfg.players, seed=self.cfg.seed,
-                                    sessions_per_player=self.cfg.sessions, concurrency=min(16, self.cfg.players),
+                                    sessions_per_player=self.cfg.sessions,
+                                    concurrency=min(32 if self.cfg.standin else 16, self.cfg.players),
                                     progress=lambda d, t: bar.update(d - bar.n), on_question=on_question)
         bar.close()
         (self.out / "truth.json").write_text(json.dumps(result.truth_json()))
