@@ -39,9 +39,10 @@ def game_config(settings: Any) -> GameConfig:
                       false_alarm_penalty=int(settings.false_alarm_penalty))
 
 
-async def load_model(spec: str) -> VQAModel:
+async def load_model(spec: str, strategy: str | None = None) -> VQAModel:
     """`fake:<latency_ms>` gives the fixed-latency fake (tests, benchmarks);
-    anything else goes to models.loader.load_model (directory, openai:<url>)."""
+    anything else goes to models.loader.load_model (directory, openai:<url>),
+    with the taint strategy of the settings when given."""
     if spec.startswith("fake:") or spec == "fake":
         from models.fake import FixedLatencyModel
 
@@ -49,7 +50,7 @@ async def load_model(spec: str) -> VQAModel:
         return FixedLatencyModel(latency_ms=latency)
     from models.loader import load_model as load
 
-    model = load(spec)
+    model = load(spec, strategy=strategy) if strategy else load(spec)
     if inspect.isawaitable(model):
         model = await model
     return model
@@ -80,7 +81,7 @@ async def build_components(settings: Any, *, model: VQAModel | None = None, migr
         await asyncio.to_thread(upgrade, settings.database_url)
     db = Database(settings.database_url)
     if model is None:
-        model = await load_model(settings.model)
+        model = await load_model(settings.model, getattr(settings, "taint_strategy", None))
     service = GameService(db, model, hash_key=player_hash_key(settings), config=game_config(settings))
     return Components(settings=settings, db=db, model=model, service=service)
 

@@ -25,9 +25,15 @@ def _serve(args: argparse.Namespace, settings) -> int:
     async def factory() -> web.Application:
         return await build_app(settings)
 
+    from models.base import ModelError
+
     log.info("serving on %s:%s with model %s", settings.host, settings.port, settings.model)
-    web.run_app(factory(), host=settings.host, port=settings.port, access_log=None,
-                shutdown_timeout=10, print=None)
+    try:
+        web.run_app(factory(), host=settings.host, port=settings.port, access_log=None,
+                    shutdown_timeout=10, print=None)
+    except ModelError as exc:
+        log.error("cannot load the model %r: %s", settings.model, exc)
+        return 1
     return 0
 
 
