@@ -94,8 +94,13 @@ async def _measure_with_model(db: Database, settings, args) -> dict:
 
 
 def _print_measure(result: dict) -> None:
+    from game.rules import TAINTED_PER_SESSION
+
     print(f"reliable pool: {result['reliable']} of {result['measured']} measured images "
           f"(mean model accuracy {result['mean_accuracy']:.3f})")
+    if result["reliable"] < TAINTED_PER_SESSION:
+        print(f"warning: sessions need at least {TAINTED_PER_SESSION} reliable images; generate more simple "
+              f"scenes, improve the model, or lower --threshold", file=sys.stderr)
 
 
 def _import(args: argparse.Namespace, settings) -> int:
