@@ -64,6 +64,7 @@ class GameConfig:
     taint_prob: float = 0.8
     false_alarm_penalty: int = 10
     pool_cache_seconds: float = 10.0
+    leaderboard_cache_seconds: float = 5.0
 
 
 class _LRU(OrderedDict):
@@ -112,6 +113,7 @@ class GameService:
         self._image_bytes: _LRU = _LRU(512)
         self._image_by_opaque: _LRU = _LRU(512)
         self._pools: tuple[float, list[int], list[int]] | None = None
+        self._boards: dict[tuple, tuple[float, list]] = {}
 
     # ------------------------------------------------------------------ players
 
@@ -231,7 +233,12 @@ class GameService:
         if period not in ("week", "all"):
             raise Invalid('period must be "week" or "all"')
         since = rules.week_start_ms(self.clock()) if period == "week" else None
-        rows = await self.db.run_read(_tx_leaderboard, since)
+        cached = self._boards.get((period, since))
+        if cached is not None and time.monotonic() - cached[0] < self.config.leaderboard_cache_seconds:
+            rows = cached[1]
+        else:
+            rows = await self.db.run_read(_tx_leaderboard, since)
+            self._boards[(period, since)] = (time.monotonic(), rows)
         ranked = []
         me = None
         rank = 0
