@@ -92,6 +92,11 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
             raise
         return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason,
                               {k: v for k, v in exc.headers.items() if k in ("Allow",)})
+    except Exception:  # noqa: BLE001 - a bug must not leak a traceback to the client
+        if not request.path.startswith("/api/"):
+            raise
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal error")
 
 
 async def read_object(request: web.Request) -> dict[str, Any]:

@@ -248,3 +248,31 @@ async def test_healthz_images_and_unknown_routes(client, service, db, tmp_path):
         service.db = migrated
         await unmigrated.dispose()
     assert (await client.get("/healthz")).status == 200
+
+
+async def test_model_failures_store_nothing(service, settings, db):
+    from models.base import ModelError
+
+    class Broken:
+        model_id = "broken"
+
+        def __init__(self, exc: Exception) -> None:
+            self.exc = exc
+
+        async def answer(self, image: bytes, question: str, taint: bool) -> ModelAnswer:
+            raise self.exc
+
+        async def aclose(self) -> None:
+            return None
+
+    for exc, status, code in ((ModelError("cannot read the image"), 502, "model_error"),
+                              (RuntimeError("a bug"), 500, "internal")):
+        service.model = Broken(exc)
+        async with TestClient(TestServer(make_app(service, settings, service.model), host="127.0.0.1")) as http:
+            sid = (await (await http.post("/api/sessions", headers=ALICE)).json())["session_id"]
+            before = await snapshot(db)
+            resp = await post(http, f"/api/sessions/{sid}/questions", {"request_id": "r", "text": "How many?"})
+            body = await resp.json()
+            assert resp.status == status and body["error"]["code"] == code
+            assert "a bug" not in json.dumps(body)
+            assert await snapshot(db) == before
