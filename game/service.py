@@ -18,15 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import and_, insert, update
 from sqlalchemy.exc import IntegrityError
 
 from game import rules
+from game import queries as q
 from game.db import Database, fast
 from game.errors import Conflict, Expired, Invalid, NotFound, Unavailable
 from game.locks import KeyedLocks
 from game.players import player_key
-from game.tables import answers, images, players, points_ledger, requests, session_images, sessions
+from game.tables import session_images, sessions
 from models.base import VQAModel
 
 Clock = Callable[[], int]
@@ -126,12 +127,12 @@ class GameService:
         cached = self._player_ids.get_item(key)
         if cached is not None and cached[1] == name:
             return cached[0]
-        row = await self.db.run_read(_tx_find_player, key)
+        row = await self.db.run_read(q.tx_find_player, key)
         if row is None or (name and row[1] != name):
             try:
-                player_id = await self.db.run_write(_tx_upsert_player, key, name, self.clock())
+                player_id = await self.db.run_write(q.tx_upsert_player, key, name, self.clock())
             except IntegrityError:  # another worker created the player first
-                player_id = await self.db.run_write(_tx_upsert_player, key, name, self.clock())
+                player_id = await self.db.run_write(q.tx_upsert_player, key, name, self.clock())
         else:
             player_id = row[0]
         self._player_ids.put(key, (player_id, name))
@@ -192,7 +193,7 @@ class GameService:
                 "asked_at": now, "judged_at": None,
             }
             try:
-                return await self.db.run_write(_tx_store_answer, player_id, request_id, row, response, now)
+                return await self.db.run_write(q.tx_store_answer, player_id, request_id, row, response, now)
             except IntegrityError:
                 return await self._replay_or_conflict(player_id, request_id, "ask")
 
@@ -226,7 +227,7 @@ class GameService:
 
     async def summary(self, player_id: int, session_id: str) -> dict[str, Any]:
         """The reveal (SPEC §1.3): per image tainted or not and the points; only once finished."""
-        return await self.db.run_read(_tx_summary, player_id, session_id)
+        return await self.db.run_read(q.tx_summary, player_id, session_id)
 
     async def leaderboard(self, period: str, player_id: int | None = None, limit: int = 50) -> dict[str, Any]:
         """Players ranked by points from the ledger: `week` (since Monday 00:00 UTC) or `all`."""
@@ -237,7 +238,7 @@ class GameService:
         if cached is not None and time.monotonic() - cached[0] < self.config.leaderboard_cache_seconds:
             rows = cached[1]
         else:
-            rows = await self.db.run_read(_tx_leaderboard, since)
+            rows = await self.db.run_read(q.tx_leaderboard, since)
             self._boards[(period, since)] = (time.monotonic(), rows)
         ranked = []
         me = None
@@ -261,14 +262,14 @@ class GameService:
         hit = self._image_by_opaque.get_item(opaque_id)
         if hit is not None:
             return hit
-        value = await self.db.run_read(_tx_image_by_opaque, opaque_id)
+        value = await self.db.run_read(q.tx_image_by_opaque, opaque_id)
         if value is not None:
             self._image_by_opaque.put(opaque_id, value)
         return value
 
     async def ping(self) -> None:
         """Raise if the database cannot answer (for /healthz)."""
-        await self.db.run_read(_tx_ping)
+        await self.db.run_read(q.tx_ping)
 
     def invalidate_pools(self) -> None:
         """Forget the cached pool lists (after an import or a reliability run)."""
@@ -281,7 +282,7 @@ class GameService:
         now = time.monotonic()
         if self._pools is not None and (now - self._pools[0]) < self.config.pool_cache_seconds:
             return self._pools[1], self._pools[2]
-        rows = await self.db.run_read(_tx_pools)
+        rows = await self.db.run_read(q.tx_pools)
         all_ids = [r[0] for r in rows]
         reliable = [r[0] for r in rows if r[1]]
         self._pools = (now, reliable, all_ids)
@@ -291,7 +292,7 @@ class GameService:
         hit = self._image_bytes.get_item(image_id)
         if hit is not None:
             return hit
-        content = await self.db.run_read(_tx_image_content, image_id)
+        content = await self.db.run_read(q.tx_image_content, image_id)
         self._image_bytes.put(image_id, content)
         return content
 
@@ -305,23 +306,23 @@ class GameService:
 
     def _tx_state_if_fresh(self, conn, player_id: int, now: int) -> dict[str, Any] | None:
         """Read-only fast path: the state when the active session needs no change."""
-        session = _active_session(conn, player_id)
+        session = q.active_session(conn, player_id)
         if session is None:
             return None
-        si = _current_si(conn, session)
+        si = q.current_si(conn, session)
         if si is None or rules.is_expired(now, si.deadline_at):
             return None
         return self._state(conn, session, si, now)
 
     def _tx_start(self, conn, player_id: int, now: int, reliable_ids, all_ids, plan_rng) -> dict[str, Any]:
-        session = _active_session(conn, player_id)
+        session = q.active_session(conn, player_id)
         if session is None:
             session = self._create_session(conn, player_id, now, reliable_ids, all_ids, plan_rng)
         session, si = self._advance_if_expired(conn, session, now)
         return self._state(conn, session, si, now)
 
     def _tx_current(self, conn, player_id: int, now: int) -> dict[str, Any]:
-        session = _active_session(conn, player_id)
+        session = q.active_session(conn, player_id)
         if session is None:
             raise NotFound("no active session")
         session, si = self._advance_if_expired(conn, session, now)
@@ -332,7 +333,7 @@ class GameService:
         any answer awaiting a verdict. A retried request is recognised on every
         path that would not store a new answer (and by the unique constraint on
         the one that would), so the happy path needs no extra lookup."""
-        row = _first(fast(conn, _ASK_CONTEXT, {"sid": session_id, "pid": player_id}))
+        row = q.first(fast(conn, q.ASK_CONTEXT, {"sid": session_id, "pid": player_id}))
         outcome: tuple
         try:
             if row is None:
@@ -354,7 +355,7 @@ class GameService:
         return ("replay", replay) if replay is not None else outcome
 
     def _tx_expire(self, conn, player_id: int, session_id: str, now: int) -> None:
-        session = _load_session(conn, player_id, session_id)
+        session = q.load_session(conn, player_id, session_id)
         self._advance_if_expired(conn, session, now)
 
     def _tx_verdict_check(self, conn, player_id: int, answer_id: str, request_id: str, verdict: str, now: int):
@@ -364,7 +365,7 @@ class GameService:
         re-assert what was read, so a concurrent change elsewhere makes it fail
         as a conflict instead of acting on stale data. A retried request is
         recognised on every path that would not store anything."""
-        row = _first(fast(conn, _VERDICT_CONTEXT, {"aid": answer_id, "pid": player_id}))
+        row = q.first(fast(conn, q.VERDICT_CONTEXT, {"aid": answer_id, "pid": player_id}))
         try:
             if row is None:
                 raise NotFound("no such answer")
@@ -383,7 +384,7 @@ class GameService:
         answers_so_far = []
         if verdict == "correct":
             answers_so_far = [{"answer_id": r.id, "question": r.question, "answer": r.served_answer,
-                               "verdict": r.verdict} for r in fast(conn, _IMAGE_ANSWERS, {"si": row.session_image_id})]
+                               "verdict": r.verdict} for r in fast(conn, q.IMAGE_ANSWERS, {"si": row.session_image_id})]
         next_image = (row.next_si, row.next_opaque) if row.next_si is not None else None
         return ("ok", {"answer_id": row.id, "answer_tainted": bool(row.tainted), "session_id": row.session_id,
                        "si_id": row.session_image_id, "position": row.position, "image_tainted": bool(row.image_tainted),
@@ -395,12 +396,12 @@ class GameService:
         """Write phase of a verdict: a handful of guarded statements, no reads."""
         award = rules.score_verdict(verdict, ctx["image_tainted"], ctx["answer_tainted"],
                                     self.config.false_alarm_penalty)
-        changed = fast(conn, _JUDGE, {"aid": ctx["answer_id"], "verdict": verdict, "correction": correction,
+        changed = fast(conn, q.JUDGE, {"aid": ctx["answer_id"], "verdict": verdict, "correction": correction,
                                         "points": award.points, "now": now})
         if changed != 1:
             raise Conflict("this answer has already been judged")
         if award.reason is not None:
-            fast(conn, _LEDGER, {"player_id": player_id, "answer_id": ctx["answer_id"], "reason": award.reason,
+            fast(conn, q.LEDGER, {"player_id": player_id, "answer_id": ctx["answer_id"], "reason": award.reason,
                                    "points": award.points, "created_at": now})
         state: dict[str, Any] = {"session_id": ctx["session_id"], "status": "playing", "now_ms": now, "image": None}
         if verdict == "correct":
@@ -408,21 +409,21 @@ class GameService:
                            for a in ctx["answers"]]
             state["image"] = self._image_state(ctx["position"], ctx["opaque_id"], ctx["deadline_at"], answers_now, now)
         else:
-            if fast(conn, _END_IMAGE, {"si": ctx["si_id"], "now": now, "reason": "wrong"}) != 1:
+            if fast(conn, q.END_IMAGE, {"si": ctx["si_id"], "now": now, "reason": "wrong"}) != 1:
                 raise Conflict("this image is over")
             if ctx["next_image"] is not None:
                 deadline = rules.deadline_for(now, self.config.image_seconds)
-                fast(conn, _SERVE, {"si": ctx["next_image"][0], "now": now, "deadline": deadline})
-                moved = fast(conn, _MOVE_ON, {"sid": ctx["session_id"], "from": ctx["position"],
+                fast(conn, q.SERVE, {"si": ctx["next_image"][0], "now": now, "deadline": deadline})
+                moved = fast(conn, q.MOVE_ON, {"sid": ctx["session_id"], "from": ctx["position"],
                                                 "to": ctx["position"] + 1})
                 state["image"] = self._image_state(ctx["position"] + 1, ctx["next_image"][1], deadline, [], now)
             else:
-                moved = fast(conn, _FINISH, {"sid": ctx["session_id"], "from": ctx["position"], "now": now,
+                moved = fast(conn, q.FINISH, {"sid": ctx["session_id"], "from": ctx["position"], "now": now,
                                                "to": rules.IMAGES_PER_SESSION})
                 state["status"] = "finished"
             if moved != 1:
                 raise Conflict("a concurrent request changed this session; reload the state")
-        _store_request(conn, player_id, request_id, "verdict", state, now)
+        q.store_request(conn, player_id, request_id, "verdict", state, now)
         return state
 
     @staticmethod
@@ -432,7 +433,7 @@ class GameService:
                 "answers": answers_list}
 
     def _tx_replay(self, conn, player_id: int, request_id: str, kind: str) -> dict[str, Any] | None:
-        row = _first(fast(conn, _REPLAY, {"pid": player_id, "rid": request_id}))
+        row = q.first(fast(conn, q.REPLAY, {"pid": player_id, "rid": request_id}))
         if row is None:
             return None
         if row.kind != kind:
@@ -458,12 +459,12 @@ class GameService:
             "session_id": session_id, "position": position, "image_id": item.image_id, "tainted": item.tainted,
             "served_at": now if position == 0 else None, "deadline_at": deadline if position == 0 else None,
         } for position, item in enumerate(plan)])
-        return _load_session(conn, player_id, session_id)
+        return q.load_session(conn, player_id, session_id)
 
     def _advance_if_expired(self, conn, session, now: int):
         """End the current image if its deadline passed (reason "timeout");
         returns (session, current session image or None when finished)."""
-        si = _current_si(conn, session)
+        si = q.current_si(conn, session)
         if si is None or not rules.is_expired(now, si.deadline_at):
             return session, si
         return self._end_image(conn, session, si, "timeout", now)
@@ -484,189 +485,15 @@ class GameService:
         else:
             conn.execute(update(sessions).where(sessions.c.id == session.id).values(
                 status="finished", finished_at=now, current_index=rules.IMAGES_PER_SESSION))
-        session = _load_session(conn, session.player_id, session.id)
-        return session, _current_si(conn, session)
+        session = q.load_session(conn, session.player_id, session.id)
+        return session, q.current_si(conn, session)
 
     def _state(self, conn, session, si, now: int) -> dict[str, Any]:
         """The client-visible state: identical keys whatever the image's kind, no score."""
         state: dict[str, Any] = {"session_id": session.id, "status": session.status, "now_ms": now, "image": None}
         if session.status == "playing" and si is not None:
-            rows = fast(conn, _IMAGE_ANSWERS, {"si": si.id})
+            rows = fast(conn, q.IMAGE_ANSWERS, {"si": si.id})
             state["image"] = self._image_state(si.position, si.opaque_id, si.deadline_at, [
                 {"answer_id": r.id, "question": r.question, "answer": r.served_answer, "verdict": r.verdict}
                 for r in rows], now)
         return state
-
-
-# ---------------------------------------------------------------------- statements and plain transactions
-
-_ACTIVE = select(sessions).where(and_(sessions.c.player_id == bindparam("pid"), sessions.c.status == "playing"))
-_SESSION = select(sessions).where(and_(sessions.c.id == bindparam("sid"), sessions.c.player_id == bindparam("pid")))
-_CURRENT_SI = (select(session_images, images.c.opaque_id)
-               .join(images, images.c.id == session_images.c.image_id)
-               .where(and_(session_images.c.session_id == bindparam("sid"),
-                           session_images.c.position == bindparam("pos"))))
-_IMAGE_ANSWERS = (select(answers.c.id, answers.c.question, answers.c.served_answer, answers.c.verdict)
-                  .where(answers.c.session_image_id == bindparam("si")).order_by(answers.c.asked_at, answers.c.id))
-_ANSWER_FOR_VERDICT = (select(answers.c.id, answers.c.session_id, answers.c.session_image_id, answers.c.tainted,
-                              answers.c.verdict, session_images.c.ended_at)
-                       .join(session_images, session_images.c.id == answers.c.session_image_id)
-                       .where(and_(answers.c.id == bindparam("aid"), answers.c.player_id == bindparam("pid"))))
-_NEXT_SI = session_images.alias("next_si")
-_NEXT_IMAGE = images.alias("next_image")
-_VERDICT_CONTEXT = (
-    select(answers.c.id, answers.c.verdict, answers.c.tainted, answers.c.session_id, answers.c.session_image_id,
-           session_images.c.position, session_images.c.tainted.label("image_tainted"), session_images.c.deadline_at,
-           session_images.c.ended_at, sessions.c.status, sessions.c.current_index, images.c.opaque_id,
-           _NEXT_SI.c.id.label("next_si"), _NEXT_IMAGE.c.opaque_id.label("next_opaque"))
-    .join(session_images, session_images.c.id == answers.c.session_image_id)
-    .join(sessions, sessions.c.id == answers.c.session_id)
-    .join(images, images.c.id == session_images.c.image_id)
-    .outerjoin(_NEXT_SI, and_(_NEXT_SI.c.session_id == answers.c.session_id,
-                              _NEXT_SI.c.position == session_images.c.position + 1))
-    .outerjoin(_NEXT_IMAGE, _NEXT_IMAGE.c.id == _NEXT_SI.c.image_id)
-    .where(and_(answers.c.id == bindparam("aid"), answers.c.player_id == bindparam("pid"))))
-_PENDING_OF_CURRENT = (select(answers.c.id).where(and_(answers.c.session_image_id == session_images.c.id,
-                                                       answers.c.verdict.is_(None))).limit(1).scalar_subquery())
-_ASK_CONTEXT = (
-    select(sessions.c.status, sessions.c.current_index, session_images.c.id.label("si_id"), session_images.c.image_id,
-           session_images.c.tainted, session_images.c.deadline_at, _PENDING_OF_CURRENT.label("pending"))
-    .select_from(sessions.outerjoin(session_images, and_(session_images.c.session_id == sessions.c.id,
-                                                         session_images.c.position == sessions.c.current_index)))
-    .where(and_(sessions.c.id == bindparam("sid"), sessions.c.player_id == bindparam("pid"))))
-_JUDGE = (update(answers).where(and_(answers.c.id == bindparam("aid"), answers.c.verdict.is_(None)))
-          .values(verdict=bindparam("verdict"), correction=bindparam("correction"), points=bindparam("points"),
-                  judged_at=bindparam("now")))
-_LEDGER = insert(points_ledger)
-_END_IMAGE = (update(session_images).where(and_(session_images.c.id == bindparam("si"),
-                                                session_images.c.ended_at.is_(None)))
-              .values(ended_at=bindparam("now"), end_reason=bindparam("reason")))
-_SERVE = (update(session_images).where(and_(session_images.c.id == bindparam("si"), session_images.c.served_at.is_(None)))
-          .values(served_at=bindparam("now"), deadline_at=bindparam("deadline")))
-_MOVE_ON = (update(sessions).where(and_(sessions.c.id == bindparam("sid"), sessions.c.status == "playing",
-                                        sessions.c.current_index == bindparam("from")))
-            .values(current_index=bindparam("to")))
-_FINISH = (update(sessions).where(and_(sessions.c.id == bindparam("sid"), sessions.c.status == "playing",
-                                       sessions.c.current_index == bindparam("from")))
-           .values(status="finished", finished_at=bindparam("now"), current_index=bindparam("to")))
-_INSERT_REQUEST = insert(requests)
-_INSERT_ANSWER = insert(answers)
-_SI_ENDED = select(session_images.c.ended_at).where(session_images.c.id == bindparam("si"))
-_REPLAY = select(requests.c.kind, requests.c.response_json).where(and_(
-    requests.c.player_id == bindparam("pid"), requests.c.request_id == bindparam("rid")))
-
-
-def _first(rows):
-    return rows[0] if rows else None
-
-
-def _active_session(conn, player_id: int):
-    return _first(fast(conn, _ACTIVE, {"pid": player_id}))
-
-
-def _load_session(conn, player_id: int, session_id: object):
-    """A session of this player; another player's session is 'not found' (no leak)."""
-    if not isinstance(session_id, str):
-        raise NotFound("no such session")
-    row = _first(fast(conn, _SESSION, {"sid": session_id, "pid": player_id}))
-    if row is None:
-        raise NotFound("no such session")
-    return row
-
-
-def _current_si(conn, session):
-    if session.status != "playing":
-        return None
-    return _first(fast(conn, _CURRENT_SI, {"sid": session.id, "pos": session.current_index}))
-
-
-def _store_request(conn, player_id: int, request_id: str, kind: str, response: dict[str, Any], now: int) -> None:
-    fast(conn, _INSERT_REQUEST, {"player_id": player_id, "request_id": request_id, "kind": kind,
-                                   "response_json": json.dumps(response, separators=(",", ":")), "created_at": now})
-
-
-def _tx_find_player(conn, key: str):
-    row = conn.execute(select(players.c.id, players.c.display_name).where(players.c.player_key == key)).first()
-    return None if row is None else (row.id, row.display_name)
-
-
-def _tx_upsert_player(conn, key: str, name: str | None, now: int) -> int:
-    row = conn.execute(select(players.c.id, players.c.display_name).where(players.c.player_key == key)).first()
-    if row is None:
-        result = conn.execute(insert(players).values(player_key=key, display_name=name, muted=False, created_at=now))
-        return int(result.inserted_primary_key[0])
-    if name and row.display_name != name:
-        conn.execute(update(players).where(players.c.id == row.id).values(display_name=name))
-    return int(row.id)
-
-
-def _tx_store_answer(conn, player_id: int, request_id: str, row: dict, response: dict, now: int) -> dict:
-    ended = fast(conn, _SI_ENDED, {"si": row["session_image_id"]})[0][0]
-    if ended is not None:
-        raise Conflict("this image is over")
-    _store_request(conn, player_id, request_id, "ask", response, now)
-    fast(conn, _INSERT_ANSWER, row)
-    return response
-
-
-def _tx_summary(conn, player_id: int, session_id: str) -> dict[str, Any]:
-    session = _load_session(conn, player_id, session_id)
-    if session.status != "finished":
-        raise Conflict("the summary is available once the session is finished")
-    sis = conn.execute(select(session_images).where(session_images.c.session_id == session.id)
-                       .order_by(session_images.c.position)).all()
-    rows = conn.execute(select(answers).where(answers.c.session_id == session.id)
-                        .order_by(answers.c.asked_at, answers.c.id)).all()
-    by_si: dict[int, list] = {}
-    for row in rows:
-        by_si.setdefault(row.session_image_id, []).append(row)
-    out_images = []
-    total = 0
-    for si in sis:
-        items = by_si.get(si.id, [])
-        points = sum(a.points for a in items)
-        total += points
-        out_images.append({
-            "index": si.position,
-            "tainted": bool(si.tainted),
-            "points": points,
-            "end_reason": si.end_reason,
-            "finds": sum(1 for a in items if a.verdict == "wrong" and not si.tainted),
-            "answers": [{
-                "answer_id": a.id, "question": a.question, "answer": a.served_answer,
-                "tainted": bool(a.tainted), "verdict": a.verdict, "correction": a.correction, "points": a.points,
-            } for a in items],
-        })
-    return {"session_id": session.id, "total_points": total, "images": out_images}
-
-
-def _tx_leaderboard(conn, since: int | None) -> list[tuple]:
-    total = func.sum(points_ledger.c.points).label("points")
-    query = (select(players.c.id, players.c.display_name, players.c.player_key, total)
-             .join(players, players.c.id == points_ledger.c.player_id)
-             .where(players.c.muted.is_(False))
-             .group_by(players.c.id, players.c.display_name, players.c.player_key)
-             .order_by(total.desc(), players.c.id))
-    if since is not None:
-        query = query.where(points_ledger.c.created_at >= since)
-    return [tuple(r) for r in conn.execute(query).all()]
-
-
-def _tx_image_by_opaque(conn, opaque_id: str) -> tuple[str, bytes] | None:
-    row = conn.execute(select(images.c.mime, images.c.content).where(images.c.opaque_id == opaque_id)).first()
-    return None if row is None else (row.mime, bytes(row.content))
-
-
-def _tx_image_content(conn, image_id: int) -> bytes:
-    return bytes(conn.execute(select(images.c.content).where(images.c.id == image_id)).scalar_one())
-
-
-def _tx_pools(conn) -> list[tuple[int, bool]]:
-    return [(r.id, bool(r.reliable)) for r in conn.execute(select(images.c.id, images.c.reliable)).all()]
-
-
-def _tx_ping(conn) -> None:
-    """The database answers and is migrated (an empty file is not 'ready')."""
-    from sqlalchemy import text
-
-    conn.execute(text("SELECT version_num FROM alembic_version")).one()
