@@ -14,25 +14,21 @@ from game.tables import answers, images, players, points_ledger, requests, sessi
 
 ACTIVE = select(sessions).where(and_(sessions.c.player_id == bindparam("pid"), sessions.c.status == "playing"))
 SESSION = select(sessions).where(and_(sessions.c.id == bindparam("sid"), sessions.c.player_id == bindparam("pid")))
-CURRENT_SI = (select(session_images, images.c.opaque_id)
-              .join(images, images.c.id == session_images.c.image_id)
-              .where(and_(session_images.c.session_id == bindparam("sid"),
-                          session_images.c.position == bindparam("pos"))))
+CURRENT_SI = select(session_images).where(and_(session_images.c.session_id == bindparam("sid"),
+                                               session_images.c.position == bindparam("pos")))
+OPAQUE_ID = select(images.c.opaque_id).where(images.c.id == bindparam("image_id"))
 IMAGE_ANSWERS = (select(answers.c.id, answers.c.question, answers.c.served_answer, answers.c.verdict)
                  .where(answers.c.session_image_id == bindparam("si")).order_by(answers.c.asked_at, answers.c.id))
 NEXT_SI = session_images.alias("next_si")
-NEXT_IMAGE = images.alias("next_image")
 VERDICT_CONTEXT = (
     select(answers.c.id, answers.c.verdict, answers.c.tainted, answers.c.session_id, answers.c.session_image_id,
            session_images.c.position, session_images.c.tainted.label("image_tainted"), session_images.c.deadline_at,
-           session_images.c.ended_at, sessions.c.status, sessions.c.current_index, images.c.opaque_id,
-           NEXT_SI.c.id.label("next_si"), NEXT_IMAGE.c.opaque_id.label("next_opaque"))
+           session_images.c.ended_at, session_images.c.image_id, sessions.c.status, sessions.c.current_index,
+           NEXT_SI.c.id.label("next_si"), NEXT_SI.c.image_id.label("next_image_id"))
     .join(session_images, session_images.c.id == answers.c.session_image_id)
     .join(sessions, sessions.c.id == answers.c.session_id)
-    .join(images, images.c.id == session_images.c.image_id)
     .outerjoin(NEXT_SI, and_(NEXT_SI.c.session_id == answers.c.session_id,
                               NEXT_SI.c.position == session_images.c.position + 1))
-    .outerjoin(NEXT_IMAGE, NEXT_IMAGE.c.id == NEXT_SI.c.image_id)
     .where(and_(answers.c.id == bindparam("aid"), answers.c.player_id == bindparam("pid"))))
 PENDING_OF_CURRENT = (select(answers.c.id).where(and_(answers.c.session_image_id == session_images.c.id,
                                                       answers.c.verdict.is_(None))).limit(1).scalar_subquery())
@@ -58,8 +54,12 @@ FINISH = (update(sessions).where(and_(sessions.c.id == bindparam("sid"), session
                                       sessions.c.current_index == bindparam("from")))
           .values(status="finished", finished_at=bindparam("now"), current_index=bindparam("to")))
 INSERT_REQUEST = insert(requests)
-INSERT_ANSWER = insert(answers)
-SI_ENDED = select(session_images.c.ended_at).where(session_images.c.id == bindparam("si"))
+# The answer is stored only while its image is still open (one statement, no read first).
+INSERT_ANSWER_IF_OPEN = insert(answers).from_select(
+    [c.name for c in answers.columns],
+    select(*[bindparam(c.name, type_=c.type) for c in answers.columns]).where(
+        select(session_images.c.id).where(and_(session_images.c.id == bindparam("session_image_id"),
+                                               session_images.c.ended_at.is_(None))).exists()))
 REPLAY = select(requests.c.kind, requests.c.response_json).where(and_(
    requests.c.player_id == bindparam("pid"), requests.c.request_id == bindparam("rid")))
 
@@ -109,11 +109,9 @@ def tx_upsert_player(conn, key: str, name: str | None, now: int) -> int:
 
 
 def tx_store_answer(conn, player_id: int, request_id: str, row: dict, response: dict, now: int) -> dict:
-    ended = fast(conn, SI_ENDED, {"si": row["session_image_id"]})[0][0]
-    if ended is not None:
-        raise Conflict("this image is over")
     store_request(conn, player_id, request_id, "ask", response, now)
-    fast(conn, INSERT_ANSWER, row)
+    if fast(conn, INSERT_ANSWER_IF_OPEN, row) != 1:
+        raise Conflict("this image is over")
     return response
 
 

@@ -115,6 +115,7 @@ class GameService:
         self._image_by_opaque: _LRU = _LRU(512)
         self._pools: tuple[float, list[int], list[int]] | None = None
         self._boards: dict[tuple, tuple[float, list]] = {}
+        self._opaque_ids: dict[int, str] = {}
 
     # ------------------------------------------------------------------ players
 
@@ -385,10 +386,11 @@ class GameService:
         if verdict == "correct":
             answers_so_far = [{"answer_id": r.id, "question": r.question, "answer": r.served_answer,
                                "verdict": r.verdict} for r in fast(conn, q.IMAGE_ANSWERS, {"si": row.session_image_id})]
-        next_image = (row.next_si, row.next_opaque) if row.next_si is not None else None
+        next_image = (row.next_si, self._opaque(conn, row.next_image_id)) if row.next_si is not None else None
         return ("ok", {"answer_id": row.id, "answer_tainted": bool(row.tainted), "session_id": row.session_id,
                        "si_id": row.session_image_id, "position": row.position, "image_tainted": bool(row.image_tainted),
-                       "deadline_at": row.deadline_at, "opaque_id": row.opaque_id, "answers": answers_so_far,
+                       "deadline_at": row.deadline_at, "opaque_id": self._opaque(conn, row.image_id),
+                       "answers": answers_so_far,
                        "next_image": next_image})
 
     def _tx_verdict_apply(self, conn, player_id: int, request_id: str, ctx: dict, verdict: str,
@@ -425,6 +427,13 @@ class GameService:
                 raise Conflict("a concurrent request changed this session; reload the state")
         q.store_request(conn, player_id, request_id, "verdict", state, now)
         return state
+
+    def _opaque(self, conn, image_id: int) -> str:
+        """The client-visible id of an image (immutable, so cached for good)."""
+        opaque = self._opaque_ids.get(image_id)
+        if opaque is None:
+            opaque = self._opaque_ids[image_id] = fast(conn, q.OPAQUE_ID, {"image_id": image_id})[0][0]
+        return opaque
 
     @staticmethod
     def _image_state(position: int, opaque_id: str, deadline_at: int, answers_list: list, now: int) -> dict[str, Any]:
@@ -493,7 +502,7 @@ class GameService:
         state: dict[str, Any] = {"session_id": session.id, "status": session.status, "now_ms": now, "image": None}
         if session.status == "playing" and si is not None:
             rows = fast(conn, q.IMAGE_ANSWERS, {"si": si.id})
-            state["image"] = self._image_state(si.position, si.opaque_id, si.deadline_at, [
+            state["image"] = self._image_state(si.position, self._opaque(conn, si.image_id), si.deadline_at, [
                 {"answer_id": r.id, "question": r.question, "answer": r.served_answer, "verdict": r.verdict}
                 for r in rows], now)
         return state

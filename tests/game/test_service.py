@@ -329,3 +329,47 @@ async def test_too_small_pool_is_unavailable_and_stores_nothing(db, model, clock
     with pytest.raises(Unavailable):
         await service.start_or_resume(pid)
     assert await count(db, sessions) == 0 and await count(db, session_images) == 0
+
+
+async def test_answer_is_not_stored_when_the_image_closed_meanwhile(service, db_url, db, clock):
+    """Worker A asks; while the model thinks, worker B sees the deadline pass and
+    moves the session on. A's answer must not be attached to the closed image."""
+    import random as _random
+
+    from game.db import Database
+    from game.service import GameConfig, GameService
+    from models.base import ModelAnswer
+    from tests.conftest import TEST_HASH_KEY
+
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    class SlowModel:
+        model_id = "slow"
+
+        async def answer(self, image: bytes, question: str, taint: bool) -> ModelAnswer:
+            started.set()
+            await release.wait()
+            return ModelAnswer("two", "two", False, None, "slow", 1.0)
+
+        async def aclose(self) -> None:
+            return None
+
+    service.model = SlowModel()
+    other_db = Database(db_url)
+    other = GameService(other_db, SlowModel(), hash_key=TEST_HASH_KEY, clock=clock, rng=_random.Random(3),
+                        config=GameConfig())
+    try:
+        pid = await service.upsert_player(4242)
+        state = await service.start_or_resume(pid)
+        asking = asyncio.create_task(service.ask(pid, state["session_id"], "slow-q", "How many?"))
+        await started.wait()
+        clock.advance(121)
+        moved = await other.current(pid)
+        assert moved["image"]["index"] == 1
+        release.set()
+        with pytest.raises(Conflict):
+            await asking
+        assert await count(db, answers) == 0 and await count(db, requests) == 0
+    finally:
+        await other_db.dispose()
