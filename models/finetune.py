@@ -32,6 +32,7 @@ import torch
 from PIL import Image
 
 LM_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+VISION_TARGETS = r".*vision_tower.*\.(q_proj|k_proj|v_proj|out_proj|fc1|fc2)"
 
 
 @dataclass
@@ -45,6 +46,7 @@ class FinetuneConfig:
     seed: int = 0
     max_steps: int | None = None
     train_projector: bool = True
+    lora_vision: bool = False          # also adapt the vision tower's attention/MLP (where a tiny VLM's errors live)
     threads: int | None = None
 
 
@@ -157,7 +159,7 @@ def finetune(base: str | Path, data: str | Path, out: str | Path, cfg: FinetuneC
     if not kept:
         raise ValueError(f"no usable examples in {data} ({len(examples)} read)")
     lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha or 2 * cfg.rank, lora_dropout=cfg.dropout,
-                      target_modules=LM_TARGETS,
+                      target_modules=f"({LM_TARGETS})|({VISION_TARGETS})" if cfg.lora_vision else LM_TARGETS,
                       modules_to_save=["multi_modal_projector"] if cfg.train_projector else None)
     model = get_peft_model(model, lora)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -100,3 +100,38 @@ async def test_evaluate_is_incremental_and_exports_every_format(service, clock, 
     exported = {r["id"] for r in vqa}
     assert all(statuses[a] == "ok" for a in exported)
     json.dumps(third.lines())
+
+
+
+def test_cli_evaluate_and_export(tmp_path, capsys):
+    """`gap evaluate` and `gap export` as commands against a database file played through the service."""
+    import asyncio
+
+    from game.db import Database
+    from game.migrate import upgrade
+    from game.service import GameConfig, GameService
+    from gap.cli import main
+    from models.fake import FixedLatencyModel
+    from tests.conftest import TEST_HASH_KEY, FakeClock, seed_images
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.sqlite3'}"
+    upgrade(url)
+    clock = FakeClock(start_ms=1_700_000_000_000)  # in the past, so every verdict is settled now
+
+    async def play():
+        db = Database(url)
+        await seed_images(db)
+        service = GameService(db, FixedLatencyModel(latency_ms=0), hash_key=TEST_HASH_KEY, clock=clock,
+                              rng=random.Random(7), config=GameConfig(image_seconds=120, taint_prob=0.8))
+        await play_sessions(service, clock, 4, random.Random(3), careful={0, 1, 2, 3})
+        await db.dispose()
+
+    asyncio.run(play())
+    assert main(["evaluate", "--database", url, "--theta", "0.3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["new_answers"] > 0 and out["players"] == 4
+    assert main(["evaluate", "--database", url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["new_answers"] == 0
+    assert main(["export", "--database", url, "--format", "trl-sft", "--theta", "0.0", "--out", str(tmp_path / "x")]) == 0
+    assert "examples" in capsys.readouterr().out
+    assert (tmp_path / "x" / "train.jsonl").exists() and (tmp_path / "x" / "README.md").exists()

@@ -1,0 +1,43 @@
+"""The closed loop end to end, in miniature: the real server on a local port with the
+embedded model, simulated players over HTTP, evaluation, exports, LoRA fine-tuning,
+held-out scoring and the report — and a rerun resumes from the stage markers."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gap.experiment import ARMS, Experiment, ExperimentConfig
+from gap.settings import EMBEDDED_MODEL_DIR
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.skipif(not (EMBEDDED_MODEL_DIR / "config.json").exists(), reason="the embedded checkpoint is not built")
+def test_small_closed_loop_runs_and_resumes(tmp_path: Path):
+    cfg = ExperimentConfig.small(pool_images=24, players=6, sessions=1, eval_per_type=3, ft_max_steps=4,
+                                 ft_min_steps=2, image_seconds=1.0)
+    logs: list[str] = []
+    results = Experiment(tmp_path, str(EMBEDDED_MODEL_DIR), cfg, log=logs.append).run()
+    assert results["simulate"]["n_errors"] == 0 and results["simulate"]["sessions"] == 6
+    assert results["simulate"]["answers"] >= 60
+    ev = results["evaluate"]
+    assert ev["finds"] > 0 and ev["players_by_kind"]
+    assert results["heldout"]["heldout_scenes_in_training"] == 0
+    held = results["heldout"]["models"]
+    assert "base" in held and set(held["base"]["mean"]) == {"simple", "complex"}
+    trained = [a for a in ARMS if (tmp_path / "adapters" / a / "adapter_config.json").exists()]
+    assert "truth" in trained and all(a in held for a in trained)
+    for arm in ARMS:
+        assert (tmp_path / "arms" / arm / "README.md").exists()
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "| precision of exported finds" in report and "| base |" in report
+    assert (tmp_path / "accuracy.png").exists()
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    assert len(truth["players"]) == 6
+    # resumable: a second run does no work and reports the same numbers
+    logs.clear()
+    again = Experiment(tmp_path, str(EMBEDDED_MODEL_DIR), cfg, log=logs.append).run()
+    assert all("done earlier" in line for line in logs)
+    assert again["heldout"] == results["heldout"]
