@@ -2,7 +2,7 @@
 
 t is the time used on the image (seconds), k the image's position in the session
 (fatigue). Fitted by maximum likelihood with an L2 (Gaussian) prior on the
-abilities a and difficulties b — the prior makes the model identifiable and keeps
+abilities a and difficulties b (and a very weak one on γ, φ) — the prior makes the model identifiable and keeps
 players with few images near the mean. The design is a sparse matrix (one
 column per player, one per image), so thousands of players fit in a second;
 standard errors come from the inverse Hessian of the penalised log-likelihood.
@@ -54,6 +54,7 @@ def fit_player_model(
     n_players: int | None = None,
     n_images: int | None = None,
     l2: float = 1.0,
+    l2_effects: float = 0.01,
     max_dense_params: int = 4000,
 ) -> PlayerModelFit:
     """Maximum a-posteriori fit with L-BFGS-B on the exact gradient; SEs from the Hessian."""
@@ -69,6 +70,9 @@ def fit_player_model(
     X = _design(player, image, t / t_scale, k / k_scale, P, I)
     penalty = np.zeros(P + I + 3)
     penalty[1: 1 + P + I] = l2
+    # a weak prior on the standardised γ and φ keeps them finite when the data separate
+    # (e.g. a flag ends the image at once, so a short time always goes with success)
+    penalty[-2:] = l2_effects
 
     def nll(theta: np.ndarray) -> tuple[float, np.ndarray]:
         eta = X @ theta

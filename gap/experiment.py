@@ -37,17 +37,17 @@ ARMS = ("gap", "random", "unfiltered", "truth")
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    pool_images: int = 200
+    pool_images: int = 160
     complex_share: float = 0.5
     reliability_questions: int = 6
-    players: int = 50
+    players: int = 40
     sessions: int = 4
     image_seconds: float = 2.0
     theta: float = 0.8
-    eval_per_type: int = 150
-    ft_epochs: float = 4.0
-    ft_max_steps: int = 400
-    ft_min_steps: int = 40
+    eval_per_type: int = 60
+    ft_epochs: float = 3.0
+    ft_max_steps: int = 150
+    ft_min_steps: int = 30
     ft_batch: int = 16
     ft_lr: float = 2e-3
     seed: int = 0
