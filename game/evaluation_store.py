@@ -224,6 +224,12 @@ async def run_evaluation(db: Database, config: EvalConfig = EvalConfig(), *, now
         await conn.execute(find_cells.delete())
         if cells:
             await conn.execute(find_cells.insert(), cells)
+        # Peer validation (SPEC §3.3) feeds the posterior: each voted find's cell posterior,
+        # updated by its validators' votes with their s and f, is stored per find
+        # (validation_posteriors; answer_posteriors_query prefers it).
+        from game.validation import store_vote_posteriors
+
+        await conn.run_sync(store_vote_posteriors, now_ms)
         new_watermark = max(watermark, cutoff)
         total = total_before + n_new
         await _set_state(conn, "watermark_ms", new_watermark)

@@ -4,7 +4,7 @@ incremental: `eval_counts` holds the sufficient statistics of every answer
 evaluated so far and `eval_state` the watermark, so a run only reads new answers."""
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, String, Table, Text, and_, select
+from sqlalchemy import BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, String, Table, Text, and_, func, select
 
 from game import tables as T
 from game.tables import metadata
@@ -80,8 +80,13 @@ eval_state = Table(
 
 
 def answer_posteriors_query():
-    """Per-answer posteriors: (answer_id, player_id, grp, question_type, posterior, status)."""
+    """Per-answer posteriors: (answer_id, player_id, grp, question_type, posterior, status).
+    A find that other players voted on (peer validation, game/validation.py) has its cell
+    posterior updated by the votes in `validation_posteriors`; that one wins."""
+    vp = T.validation_posteriors
     return (select(find_answers.c.answer_id, find_answers.c.player_id, find_answers.c.grp,
-                   find_answers.c.question_type, find_cells.c.posterior, find_cells.c.status)
+                   find_answers.c.question_type,
+                   func.coalesce(vp.c.posterior, find_cells.c.posterior).label("posterior"), find_cells.c.status)
             .select_from(find_answers.join(find_cells, and_(find_cells.c.player_id == find_answers.c.player_id,
-                                                            find_cells.c.grp == find_answers.c.grp))))
+                                                            find_cells.c.grp == find_answers.c.grp))
+                         .outerjoin(vp, vp.c.answer_id == find_answers.c.answer_id)))

@@ -155,13 +155,16 @@ async def collect_finds(db: Database, theta: float, *, unfiltered: bool = False)
     ap = answer_posteriors_query().subquery("ap")
     cond = [T.answers.c.correction.is_not(None)]
     if not unfiltered:
-        cond += [ap.c.status == "ok", ap.c.posterior >= theta]
+        # players.muted is checked here too: an admin /mute takes effect at once, not only
+        # after the next `gap evaluate` rewrites the cells' status.
+        cond += [ap.c.status == "ok", ap.c.posterior >= theta, T.players.c.muted.is_(False)]
     q = (
         select(T.answers.c.id, T.answers.c.question, T.answers.c.served_answer, T.answers.c.correction,
                T.answers.c.model_id, T.answers.c.judged_at, ap.c.posterior, ap.c.question_type,
                T.images.c.opaque_id, T.images.c.mime, T.images.c.id.label("image_id"))
         .select_from(ap.join(T.answers, ap.c.answer_id == T.answers.c.id)
-                     .join(T.images, T.answers.c.image_id == T.images.c.id))
+                     .join(T.images, T.answers.c.image_id == T.images.c.id)
+                     .join(T.players, T.answers.c.player_id == T.players.c.id))
         .where(and_(*cond))
         .order_by(T.answers.c.judged_at, T.answers.c.id)
     )

@@ -126,11 +126,17 @@ def tx_summary(conn, player_id: int, session_id: str) -> dict[str, Any]:
     by_si: dict[int, list] = {}
     for row in rows:
         by_si.setdefault(row.session_image_id, []).append(row)
+    # Peer validation (SPEC §3.3): each find's status and, once confirmed, its bonus.
+    from game.validation import find_statuses
+
+    untainted = {si.id for si in sis if not si.tainted}
+    checks = find_statuses(conn, [a.id for a in rows if a.session_image_id in untainted
+                                  and a.verdict == "wrong" and a.correction is not None])
     out_images = []
     total = 0
     for si in sis:
         items = by_si.get(si.id, [])
-        points = sum(a.points for a in items)
+        points = sum(a.points + checks.get(a.id, {}).get("bonus", 0) for a in items)
         total += points
         out_images.append({
             "index": si.position,
@@ -141,6 +147,8 @@ def tx_summary(conn, player_id: int, session_id: str) -> dict[str, Any]:
             "answers": [{
                 "answer_id": a.id, "question": a.question, "answer": a.served_answer,
                 "tainted": bool(a.tainted), "verdict": a.verdict, "correction": a.correction, "points": a.points,
+                "validation": checks[a.id]["status"] if a.id in checks else None,
+                "bonus": checks[a.id]["bonus"] if a.id in checks else 0,
             } for a in items],
         })
     return {"session_id": session.id, "total_points": total, "images": out_images}

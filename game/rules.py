@@ -15,6 +15,13 @@ QUESTION_MAX = 300
 CORRECTION_MAX = 200
 TAINTED_CATCH_POINTS = 20
 FIND_BONUS_POINTS = 20
+# Peer validation of finds (SPEC §3.3): a find is confirmed when at least
+# VALIDATION_MIN_VOTES counting votes agree ("the answer is wrong") and the agreeing
+# share is at least VALIDATION_CONFIRM_SHARE; rejected when at least
+# VALIDATION_MIN_VOTES disagree and the agreeing share is below VALIDATION_REJECT_SHARE.
+VALIDATION_MIN_VOTES = 2
+VALIDATION_CONFIRM_SHARE = (2, 3)   # as a fraction (numerator, denominator): exact integer comparisons
+VALIDATION_REJECT_SHARE = (1, 3)
 
 
 @dataclass(frozen=True)
@@ -134,3 +141,17 @@ def week_start_ms(now_ms: int) -> int:
     days_since_epoch = now_ms // day_ms
     weekday = (days_since_epoch + 3) % 7  # 1970-01-01 was a Thursday (weekday 3, Monday = 0)
     return (days_since_epoch - weekday) * day_ms
+
+
+def validation_status(agree: int, disagree: int) -> str:
+    """The state of a find from its counting votes (muted validators excluded by the
+    caller): "confirmed", "rejected" or "pending" (SPEC §3.3). Integer arithmetic, so
+    exactly 2 of 3 agreeing confirms."""
+    total = agree + disagree
+    cn, cd = VALIDATION_CONFIRM_SHARE
+    rn, rd = VALIDATION_REJECT_SHARE
+    if agree >= VALIDATION_MIN_VOTES and agree * cd >= cn * total:
+        return "confirmed"
+    if disagree >= VALIDATION_MIN_VOTES and agree * rd < rn * total:
+        return "rejected"
+    return "pending"

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import and_, insert, update
 from sqlalchemy.exc import IntegrityError
 
-from game import rules
+from game import rules, validation
 from game import queries as q
 from game.db import Database, fast
 from game.errors import Conflict, Expired, Invalid, NotFound, Unavailable
@@ -255,6 +255,30 @@ class GameService:
             if pid == player_id:
                 me = entry
         return {"period": period, "players": ranked, "me": me}
+
+    # ------------------------------------------------------------------ peer validation (SPEC §3.3)
+
+    async def next_find(self, player_id: int) -> dict[str, Any]:
+        """Another player's find for this player to check (game/validation.py); NotFound when none."""
+        return await self.db.run_read(validation.tx_next_find, player_id)
+
+    async def validate_find(self, player_id: int, find_id: object, request_id: object,
+                            agrees: object) -> dict[str, Any]:
+        """Vote on a find (agrees = the answer is wrong); idempotent on request_id.
+        A confirming vote pays the finder's bonus once, so the leaderboards are refreshed."""
+        request_id = clean_request_id(request_id)
+        agrees = validation.clean_agrees(agrees)
+        find_id = validation.clean_find_id(find_id)
+        async with self._locks.hold(player_id):
+            try:
+                result = await self.db.run_write(validation.tx_record_vote, player_id, find_id, request_id,
+                                                 agrees, self.clock())
+            except IntegrityError:  # a concurrent vote or bonus in another worker: decide again
+                result = await self.db.run_write(validation.tx_record_vote, player_id, find_id, request_id,
+                                                 agrees, self.clock())
+        if result.pop("_bonus_paid", False):
+            self._boards.clear()
+        return result
 
     # ------------------------------------------------------------------ images
 

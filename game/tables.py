@@ -143,3 +143,31 @@ points_ledger = Table(
     # An answer is scored once per reason, whatever retries or workers do.
     UniqueConstraint("answer_id", "reason", name="uq_points_answer_reason"),
 )
+
+# Peer validation (SPEC §3.3): other players' votes on a find (a Wrong verdict with a
+# correction on an untainted image). agrees = "the answer is wrong". One vote per
+# validator and find; votes of muted players are kept but do not count (game/validation.py).
+validations = Table(
+    "validations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("answer_id", String(32), ForeignKey("answers.id"), nullable=False),   # the find
+    Column("validator_player_id", Integer, ForeignKey("players.id"), nullable=False),
+    Column("agrees", Boolean, nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("answer_id", "validator_player_id", name="uq_validations_answer_validator"),
+    Index("ix_validations_validator", "validator_player_id"),
+)
+
+# A voted find's posterior after its validators' votes (written by `gap evaluate`,
+# game.validation.store_vote_posteriors); exports read it instead of the cell posterior.
+validation_posteriors = Table(
+    "validation_posteriors",
+    metadata,
+    Column("answer_id", String(32), ForeignKey("answers.id"), primary_key=True),
+    Column("prior", Float, nullable=False),        # the find's posterior before the votes
+    Column("posterior", Float, nullable=False),    # after the counting votes
+    Column("votes", Integer, nullable=False),      # counting votes used
+    Column("updated_at", BigInteger, nullable=False),
+)

@@ -157,6 +157,19 @@ async def leaderboard(request: web.Request) -> web.Response:
     return ok(await _service(request).leaderboard(request.query.get("period", "week"), player_id=player))
 
 
+async def next_find(request: web.Request) -> web.Response:
+    """Peer validation (SPEC §3.3): another player's find to check, or 404 when none is left."""
+    player = await _player(request)
+    return ok(await _service(request).next_find(player))
+
+
+async def validate_find(request: web.Request) -> web.Response:
+    player = await _player(request)
+    body = await read_object(request)
+    return ok(await _service(request).validate_find(player, request.match_info["find_id"],
+                                                    body.get("request_id"), body.get("agrees")))
+
+
 async def image(request: web.Request) -> web.StreamResponse:
     """Image bytes by opaque id; immutable, so clients and proxies may cache them for good."""
     found = await _service(request).image_by_opaque_id(request.match_info["opaque_id"])
@@ -180,4 +193,6 @@ def setup_api(app: web.Application, service: GameService, bot_token: str, max_ag
     app.router.add_post("/api/answers/{answer_id}/verdict", give_verdict)
     app.router.add_get("/api/sessions/{session_id}/summary", session_summary)
     app.router.add_get("/api/leaderboard", leaderboard)
+    app.router.add_get("/api/validations/next", next_find)
+    app.router.add_post("/api/validations/{find_id}", validate_find)
     app.router.add_get("/img/{opaque_id}", image)
