@@ -214,7 +214,7 @@
 
   // ------------------------------------------------------------------ screens
   var screen = 'loading';
-  var SCREENS = ['loading', 'auth', 'home', 'game', 'summary', 'leaders'];
+  var SCREENS = ['loading', 'auth', 'home', 'game', 'summary', 'leaders', 'validate'];
   var leadersReturn = 'home';
 
   function show(name) {
@@ -235,6 +235,7 @@
   function onMainButton() { var a = mainAction(); if (a) a.run(); }
   function onBackButton() {
     if (screen === 'leaders') return leadersBack();
+    if (screen === 'validate') return validateBack();
     if (screen === 'game' && mode === 'correct') return undoWrong();
   }
 
@@ -251,7 +252,7 @@
     document.querySelectorAll('.js-back').forEach(function (b) { b.classList.toggle('tg-mirrored', nativeBack); });
     if (tgSupports('6.1')) {
       tgTry(function () {
-        if (screen === 'leaders' || (playing && mode === 'correct')) tg.BackButton.show(); else tg.BackButton.hide();
+        if (screen === 'leaders' || screen === 'validate' || (playing && mode === 'correct')) tg.BackButton.show(); else tg.BackButton.hide();
       });
     }
     if (tgSupports('6.2')) {
@@ -613,11 +614,13 @@
     var text, cls = null;
     if (answer.verdict === 'wrong' && answer.tainted) { text = '❌ Caught a lie'; }
     else if (answer.verdict === 'wrong' && tainted) { text = '❌ False alarm — that answer was true'; }
+    else if (answer.verdict === 'wrong' && answer.validation === 'confirmed') { text = '🔎 Find confirmed by other players'; cls = 'find confirmed'; }
+    else if (answer.verdict === 'wrong' && answer.validation === 'rejected') { text = '🔎 Find not confirmed by other players'; cls = 'find'; }
     else if (answer.verdict === 'wrong') { text = '🔎 Find — awaiting validation (+20 if confirmed)'; cls = 'find'; }
     else if (answer.verdict === 'correct' && answer.tainted) { text = '✅ Missed — that answer was a lie'; }
     else if (answer.verdict === 'correct') { text = '✅ Correct'; }
     else { text = '… Not judged'; }
-    var pts = Number(answer.points) || 0;
+    var pts = (Number(answer.points) || 0) + (Number(answer.bonus) || 0);
     if (pts) text += ' (' + (pts > 0 ? '+' : '−') + Math.abs(pts) + ')';
     return { text: text, cls: cls };
   }
@@ -662,7 +665,7 @@
         var ul = el('ul', 'answers');
         answers.forEach(function (a) {
           var line = verdictLine(a, image.tainted);
-          if (a.verdict === 'wrong' && !image.tainted) finds++;
+          if (a.verdict === 'wrong' && !image.tainted && (!a.validation || a.validation === 'pending')) finds++;
           var item = el('li');
           if (a.question) {
             item.appendChild(el('span', 'q', '“' + a.question + '” → ' + (a.answer || '')));
@@ -732,6 +735,67 @@
     if (leadersReturn === 'summary') show('summary'); else showHome();
   }
 
+  // ------------------------------------------------------------------ peer validation (checking others' finds)
+  var validateReturn = 'home';
+  var check = { find: null, busy: false, done: 0 };
+
+  function showValidate(from) {
+    if (from) validateReturn = from;
+    check.done = 0;
+    $('validate-count').textContent = '';
+    show('validate');
+    nextFind();
+  }
+
+  function renderFind(find) {
+    check.find = find;
+    $('validate-empty').hidden = !!find;
+    $('validate-item').hidden = !find;
+    if (!find) { $('btn-validate-back').focus(); return; }
+    $('validate-image').src = (find.image && find.image.url) || '';
+    $('validate-question').textContent = find.question || '';
+    $('validate-answer').textContent = find.answer || '';
+    $('validate-correction').textContent = find.correction || '';
+    $('btn-agree').disabled = $('btn-disagree').disabled = false;
+  }
+
+  async function nextFind() {
+    $('btn-agree').disabled = $('btn-disagree').disabled = true;
+    try {
+      renderFind(await api('GET', '/api/validations/next'));
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404) return renderFind(null);
+      handleError(err, nextFind);
+    }
+  }
+
+  async function sendCheck(agrees) {
+    var find = check.find;
+    if (!find || check.busy) return;
+    check.busy = true;
+    $('btn-agree').disabled = $('btn-disagree').disabled = true;
+    var body = { request_id: newRequestId(), agrees: agrees };
+    var run = async function () {
+      try {
+        await api('POST', '/api/validations/' + encodeURIComponent(find.find_id), body);
+        haptic('light');
+        check.done++;
+        $('validate-count').textContent = 'Checked: ' + check.done;
+      } catch (err) {
+        if (err instanceof ApiError && (err.status === 0 || err.retryable)) { check.busy = false; return handleError(err, run); }
+        // 404/409: the find went away or was already checked here — simply move on.
+        if (!(err instanceof ApiError) || (err.status !== 404 && err.status !== 409)) handleError(err);
+      }
+      check.busy = false;
+      if (screen === 'validate') await nextFind();
+    };
+    await run();
+  }
+
+  function validateBack() {
+    if (validateReturn === 'summary') show('summary'); else showHome();
+  }
+
   // ------------------------------------------------------------------ home
   function showHome() {
     stopTimer();
@@ -779,6 +843,11 @@
     $('btn-leaders').addEventListener('click', function () { showLeaders('week', 'home'); });
     $('btn-summary-leaders').addEventListener('click', function () { showLeaders('week', 'summary'); });
     $('btn-leaders-back').addEventListener('click', leadersBack);
+    $('btn-validate').addEventListener('click', function () { showValidate('home'); });
+    $('btn-summary-validate').addEventListener('click', function () { showValidate('summary'); });
+    $('btn-validate-back').addEventListener('click', validateBack);
+    $('btn-agree').addEventListener('click', function () { sendCheck(true); });
+    $('btn-disagree').addEventListener('click', function () { sendCheck(false); });
     $('tab-week').addEventListener('click', function () { showLeaders('week'); });
     $('tab-all').addEventListener('click', function () { showLeaders('all'); });
     $('screen-leaders').querySelector('[role=tablist]').addEventListener('keydown', function (e) {
