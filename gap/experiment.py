@@ -270,8 +270,11 @@ class Experiment:
         from game.tables import answers, players
         from gap.app import player_hash_key
 
+        from game.migrate import upgrade
+
         truth = self._truth()
         mistake = {a["answer_id"]: bool(a["mistake"]) for a in truth["answers"]}
+        await asyncio.to_thread(upgrade, self.db_url)  # a resumed run may meet newer migrations
         db = Database(self.db_url)
         try:
             summary = await run_evaluation(db, EvalConfig(theta=self.cfg.theta),
