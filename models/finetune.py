@@ -186,7 +186,7 @@ def finetune(base: str | Path, data: str | Path, out: str | Path, cfg: FinetuneC
         opt.step()
         history.append(round(float(loss.detach()), 4))
         if progress:
-            progress(step + 1, total, float(loss))
+            progress(step + 1, total, float(loss.detach()))
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
