@@ -100,7 +100,14 @@ class Experiment:
         if not token_file.exists():
             token_file.write_text(f"{random.Random(cfg.seed).randint(10**8, 10**9)}:{secrets.token_urlsafe(24)}")
         self.token = token_file.read_text().strip()
-        (self.out / "config.json").write_text(json.dumps(cfg.__dict__ | {"base_model": self.base}, indent=1))
+        config = json.dumps(cfg.__dict__ | {"base_model": self.base}, indent=1, default=list)
+        path = self.out / "config.json"
+        if not path.exists():
+            path.write_text(config)
+        elif path.read_text() != config:
+            # the finished stages keep the settings they ran with; say so instead of hiding it
+            self.log(f"note: {path} differs from this invocation's settings; finished stages keep theirs")
+            (self.out / "config-resumed.json").write_text(config)
 
     def settings(self):
         from gap.settings import load_settings
