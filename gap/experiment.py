@@ -37,17 +37,17 @@ ARMS = ("gap", "random", "unfiltered", "truth")
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    pool_images: int = 160
+    pool_images: int = 120
     complex_share: float = 0.5
     reliability_questions: int = 6
     players: int = 40
-    sessions: int = 4
+    sessions: int = 3
     image_seconds: float = 2.0
     theta: float = 0.8
-    eval_per_type: int = 60
+    eval_per_type: int = 40
     ft_epochs: float = 3.0
-    ft_max_steps: int = 150
-    ft_min_steps: int = 30
+    ft_max_steps: int = 100
+    ft_min_steps: int = 20
     ft_batch: int = 16
     ft_lr: float = 2e-3
     seed: int = 0
@@ -561,6 +561,9 @@ def run_experiment_cli(args: argparse.Namespace, settings) -> int:
         kw["theta"] = args.theta
     if args.standin:
         kw["standin"] = True
+    for name, key in (("pool", "pool_images"), ("eval_per_type", "eval_per_type"), ("ft_max_steps", "ft_max_steps")):
+        if getattr(args, name, None):
+            kw[key] = getattr(args, name)
     cfg = ExperimentConfig.small(**kw) if args.small else ExperimentConfig(**kw)
     exp = Experiment(Path(args.out), args.base or settings.model, cfg)
     results = exp.run()
