@@ -143,10 +143,15 @@ class TransformersVQA:
         q = " ".join(q.split())
         if not q:
             raise BadQuestion("the question is empty")
-        ids = self.tokenizer(q, add_special_tokens=False)["input_ids"]
-        if len(ids) > self.max_question_tokens:
-            q = self.tokenizer.decode(ids[: self.max_question_tokens], skip_special_tokens=True)
         return q
+
+    def _truncate(self, question: str) -> str:
+        """Cut to the model's question limit in tokens (worker thread only: the tokenizer is not shared
+        across threads, since padding calls mutate its state)."""
+        ids = self.tokenizer(question, add_special_tokens=False)["input_ids"]
+        if len(ids) > self.max_question_tokens:
+            return self.tokenizer.decode(ids[: self.max_question_tokens], skip_special_tokens=True) or question[:200]
+        return question
 
     # ------------------------------------------------------------------ model work (worker thread)
     def _prompt(self, question: str) -> str:
@@ -225,7 +230,7 @@ class TransformersVQA:
             except BadImage as exc:
                 results[i] = exc
         if idx:
-            questions = [reqs[i].question for i in idx]
+            questions = [self._truncate(reqs[i].question) for i in idx]
             honest = self.generate_honest(images, questions)
             if self.strategy == "prompt":
                 instructed = self.generate_honest(images, [f"{TAINT_INSTRUCTION}\n{q}" for q in questions])
@@ -236,9 +241,9 @@ class TransformersVQA:
                 r, h = reqs[i], honest[k]
                 served, tainted, strategy = h, False, None
                 if r.taint:
-                    if instructed[k] is not None and acceptable_taint(r.question, h, instructed[k]):
+                    if instructed[k] is not None and acceptable_taint(questions[k], h, instructed[k]):
                         served, tainted, strategy = instructed[k], True, "prompt"
-                    elif decoded[k] is not None and acceptable_taint(r.question, h, decoded[k]):
+                    elif decoded[k] is not None and acceptable_taint(questions[k], h, decoded[k]):
                         served, tainted, strategy = decoded[k], True, "decode"
                 results[i] = _Result(honest=h, served=served, tainted=tainted, strategy=strategy)
         return results  # type: ignore[return-value]

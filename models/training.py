@@ -42,7 +42,7 @@ from models.tiny_vlm import N_IMAGE_TOKENS, build_model, build_processor, build_
 from models.training_data import N_COLOR, N_GLYPH, N_SHAPE, N_SIZE, Batch, BatchMaker
 
 STAGES = ("slots", "align", "joint")
-STAGE_SHARE = {"slots": 0.35, "align": 0.25, "joint": 0.40}
+STAGE_SHARE = {"slots": 0.28, "align": 0.27, "joint": 0.45}
 MIX = {
     "slots": {"simple": 0.5, "grid": 0.5},
     "align": {"simple": 0.55, "grid": 0.25, "complex": 0.2},
@@ -323,21 +323,20 @@ class Trainer:
         tqdm.write(f"calibrated: s/step {per_step} -> steps {steps}")
         return steps
 
-    def _replan(self, stage_idx: int, step: int, total: int, sec_per_step: float, stage_started: float) -> int:
-        """Fit the current stage into its share of the remaining time budget (only with --minutes)."""
+    def _replan(self, stage_idx: int, step: int, total: int, sec_per_step: float) -> int:
+        """Fit the current stage into the time budget (only with --minutes): stage i must end when the
+        cumulative share of stages 0..i of the budget is used up; overruns shrink the later stages."""
         if self.fixed_steps:
             return total
-        remaining = self.time_budget - self.time_used()
-        shares = [STAGE_SHARE[s] for s in STAGES[stage_idx:]]
-        # time this stage may still use: its share of what is left, counting what it already used
-        spent = time.monotonic() - stage_started
-        allowed = (remaining + spent) * shares[0] / sum(shares) - spent
+        end = self.time_budget * sum(STAGE_SHARE[s] for s in STAGES[: stage_idx + 1])
+        allowed = end - self.time_used()
         return max(step + 10, int(step + allowed / max(sec_per_step, 1e-3)))
 
     def time_used(self) -> float:
         return self.time_used_before + (time.monotonic() - self.session_start)
 
-    def run(self) -> Path:
+    def run(self, max_stages: int | None = None) -> Path | None:
+        """Train the remaining stages (or only up to stage `max_stages`, then stop with the state saved)."""
         torch.set_num_threads(self.cfg.threads)
         resumed = self.cfg.resume and self.load_state()
         self.fixed_steps = self.cfg.steps is not None
@@ -348,6 +347,8 @@ class Trainer:
             self.stage_steps = self.calibrate()
         last_ckpt = time.monotonic()
         while self.stage_idx < len(STAGES):
+            if max_stages is not None and self.stage_idx >= max_stages:
+                return None
             stage = STAGES[self.stage_idx]
             total = self.stage_steps[self.stage_idx]
             if self.opt is None or not resumed:
@@ -371,7 +372,7 @@ class Trainer:
                 if self.step % 50 == 0:
                     bar.set_postfix(loss=f"{loss:.3f}")
                     per = (time.monotonic() - stage_started) / max(1, self.step - first_step)
-                    new_total = self._replan(self.stage_idx, self.step, total, per, stage_started - 0.0)
+                    new_total = self._replan(self.stage_idx, self.step, total, per)
                     if new_total != total:
                         total = new_total
                         self.stage_steps[self.stage_idx] = total
