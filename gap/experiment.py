@@ -39,7 +39,8 @@ ARMS = ("gap", "random", "unfiltered", "truth")
 class ExperimentConfig:
     pool_images: int = 120
     complex_share: float = 0.5
-    reliability_questions: int = 6
+    reliability_questions: int = 10
+    reliable_threshold: float = 0.9    # the product's default (`gap images reliable`)
     players: int = 40
     sessions: int = 3
     image_seconds: float = 2.0
@@ -175,14 +176,14 @@ class Experiment:
                         "model": "stand-in"}
             model = await load_model(self.base)
             try:
-                measured = await measure_reliability(db, model, threshold=0.8,
+                measured = await measure_reliability(db, model, threshold=self.cfg.reliable_threshold,
                                                      questions=self.cfg.reliability_questions, seed=self.cfg.seed)
             finally:
                 await model.aclose()
             async with db.read() as conn:
                 rows = (await conn.execute(select(images.c.id, images.c.model_accuracy, images.c.complexity))).all()
             acc = {r.id: float(r.model_accuracy or 0.0) for r in rows}
-            threshold = 0.8
+            threshold = self.cfg.reliable_threshold
             need = max(10, len(acc) // 5)
             if measured["reliable"] < need:  # a weak base model: the most reliable fifth forms the pool
                 threshold = sorted(acc.values(), reverse=True)[need - 1]
