@@ -50,7 +50,7 @@ class ExperimentConfig:
     ft_max_steps: int = 100
     ft_min_steps: int = 20
     ft_batch: int = 16
-    ft_lr: float = 2e-3
+    ft_lr: float = 5e-4                 # 2e-3 was measured to hurt held-out accuracy more
     seed: int = 0
     standin: bool = False              # a stand-in model of set accuracy: evaluation stages only
     standin_accuracy: tuple[float, float] = (0.97, 0.6)   # (simple, complex)

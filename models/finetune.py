@@ -38,7 +38,7 @@ VISION_TARGETS = r".*vision_tower.*\.(q_proj|k_proj|v_proj|out_proj|fc1|fc2)"
 @dataclass
 class FinetuneConfig:
     epochs: float = 3.0
-    lr: float = 1e-3
+    lr: float = 5e-4
     rank: int = 8
     alpha: int | None = None          # default 2 × rank
     dropout: float = 0.05

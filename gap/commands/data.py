@@ -127,7 +127,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ft.add_argument("--base", help="base model directory (default: GAP_MODEL)")
     ft.add_argument("--epochs", type=float, default=3.0)
     ft.add_argument("--max-steps", type=int, default=None)
-    ft.add_argument("--lr", type=float, default=1e-3)
+    ft.add_argument("--lr", type=float, default=5e-4)
     ft.add_argument("--rank", type=int, default=8)
     ft.add_argument("--batch-size", type=int, default=16)
     ft.add_argument("--seed", type=int, default=0)
