@@ -562,7 +562,8 @@ def run_experiment_cli(args: argparse.Namespace, settings) -> int:
         kw["theta"] = args.theta
     if args.standin:
         kw["standin"] = True
-    for name, key in (("pool", "pool_images"), ("eval_per_type", "eval_per_type"), ("ft_max_steps", "ft_max_steps")):
+    for name, key in (("pool", "pool_images"), ("eval_per_type", "eval_per_type"), ("ft_max_steps", "ft_max_steps"),
+                      ("reliability_questions", "reliability_questions")):
         if getattr(args, name, None):
             kw[key] = getattr(args, name)
     cfg = ExperimentConfig.small(**kw) if args.small else ExperimentConfig(**kw)

@@ -142,6 +142,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     xp.add_argument("--pool", type=int, default=None, help="images in the pool")
     xp.add_argument("--eval-per-type", type=int, default=None, help="held-out questions per type and complexity")
     xp.add_argument("--ft-max-steps", type=int, default=None, help="cap on LoRA steps per arm")
+    xp.add_argument("--reliability-questions", type=int, default=None,
+                    help="questions per image when measuring the reliable pool")
     xp.add_argument("--base", help="base model directory (default: GAP_MODEL)")
     xp.add_argument("--theta", type=float, default=None)
     xp.add_argument("--standin", action="store_true",
