@@ -58,7 +58,8 @@ class EvalConfig:
     mute_f_lower: float = 0.2          # … or the lower 95% bound of f is above this
     mute_overflag_z: float = 3.5       # mute when untainted flags exceed what s, f, π predict by this many SDs
     gold_min: int = 8                  # tainted answers judged before a new player's finds count
-    f_prior_by_s: bool = True          # fit f's prior separately for players above/below the median s
+    f_prior_by_s: bool = True
+    gold_min_accuracy: float = 0.95    # gold only from tainted images measured at least this accurate          # fit f's prior separately for players above/below the median s
     max_iter: int = 200
     tol: float = 1e-9
 

@@ -128,16 +128,24 @@ async def run_evaluation(db: Database, config: EvalConfig = EvalConfig(), *, now
                                func.length(func.trim(A.c.correction)) > 0), 1), else_=0)
         window = and_(A.c.verdict.is_not(None), A.c.judged_at > watermark, A.c.judged_at <= cutoff)
         joined = A.join(SI, A.c.session_image_id == SI.c.id).join(I, A.c.image_id == I.c.id)
-        scan = (select(A.c.player_id, SI.c.tainted, A.c.tainted, flag_expr, I.c.complexity, A.c.question)
+        scan = (select(A.c.player_id, SI.c.tainted, A.c.tainted, flag_expr, I.c.complexity, A.c.question,
+                       I.c.model_accuracy)
                 .select_from(joined).where(window))
         rows = await _fetch_tuples(conn, scan)
         # 1. add the new answers' sufficient statistics
-        n_new = len(rows)
+        n_new = n_new_all = len(rows)
         delta: dict[tuple[int, str, int, bool], int] = {}
         qtypes: dict[str, str] = {}  # classify each distinct text once
         find_questions: set[str] = set()
         if rows:
-            player, img_t, ans_t, flag, complexity, question = zip(*rows)
+            # Gold (answers on tainted images) only from images whose measured accuracy is very
+            # high: an image that barely passed the reliable-pool threshold is often not reliable
+            # (measured on few questions), and its "tainted" answers may be right, its honest ones
+            # wrong — which would make careful players look insensitive and alarmist.
+            rows = [r for r in rows if not r[1] or r[6] is None or r[6] >= config.gold_min_accuracy]
+            n_new = len(rows)
+        if rows:
+            player, img_t, ans_t, flag, complexity, question, _acc = zip(*rows)
             kind = np.where(np.asarray(img_t, dtype=bool),
                             np.where(np.asarray(ans_t, dtype=bool), TAINTED, HONEST_TAINTED), UNTAINTED)
             flag_arr = np.asarray(flag, dtype=np.int64)
@@ -205,7 +213,8 @@ async def run_evaluation(db: Database, config: EvalConfig = EvalConfig(), *, now
             else:
                 counts.gold[p_index[p], kind, int(flagged)] += n
         acc = (await conn.execute(select(func.avg(T.images.c.model_accuracy))
-                                   .where(and_(T.images.c.reliable.is_(True), T.images.c.model_accuracy.is_not(None))))).scalar()
+                                   .where(and_(T.images.c.reliable.is_(True), T.images.c.model_accuracy.is_not(None),
+                                               T.images.c.model_accuracy >= config.gold_min_accuracy)))).scalar()
         pi_reliable = 0.0 if acc is None else float(min(0.5, max(0.0, 1.0 - acc)))
         parents = sorted({g.split(":", 1)[0] for g in groups})
         group_parent = np.array([parents.index(g.split(":", 1)[0]) for g in groups], dtype=np.int64)
@@ -231,7 +240,7 @@ async def run_evaluation(db: Database, config: EvalConfig = EvalConfig(), *, now
 
         await conn.run_sync(store_vote_posteriors, now_ms)
         new_watermark = max(watermark, cutoff)
-        total = total_before + n_new
+        total = total_before + n_new_all
         await _set_state(conn, "watermark_ms", new_watermark)
         await _set_state(conn, "answers_evaluated", total)
         pi = {g: float(result.pi[j]) for g, j in g_index.items()}
@@ -250,7 +259,7 @@ async def run_evaluation(db: Database, config: EvalConfig = EvalConfig(), *, now
     top = [{"player_id": player_ids[i], "s": round(float(result.s_mean[i]), 3), "f": round(float(result.f_mean[i]), 3)}
            for i in order]
     return EvaluationSummary(
-        new_answers=n_new, total_answers=total, players=len(player_ids), muted=int(result.muted.sum()),
+        new_answers=n_new_all, total_answers=total, players=len(player_ids), muted=int(result.muted.sum()),
         gated=int(result.gated.sum()), finds=finds, exportable=exportable, theta=config.theta, pi=pi,
         pi_global=result.pi_global, pi_reliable=pi_reliable, iterations=result.iterations, prior_s=result.prior_s, prior_f=result.prior_f,
         watermark_ms=new_watermark, player_model=pm_summary, top_players=top,
