@@ -158,9 +158,23 @@ class TransformersVQA:
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
         return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
+    def _presize(self, img: Image.Image) -> Image.Image:
+        """Do the processor's shortest-edge bicubic resize here, once: the processor's own resize then
+        sees the target size and is a copy (same pixels, measured), which makes batches much cheaper."""
+        ip = getattr(self.processor, "image_processor", None)
+        size = getattr(ip, "size", None)
+        edge = size.get("shortest_edge") if isinstance(size, dict) else getattr(size, "shortest_edge", None)
+        if not edge or not getattr(ip, "do_resize", True) or int(getattr(ip, "resample", 3)) != int(Image.BICUBIC):
+            return img
+        w, h = img.size
+        if min(w, h) <= edge:
+            return img
+        new = (edge, int(edge * h / w)) if w <= h else (int(edge * w / h), edge)
+        return img.resize(new, resample=Image.BICUBIC)
+
     def _inputs(self, images: list[Image.Image], questions: list[str]):
-        return self.processor(images=images, text=[self._prompt(q) for q in questions], padding=True,
-                              return_tensors="pt")
+        return self.processor(images=[self._presize(im) for im in images], text=[self._prompt(q) for q in questions],
+                              padding=True, return_tensors="pt")
 
     def _decode_new(self, out: torch.Tensor, prompt_len: int) -> list[str]:
         return [clean_answer(t) for t in self.tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)]
@@ -173,6 +187,40 @@ class TransformersVQA:
                                   pad_token_id=self.tokenizer.pad_token_id)
         return self._decode_new(out, inputs["input_ids"].shape[1])
 
+    @torch.inference_mode()
+    def _generate_with_first_scores(self, inputs) -> tuple[list[str], torch.Tensor]:
+        out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                  pad_token_id=self.tokenizer.pad_token_id, output_scores=True,
+                                  return_dict_in_generate=True)
+        return self._decode_new(out.sequences, inputs["input_ids"].shape[1]), out.scores[0]
+
+    def _tries(self, questions: list[str], honest: list[str]) -> tuple[list[dict], int]:
+        tries, depth = [], 1
+        for q, h in zip(questions, honest):
+            trie: dict = {}
+            for cand in alternatives(q, h):
+                for seq in self._token_seqs(cand):
+                    node = trie
+                    for tok in seq:
+                        node = node.setdefault(tok, {})
+                    node[None] = True
+                    depth = max(depth, len(seq))
+            tries.append(trie)
+        return tries, depth
+
+    def _alternatives_from_scores(self, tries: list[dict], first_scores: torch.Tensor) -> list[str | None]:
+        """When every alternative is one token (word-level vocabularies): the best-scoring one at the
+        first answer position of the honest pass — the same choice constrained decoding would make."""
+        out: list[str | None] = []
+        for row, trie in enumerate(tries):
+            toks = [t for t in trie if t is not None]
+            if not toks:
+                out.append(None)
+                continue
+            best = max(toks, key=lambda t: float(first_scores[row, t]))
+            out.append(clean_answer(self.tokenizer.decode([best], skip_special_tokens=True)))
+        return out
+
     def _token_seqs(self, answer: str) -> list[list[int]]:
         seqs = []
         if answer in self._vocab:  # word-level vocabularies: the answer is one token
@@ -184,23 +232,13 @@ class TransformersVQA:
         return seqs
 
     @torch.inference_mode()
-    def generate_alternatives(self, images: list[Image.Image], questions: list[str], honest: list[str]) -> list[str | None]:
+    def generate_alternatives(self, images: list[Image.Image], questions: list[str], honest: list[str],
+                              inputs=None) -> list[str | None]:
         """Best-scoring answer of the question's type that differs from the honest one (constrained decoding)."""
-        tries = []
-        depth = 1
-        for q, h in zip(questions, honest):
-            trie: dict = {}
-            for cand in alternatives(q, h):
-                for seq in self._token_seqs(cand):
-                    node = trie
-                    for tok in seq:
-                        node = node.setdefault(tok, {})
-                    node[None] = True
-                    depth = max(depth, len(seq))
-            tries.append(trie)
+        tries, depth = self._tries(questions, honest)
         if not any(tries):
             return [None] * len(questions)
-        inputs = self._inputs(images, questions)
+        inputs = inputs if inputs is not None else self._inputs(images, questions)
         prompt_len = inputs["input_ids"].shape[1]
         eos = self.eos_id
 
@@ -231,12 +269,18 @@ class TransformersVQA:
                 results[i] = exc
         if idx:
             questions = [self._truncate(reqs[i].question) for i in idx]
-            honest = self.generate_honest(images, questions)
+            inputs = self._inputs(images, questions)
+            honest, first_scores = self._generate_with_first_scores(inputs)
             if self.strategy == "prompt":
                 instructed = self.generate_honest(images, [f"{TAINT_INSTRUCTION}\n{q}" for q in questions])
             else:
                 instructed = [None] * len(idx)
-            decoded = self.generate_alternatives(images, questions, honest)
+            # the alternative is computed for every question, tainted or not: equal time either way
+            tries, depth = self._tries(questions, honest)
+            if depth == 1:
+                decoded = self._alternatives_from_scores(tries, first_scores)
+            else:
+                decoded = self.generate_alternatives(images, questions, honest, inputs=inputs)
             for k, i in enumerate(idx):
                 r, h = reqs[i], honest[k]
                 served, tainted, strategy = h, False, None
