@@ -103,7 +103,7 @@ class AuxHeads(nn.Module):
 class TrainConfig:
     out: Path
     state_dir: Path = Path("runs/model-train")
-    minutes: float = 80.0
+    minutes: float = 90.0
     steps: tuple[int, int, int] | None = None
     seed: int = 1234
     resume: bool = False
@@ -395,7 +395,7 @@ class Trainer:
         return self.cfg.out
 
 
-def train(out: str | Path, minutes: float = 80.0, resume: bool = False, seed: int = 1234,
+def train(out: str | Path, minutes: float = 90.0, resume: bool = False, seed: int = 1234,
           steps: tuple[int, int, int] | None = None, threads: int = 1,
           state_dir: str | Path = "runs/model-train") -> Path:
     """Train (or resume) and write a servable checkpoint to `out` (training state under `state_dir`)."""

@@ -91,7 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     train = kinds.add_parser("train", help="train the embedded model from scratch on CPU (staged recipe)")
     train.add_argument("--out", default=str(EMBEDDED_MODEL_DIR), help="checkpoint directory (default: data/model)")
-    train.add_argument("--minutes", type=float, default=80.0, help="time budget, turned into step counts")
+    train.add_argument("--minutes", type=float, default=90.0, help="time budget, turned into step counts")
     train.add_argument("--steps", default=None, help="exact step counts per stage 'slots,align,joint' (reproduce a run)")
     train.add_argument("--resume", action="store_true", help="continue from --state-dir/train_state.pt")
     train.add_argument("--seed", type=int, default=1234)
