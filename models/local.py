@@ -9,6 +9,7 @@ tainted answer takes exactly as long as an honest one (SPEC §1.2).
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import logging
@@ -28,6 +29,7 @@ from models.taint import TAINT_INSTRUCTION, acceptable_taint, alternatives, clea
 
 log = logging.getLogger(__name__)
 MAX_QUESTION_CHARS = 2000
+IMAGE_CACHE_SIZE = 256  # decoded 64-px images are ~12 kB each
 
 
 class BadQuestion(ModelError):
@@ -113,6 +115,7 @@ class TransformersVQA:
         specials |= {getattr(self.processor, "image_token", None) or "<image>"}
         self._specials = sorted((s for s in specials if s), key=len, reverse=True)
         self._vocab = self.tokenizer.get_vocab()
+        self._image_cache: collections.OrderedDict[bytes, Image.Image] = collections.OrderedDict()
         self.batcher: MicroBatcher[_Request, _Result] = MicroBatcher(
             self._run_batch, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
             timeout_s=timeout_s, name="vqa")
@@ -171,6 +174,20 @@ class TransformersVQA:
             return img
         new = (edge, int(edge * h / w)) if w <= h else (int(edge * w / h), edge)
         return img.resize(new, resample=Image.BICUBIC)
+
+    def _image(self, data: bytes) -> Image.Image:
+        """Decoded and pre-sized image, cached by content: players ask several questions about one
+        image, and many players see the same pool images (worker thread only)."""
+        key = hashlib.blake2b(data, digest_size=16).digest()
+        img = self._image_cache.get(key)
+        if img is None:
+            img = self._presize(decode_image(data))
+            self._image_cache[key] = img
+            if len(self._image_cache) > IMAGE_CACHE_SIZE:
+                self._image_cache.popitem(last=False)
+        else:
+            self._image_cache.move_to_end(key)
+        return img
 
     def _inputs(self, images: list[Image.Image], questions: list[str]):
         return self.processor(images=[self._presize(im) for im in images], text=[self._prompt(q) for q in questions],
@@ -263,7 +280,7 @@ class TransformersVQA:
         images, idx = [], []
         for i, r in enumerate(reqs):
             try:
-                images.append(decode_image(r.image))
+                images.append(self._image(r.image))
                 idx.append(i)
             except BadImage as exc:
                 results[i] = exc

@@ -71,3 +71,11 @@ async def test_a_bad_item_does_not_spoil_its_batch(embedded, simple_png):
         return_exceptions=True)
     assert not isinstance(results[0], Exception) and not isinstance(results[2], Exception)
     assert isinstance(results[1], BadImage)
+
+
+async def test_repeated_image_is_decoded_once_and_answers_agree(embedded, simple_png):
+    q = "How many objects are there?"
+    first = await embedded.answer(simple_png, q, taint=False)
+    cached = len(embedded._image_cache)
+    second = await embedded.answer(simple_png, q, taint=False)
+    assert len(embedded._image_cache) == cached and first.honest == second.honest
