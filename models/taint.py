@@ -43,7 +43,12 @@ def _family_of_answer(answer: str) -> str | None:
 
 
 def plausible_answers(question: str, honest: str) -> list[str]:
-    """Answers of the same type as the honest one (or as the question, when the honest one has no type)."""
+    """Answers of the same type as the honest one (or as the question, when the honest one has no type).
+
+    None when the model honestly cannot tell: off-topic and injection questions then get the honest
+    "I can't tell" rather than a guess of the wrong kind."""
+    if normalize_answer(honest) == normalize_answer(CANT_TELL):
+        return []
     qtype = guess_qtype(question)
     by_answer = _family_of_answer(honest)
     if by_answer == "exists_shape" and qtype == "relation":
