@@ -21,6 +21,7 @@ the held-out set, because tiny simple scenes can repeat across seeds.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -545,6 +546,7 @@ _FILLER = {"a", "an", "the", "it", "is", "its", "there", "are", "on", "at", "in"
            "object", "shape", "of", "image", "picture"}
 
 
+@functools.lru_cache(maxsize=8192)  # pure; called for every candidate answer on the serving hot path
 def normalize_answer(text: str) -> str:
     """Canonical form for comparing answers: lowercase, no punctuation or articles,
     number words as digits, British/US spellings and a few synonyms unified
