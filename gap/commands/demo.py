@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import logging
 import os
-import random
 import secrets
 import signal
 import sys
@@ -82,22 +81,18 @@ async def ensure_image_pool(components: Any, *, count: int = POOL_IMAGES,
     game can still be played locally."""
     from tqdm import tqdm
 
-    from game.images import images_with_scenes, pool_counts, set_reliability
-    from gap.commands.images import DEFAULT_QUESTIONS, DEFAULT_THRESHOLD, generate_pool
-    from models.scenes import Scene, measure_accuracy
+    from game.images import pool_counts, set_reliability
+    from gap.commands.images import DEFAULT_QUESTIONS, DEFAULT_THRESHOLD, generate_pool, measure_accuracies
 
     counts = await pool_counts(components.db)
     if counts["images"] >= 10 and counts["reliable"] >= 5:
         return counts
     for i in tqdm(range(counts["images"], count), desc="gap demo: rendering images", unit="img", file=sys.stdout):
         await generate_pool(components.db, 1, seed=i)
-    accuracies: dict[int, float] = {}
-    items = await images_with_scenes(components.db)
-    for image_id, content, scene_json in tqdm(items, desc="gap demo: measuring the model", unit="img",
-                                              file=sys.stdout):
-        rng = random.Random(f"reliability:0:{image_id}")
-        accuracies[image_id] = await measure_accuracy(components.model, content, Scene.from_json(scene_json),
-                                                      rng, n=DEFAULT_QUESTIONS)
+    total = (await pool_counts(components.db))["images"]
+    with tqdm(total=total, desc="gap demo: measuring the model", unit="img", file=sys.stdout) as bar:
+        accuracies = await measure_accuracies(components.db, components.model, questions=DEFAULT_QUESTIONS,
+                                              progress=bar.update)
     threshold = DEFAULT_THRESHOLD
     ranked = sorted(accuracies.values(), reverse=True)
     if sum(1 for a in ranked if a >= threshold) < min_reliable and len(ranked) >= min_reliable:

@@ -11,6 +11,7 @@ import hashlib
 import random
 import sys
 from pathlib import Path
+from typing import Callable
 
 from game.db import Database
 from game.images import (
@@ -51,11 +52,11 @@ async def generate_pool(db: Database, count: int, *, seed: int = 0, complex_shar
     return created, existing
 
 
-async def measure_reliability(db: Database, model, *, threshold: float = DEFAULT_THRESHOLD,
-                              questions: int = DEFAULT_QUESTIONS, seed: int = 0,
-                              concurrency: int = 8) -> dict[str, float | int]:
-    """Measure the model's accuracy on every image with ground truth and store the
-    reliable pool (accuracy ≥ threshold). Images without ground truth are not reliable."""
+async def measure_accuracies(db: Database, model, *, questions: int = DEFAULT_QUESTIONS, seed: int = 0,
+                             concurrency: int = 8, progress: Callable[[], None] | None = None) -> dict[int, float]:
+    """The model's accuracy on every image with ground truth (seeded questions per image).
+    Images are measured concurrently so the model's micro-batcher can batch them;
+    `progress` is called once per measured image (for a progress bar)."""
     from models.scenes import Scene, measure_accuracy
 
     items = await images_with_scenes(db)
@@ -67,8 +68,19 @@ async def measure_reliability(db: Database, model, *, threshold: float = DEFAULT
             rng = random.Random(f"reliability:{seed}:{image_id}")
             accuracies[image_id] = await measure_accuracy(model, content, Scene.from_json(scene_json), rng,
                                                           n=questions)
+        if progress is not None:
+            progress()
 
     await asyncio.gather(*(one(*item) for item in items))
+    return accuracies
+
+
+async def measure_reliability(db: Database, model, *, threshold: float = DEFAULT_THRESHOLD,
+                              questions: int = DEFAULT_QUESTIONS, seed: int = 0,
+                              concurrency: int = 8) -> dict[str, float | int]:
+    """Measure the model's accuracy on every image with ground truth and store the
+    reliable pool (accuracy ≥ threshold). Images without ground truth are not reliable."""
+    accuracies = await measure_accuracies(db, model, questions=questions, seed=seed, concurrency=concurrency)
     reliable = await set_reliability(db, accuracies, threshold)
     mean = sum(accuracies.values()) / len(accuracies) if accuracies else 0.0
     return {"measured": len(accuracies), "reliable": reliable, "mean_accuracy": mean}
