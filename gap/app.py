@@ -5,7 +5,6 @@ Everything else receives its dependencies from here."""
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -40,20 +39,11 @@ def game_config(settings: Any) -> GameConfig:
 
 
 async def load_model(spec: str, strategy: str | None = None) -> VQAModel:
-    """`fake:<latency_ms>` gives the fixed-latency fake (tests, benchmarks);
-    anything else goes to models.loader.load_model (directory, openai:<url>),
+    """The model named by GAP_MODEL (models.loader: a directory, openai:<url> or fake:<ms>),
     with the taint strategy of the settings when given."""
-    if spec.startswith("fake:") or spec == "fake":
-        from models.fake import FixedLatencyModel
-
-        latency = float(spec.partition(":")[2] or 20)
-        return FixedLatencyModel(latency_ms=latency)
     from models.loader import load_model as load
 
-    model = load(spec, strategy=strategy) if strategy else load(spec)
-    if inspect.isawaitable(model):
-        model = await model
-    return model
+    return load(spec, strategy=strategy) if strategy else load(spec)
 
 
 @dataclass

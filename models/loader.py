@@ -2,7 +2,8 @@
 
 `spec` is a local transformers directory (the shipped embedded model, a real
 VLM, or a peft LoRA adapter directory over one) or `openai:<base url>` for an
-OpenAI-compatible chat-completions endpoint with image input.
+OpenAI-compatible chat-completions endpoint with image input, or `fake:<latency_ms>`
+for the fixed-latency fake used by load tests and benchmarks.
 """
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ def load_model(spec: str, *, strategy: str = "decode", max_batch: int = 16, max_
                max_queue: int = 256, timeout_s: float = 30) -> VQAModel:
     """Build the backend named by `spec` (see module docstring); ModelError when it cannot be loaded."""
     spec = str(spec).strip()
+    if spec == "fake" or spec.startswith("fake:"):  # fixed-latency fake for load tests: fake:<latency_ms>
+        from models.fake import FixedLatencyModel
+
+        return FixedLatencyModel(latency_ms=float(spec.partition(":")[2] or 20))
     if spec.startswith("openai:"):
         from models.openai_backend import OpenAIVQA
 
