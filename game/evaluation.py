@@ -260,7 +260,8 @@ def _em(counts: Counts, config: EvalConfig, pr: float, trusted: np.ndarray, pare
     f = fa0 / (fa0 + fb0)
     # π starts from the method of moments: flag rate = f + π (s − f)
     rate = (u_flag * tw).sum() / max((unt.sum(axis=2) * tw).sum(), 1.0)
-    pi_global = float(np.clip((rate - f.mean()) / max(s.mean() - f.mean(), 1e-3), 0.01, 0.99))
+    s_mean, f_mean = (float(s.mean()), float(f.mean())) if P else (prior_s[0] / sum(prior_s), 0.0)
+    pi_global = float(np.clip((rate - f_mean) / max(s_mean - f_mean, 1e-3), 0.01, 0.99))
     pi = np.full(G, pi_global)
     it = 0
     for it in range(1, config.max_iter + 1):
