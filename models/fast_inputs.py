@@ -10,6 +10,7 @@ directory) keeps the processor path.
 """
 from __future__ import annotations
 
+import collections
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,8 @@ class FastClipInputs:
         self.crop_h, self.crop_w = crop
         self.scale = (rescale / std).astype(np.float32)
         self.offset = (mean / std).astype(np.float32)
+        self.cache_size = 256
+        self._cache: collections.OrderedDict[int, tuple[Image.Image, np.ndarray]] = collections.OrderedDict()
 
     @classmethod
     def for_processor(cls, processor: Any) -> "FastClipInputs | None":
@@ -48,15 +51,25 @@ class FastClipInputs:
                    np.asarray(ip.image_std, np.float32), float(ip.rescale_factor))
 
     def _pixels(self, img: Image.Image) -> np.ndarray:
+        """Normalised crop of one image, memoised per image object: the backend caches decoded images,
+        and players ask several questions about the same one."""
+        hit = self._cache.get(id(img))
+        if hit is not None and hit[0] is img:
+            self._cache.move_to_end(id(img))
+            return hit[1]
         rgb = np.asarray(img.convert("RGB"), dtype=np.float32)
         height, width = rgb.shape[:2]
         if height < self.crop_h or width < self.crop_w:
             raise ValueError("image smaller than the crop")
         top, left = (height - self.crop_h) // 2, (width - self.crop_w) // 2
-        return rgb[top:top + self.crop_h, left:left + self.crop_w]
+        pixels = rgb[top:top + self.crop_h, left:left + self.crop_w] * self.scale - self.offset
+        self._cache[id(img)] = (img, pixels)  # holding the image keeps its id from being reused
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return pixels
 
     def __call__(self, images: list[Image.Image], prompts: list[str]) -> dict[str, torch.Tensor]:
-        pixels = np.stack([self._pixels(im) for im in images]) * self.scale - self.offset
+        pixels = np.stack([self._pixels(im) for im in images])
         text = [p.replace(self.image_token, self.expanded) for p in prompts]
         enc = self.tokenizer(text, padding=True, return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],

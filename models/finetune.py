@@ -47,6 +47,7 @@ class FinetuneConfig:
     max_steps: int | None = None
     train_projector: bool = True
     lora_vision: bool = False          # also adapt the vision tower's attention/MLP (where a tiny VLM's errors live)
+    full_vision: bool = False          # train the whole vision tower (small models only: it is saved in the adapter)
     threads: int | None = None
 
 
@@ -160,7 +161,8 @@ def finetune(base: str | Path, data: str | Path, out: str | Path, cfg: FinetuneC
         raise ValueError(f"no usable examples in {data} ({len(examples)} read)")
     lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha or 2 * cfg.rank, lora_dropout=cfg.dropout,
                       target_modules=f"({LM_TARGETS})|({VISION_TARGETS})" if cfg.lora_vision else LM_TARGETS,
-                      modules_to_save=["multi_modal_projector"] if cfg.train_projector else None)
+                      modules_to_save=(["multi_modal_projector"] if cfg.train_projector else [])
+                      + (["vision_tower"] if cfg.full_vision else []) or None)
     model = get_peft_model(model, lora)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)

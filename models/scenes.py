@@ -12,8 +12,13 @@ Layout:
   grid matches the embedded model's 16 image patches, so each object is seen by
   exactly one patch; positions are unambiguous.
 - "grid" scenes (training curriculum only) hold 4-10 objects on the same grid.
-- "complex" scenes hold 6-10 objects anywhere, with small objects and partial
-  overlaps: genuinely hard for a tiny model.
+- "scattered" scenes (training curriculum only) hold 6-10 objects anywhere, small
+  ones and partial overlaps included.
+- "complex" scenes (pools, evaluation) hold 6-10 objects anywhere with partial
+  overlaps, and over half of them are small, many tiny: plain to a player at 384 px,
+  a pixel or two at the embedded model's 64-px input. They are harder than anything
+  the embedded model is trained on, so its mistakes there are genuine, and data
+  about them can fix them (the closed loop of SPEC §3.2).
 
 Seeds: train, held-out and pool scenes come from disjoint seed ranges
 (`scene_from_seed`); training also drops any scene whose fingerprint appears in
@@ -135,33 +140,45 @@ def _grid_scene(rng: random.Random, n: int, complexity: str, seed: int | None, t
     return Scene(complexity=complexity, objects=tuple(objects), seed=seed)
 
 
-def _free_scene(rng: random.Random, n: int, seed: int | None) -> Scene:
+# Free-placement object sizes: (cumulative probability, radius range, size word). Radii are fractions of
+# the image side. "Tiny" objects (complex scenes only) are plain to a player at 384 px but one or two pixels
+# wide at the embedded model's 64-px input: the real, fixable blind spot of a low-resolution VLM.
+_SCATTERED_SIZES = ((0.45, (0.035, 0.06), "small"), (1.0, (0.07, 0.12), "big"))
+_COMPLEX_SIZES = ((0.3, (0.015, 0.022), "small"), (0.6, (0.03, 0.05), "small"), (1.0, (0.07, 0.11), "big"))
+
+
+def _free_scene(rng: random.Random, n: int, complexity: str, seed: int | None,
+                sizes: tuple[tuple[float, tuple[float, float], str], ...]) -> Scene:
     objects: list[SceneObject] = []
     attempts = 0
     while len(objects) < n and attempts < 2000:
         attempts += 1
-        small = rng.random() < 0.45
-        r = rng.uniform(0.035, 0.06) if small else rng.uniform(0.07, 0.12)
+        u = rng.random()
+        _, (r_lo, r_hi), size = next(band for band in sizes if u < band[0])
+        r = rng.uniform(r_lo, r_hi)
         x, y = rng.uniform(r + 0.01, 1 - r - 0.01), rng.uniform(r + 0.01, 1 - r - 0.01)
         # partial overlaps are allowed, hiding an object's centre is not
         if any(math.hypot(x - o.x, y - o.y) < 0.75 * max(r, o.r) for o in objects):
             continue
         objects.append(SceneObject(
-            shape=rng.choice(SHAPES), color=rng.choice(list(COLORS)), size="small" if small else "big",
+            shape=rng.choice(SHAPES), color=rng.choice(list(COLORS)), size=size,
             x=round(x, 4), y=round(y, 4), r=round(r, 4),
-            text=_text_for(rng, 0.3) if not small else None))
-    return Scene(complexity="complex", objects=tuple(objects), seed=seed)
+            text=_text_for(rng, 0.3) if size == "big" else None))
+    return Scene(complexity=complexity, objects=tuple(objects), seed=seed)
 
 
 def generate_scene(rng: random.Random, complexity: str, seed: int | None = None) -> Scene:
-    """Draw a scene: "simple" (1-3 objects on the grid), "complex" (6-10 anywhere,
-    overlapping, some small) or "grid" (4-10 on the grid; training curriculum)."""
+    """Draw a scene: "simple" (1-3 objects on the grid), "complex" (6-10 anywhere, overlapping,
+    many small or tiny), or the training curricula "grid" (4-10 on the grid) and "scattered"
+    (6-10 anywhere, overlapping, small but never tiny)."""
     if complexity == "simple":
         return _grid_scene(rng, rng.randint(1, 3), "simple", seed, text_p=0.35)
     if complexity == "grid":
         return _grid_scene(rng, rng.randint(4, 10), "grid", seed, text_p=0.2)
+    if complexity == "scattered":
+        return _free_scene(rng, rng.randint(6, 10), "scattered", seed, _SCATTERED_SIZES)
     if complexity == "complex":
-        return _free_scene(rng, rng.randint(6, 10), seed)
+        return _free_scene(rng, rng.randint(6, 10), "complex", seed, _COMPLEX_SIZES)
     raise ValueError(f"unknown complexity {complexity!r}")
 
 

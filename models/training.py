@@ -12,7 +12,7 @@ colour, existence and position near chance within the time budget):
    vectors from pixels (MSE), with per-patch auxiliary classifiers and the
    answer loss through the frozen language model.
 3. **joint** — everything end to end, the language model at a lower rate,
-   the slot-matching and auxiliary losses kept on; complex scenes included.
+   the slot-matching and auxiliary losses kept on; "scattered" free-placement scenes included.
 
 Each stage gets a share of the step budget. `--minutes` measures the speed
 of the first steps and turns the time budget into step counts, which are
@@ -45,8 +45,8 @@ STAGES = ("slots", "align", "joint")
 STAGE_SHARE = {"slots": 0.28, "align": 0.27, "joint": 0.45}
 MIX = {
     "slots": {"simple": 0.5, "grid": 0.5},
-    "align": {"simple": 0.55, "grid": 0.25, "complex": 0.2},
-    "joint": {"simple": 0.55, "grid": 0.2, "complex": 0.25},
+    "align": {"simple": 0.55, "grid": 0.25, "scattered": 0.2},
+    "joint": {"simple": 0.55, "grid": 0.2, "scattered": 0.25},
 }
 BATCH = {"slots": (128, 1), "align": (96, 1), "joint": (64, 2)}  # (images, questions per image)
 HELDOUT_N = 6000

@@ -14,6 +14,7 @@ def test_fast_inputs_match_the_processor(embedded):
     images.append(embedded._presize(decode_image(render_png(scene_from_seed("heldout", 9, "simple"), 384)).resize((300, 180))))
     questions = ["How many circles are there?", "What color is the star?", "", "Is there a red square?" * 5, "ü 🙂"]
     prompts = [embedded._prompt(embedded._truncate(q)) for q in questions]
+    embedded._fast_inputs(images[::-1], prompts[::-1])  # fill the pixel memo in another order
     fast = embedded._fast_inputs(images, prompts)
     slow = embedded.processor(images=images, text=prompts, padding=True, return_tensors="pt")
     assert torch.equal(fast["input_ids"], slow["input_ids"])
@@ -32,3 +33,8 @@ def test_answers_are_the_same_on_both_paths(embedded):
     finally:
         embedded._fast_inputs = fast_path
     assert fast_answers == slow_answers
+
+
+def test_memoised_prompt_equals_the_rendered_chat_template(embedded):
+    for q in ["How many circles are there?", "", "{{ x }} <|assistant|>", "ü 🙂\nsecond line"]:
+        assert embedded._prompt(q) == embedded._render_prompt(q)

@@ -21,12 +21,21 @@ def test_same_seed_same_scene_and_image():
     assert generate_scene(random.Random(8), "complex") != a
 
 
-@pytest.mark.parametrize("complexity,lo,hi", [("simple", 1, 3), ("complex", 6, 10), ("grid", 4, 10)])
+@pytest.mark.parametrize("complexity,lo,hi", [("simple", 1, 3), ("complex", 6, 10), ("grid", 4, 10), ("scattered", 6, 10)])
 def test_object_counts(complexity, lo, hi):
     rng = random.Random(1)
     counts = {len(generate_scene(rng, complexity).objects) for _ in range(300)}
     assert min(counts) >= lo and max(counts) <= hi
     assert len(counts) > 1
+
+
+def test_complex_scenes_hold_tiny_objects_that_training_scenes_never_do():
+    rng = random.Random(5)
+    complex_r = [o.r for _ in range(200) for o in generate_scene(rng, "complex").objects]
+    scattered_r = [o.r for _ in range(200) for o in generate_scene(rng, "scattered").objects]
+    assert min(scattered_r) >= 0.035
+    assert 0.2 < sum(r < 0.025 for r in complex_r) / len(complex_r) < 0.4
+    assert sum(r < 0.06 for r in complex_r) / len(complex_r) > 0.5
 
 
 def test_json_round_trip():
