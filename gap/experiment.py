@@ -51,6 +51,7 @@ class ExperimentConfig:
     ft_min_steps: int = 20
     ft_batch: int = 16
     ft_lr: float = 5e-4                 # 2e-3 was measured to hurt held-out accuracy more
+    ft_vision: bool = True              # LoRA on the vision tower too: the complex-scene errors are perceptual
     seed: int = 0
     standin: bool = False              # a stand-in model of set accuracy: evaluation stages only
     standin_accuracy: tuple[float, float] = (0.97, 0.6)   # (simple, complex)
@@ -398,7 +399,7 @@ class Experiment:
             bar = _bar(f"finetune {name}", steps)
             log = finetune(self.base, self.out / "arms" / name, adapter,
                            FinetuneConfig(max_steps=steps, batch_size=self.cfg.ft_batch, lr=self.cfg.ft_lr,
-                                          seed=self.cfg.seed),
+                                          seed=self.cfg.seed, lora_vision=self.cfg.ft_vision),
                            progress=lambda s, t, loss: (bar.update(s - bar.n), bar.set_postfix(loss=f"{loss:.3f}")))
             bar.close()
             out[name] = log

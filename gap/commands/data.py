@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
 
 def _database(args: argparse.Namespace, settings):
     from game.db import Database
@@ -78,8 +80,15 @@ def _finetune(args: argparse.Namespace, settings) -> int:
 
     base = args.base or settings.model
     cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, rank=args.rank, batch_size=args.batch_size,
-                         seed=args.seed, max_steps=args.max_steps)
-    result = finetune(base, Path(args.data), Path(args.out), cfg)
+                         seed=args.seed, max_steps=args.max_steps, lora_vision=args.vision == "lora",
+                         full_vision=args.vision == "full")
+    with tqdm(desc="finetune", unit="step", disable=not sys.stderr.isatty()) as bar:
+        def progress(step: int, total: int, loss: float) -> None:
+            bar.total = total
+            bar.update(step - bar.n)
+            bar.set_postfix(loss=f"{loss:.3f}")
+
+        result = finetune(base, Path(args.data), Path(args.out), cfg, progress=progress)
     print(json.dumps(result))
     return 0
 
@@ -131,6 +140,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ft.add_argument("--rank", type=int, default=8)
     ft.add_argument("--batch-size", type=int, default=16)
     ft.add_argument("--seed", type=int, default=0)
+    ft.add_argument("--vision", choices=["none", "lora", "full"], default="lora",
+                    help="the vision tower: frozen, LoRA-adapted (default) or fully trained (small models)")
     ft.set_defaults(func=_finetune)
 
     xp = sub.add_parser("experiment", help="the closed loop: simulate → evaluate → export → fine-tune → held-out score")

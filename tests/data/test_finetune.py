@@ -60,3 +60,39 @@ async def test_finetune_writes_an_adapter_the_loader_serves(tmp_path):
         assert ans.honest and ans.model_id.startswith("adapter@")
     finally:
         await model.aclose()
+
+
+async def test_vision_tower_adapters_are_saved_and_served(tmp_path):
+    """`--vision lora` adds LoRA to the vision tower; `--vision full` saves the whole tower in the adapter.
+    Either way the loader must serve it, and the saved vision weights must differ from the base."""
+    base = tmp_path / "base"
+    tok = build_tokenizer()
+    torch.manual_seed(0)
+    build_model(tok).save_pretrained(base)
+    build_processor(tok).save_pretrained(base)
+    data = _export(tmp_path, n=8)
+    from safetensors.torch import load_file
+
+    from models.loader import load_model
+
+    for name, cfg in {"lora": FinetuneConfig(max_steps=2, batch_size=4, lr=5e-3, lora_vision=True),
+                      "full": FinetuneConfig(max_steps=2, batch_size=4, lr=5e-3, full_vision=True)}.items():
+        out = tmp_path / name
+        finetune(base, data, out, cfg)
+        weights = load_file(out / "adapter_model.safetensors")
+        if name == "lora":
+            assert any("lora_A" in k and "vision_tower" in k for k in weights)
+        else:
+            base_w = load_file(base / "model.safetensors")
+            # adapter keys look like base_model.model.model.vision_tower.<name>; the base's like vision_tower.<name>
+            tower = {"vision_tower." + k.split("vision_tower.", 1)[1]: v for k, v in weights.items() if "vision_tower" in k}
+            assert "vision_tower.embeddings.patch_embedding.weight" in tower, "the trained tower must be in the adapter"
+            assert set(tower) <= set(base_w)
+            assert any(not torch.equal(v, base_w[k]) for k, v in tower.items()), "the tower was not trained"
+        model = load_model(str(out))
+        try:
+            ans = await model.answer(render_png(generate_scene(random.Random(2), "complex"), 128),
+                                     "How many objects are there?", taint=False)
+            assert ans.honest
+        finally:
+            await model.aclose()
