@@ -21,11 +21,27 @@ its posterior, and the expected counts feed the Beta posteriors of s and f
 so f is estimated from far more than the few honest answers on tainted
 images) and the stratum error rates π_g (shrunk towards the global π).
 
-Posterior of a find: P(M=0 | H=0, D=U) = s·π / (s·π + f·(1−π)). Because s, f
-and π are a-posteriori independent and the joint P(M=0, H=0) = E[s]E[π] and
-P(H=0) = E[s]E[π] + E[f]E[1−π] are multilinear in them, plugging in the
-**posterior means** is the exact posterior predictive (the integral), not a
-point estimate — which is what makes the θ filter calibrated.
+Posterior of a find: P(M=0 | H=0, D=U) = s·π / (s·π + f·(1−π)), integrated over the
+player's posterior of (s, f) — not the formula at plug-in means.
+
+Calibration (why a *joint, nonparametric* prior over (s, f)): a player judges only ≈1
+honest answer on a tainted image per session, so f is barely identified by gold alone and
+its per-player posterior is mostly prior. The population is a mixture (careful players
+with f ≈ 0.03, sloppy ones with f ≈ 0.1, random flaggers with s = f), which one Beta
+prior cannot represent: careful players got the pooled f (≈ 0.06–0.09), their finds
+posteriors far too low, sloppy players' too high (measured ECE 0.05–0.14 on experiment
+runs). So after the first pass decides who is muted, the second pass fits, by empirical
+Bayes over the unmuted players, a discrete prior on a grid of (s, f) atoms (the
+nonparametric maximum-likelihood prior of Kiefer–Wolfowitz, fitted by EM together with π;
+a little mass is kept on every atom), and each player's posterior over the atoms uses all
+their answers: tainted ones (s), honest ones on tainted images (a mixture with the
+reliable pool's error rate) and untainted ones (flag probability s·π_g + f·(1−π_g)).
+The find posterior is the exact posterior expectation over that grid. The stored
+(s_alpha, s_beta, f_alpha, f_beta) are the moment-matched Beta approximations of the
+marginal posteriors (for the 95% bounds, ranking and peer validation). With
+``prior="uniform"`` or ``joint_prior=False`` the literal SPEC form is used: independent
+Beta posteriors and the formula at their means (then exact as a posterior predictive,
+because the joint is multilinear in independent s, f, π).
 """
 from __future__ import annotations
 
@@ -51,15 +67,22 @@ class EvalConfig:
     theta: float = 0.8
     prior: str = "eb"                 # "eb" (empirical Bayes Beta prior across players) or "uniform" (Beta(1,1))
     use_untainted: bool = False        # EM: also let untainted answers inform s and f (biases π down: off)
-    pi_strength: float = 20.0          # pseudo-answers shrinking each stratum's π towards the global π
+    pi_strength: float = 2.0           # pseudo-answers shrinking each stratum's π towards its parent's
+    # (20 pulled a 37-answer stratum with π ≈ 0.9 — text on simple images — down to 0.4)
+    joint_prior: bool = True           # second pass: nonparametric joint (s, f) prior, every answer informs s, f
+    grid: int = 30                     # atoms per axis of the (s, f) grid
+    grid_floor: float = 0.01           # prior mass spread evenly over all atoms (no atom is impossible)
+    joint_min_players: int = 5         # fewer unmuted players: Beta priors only
+    joint_tol: float = 1e-5            # convergence of the joint fit (π and posterior means)
+    joint_max_players: int = 1000      # the joint prior is fitted on at most this many trusted players
     mute_min_obs: int = 10             # tainted answers judged before the s rule, untainted ones before the flag-rate rule
     mute_s_lower: float = 0.4          # mute when the lower 95% bound of s is below this …
     mute_min_f_obs: int = 3            # (honest answers on tainted images are scarce: ≈1 per session)
     mute_f_lower: float = 0.2          # … or the lower 95% bound of f is above this
     mute_overflag_z: float = 3.5       # mute when untainted flags exceed what s, f, π predict by this many SDs
     gold_min: int = 8                  # tainted answers judged before a new player's finds count
-    f_prior_by_s: bool = True
-    gold_min_accuracy: float = 0.95    # gold only from tainted images measured at least this accurate          # fit f's prior separately for players above/below the median s
+    f_prior_by_s: bool = True          # fit f's prior separately for players above/below the median s
+    gold_min_accuracy: float = 0.95    # gold only from tainted images measured at least this accurate
     max_iter: int = 200
     tol: float = 1e-9
 
@@ -288,12 +311,7 @@ def _em(counts: Counts, config: EvalConfig, pr: float, trusted: np.ndarray, pare
             f_a = f_a + ((1 - w_flag) * u_flag).sum(axis=1)
             f_b = f_b + ((1 - w_pass) * u_pass).sum(axis=1)
         m0 = ((w_flag * u_flag + w_pass * u_pass) * tw).sum(axis=0)  # expected mistakes per stratum
-        new_global = float((m0.sum() + 1.0) / (n_g.sum() + 2.0))
-        # two-level shrinkage: stratum → its parent (e.g. the image complexity) → global
-        n_parent = np.bincount(parent, weights=n_g)
-        m_parent = np.bincount(parent, weights=m0)
-        pi_parent = (m_parent + config.pi_strength * new_global) / (n_parent + config.pi_strength)
-        new_pi = (m0 + config.pi_strength * pi_parent[parent]) / (n_g + config.pi_strength)
+        new_pi, new_global = _shrink_pi(m0, n_g, parent, config.pi_strength)
         new_s, new_f = s_a / (s_a + s_b), f_a / (f_a + f_b)
         delta = max(np.max(np.abs(new_pi - pi), initial=0.0), np.max(np.abs(new_s - s), initial=0.0),
                     np.max(np.abs(new_f - f), initial=0.0))
@@ -301,6 +319,151 @@ def _em(counts: Counts, config: EvalConfig, pr: float, trusted: np.ndarray, pare
         if delta < config.tol:
             break
     return _Fit(s_a, s_b, f_a, f_b, pi, pi_global, prior_s, prior_f, it)
+
+
+def _shrink_pi(m0: np.ndarray, n_g: np.ndarray, parent: np.ndarray, strength: float) -> tuple[np.ndarray, float]:
+    """π per stratum from expected mistakes `m0` of `n_g` answers, with two-level shrinkage:
+    stratum → its parent (e.g. the image complexity) → global."""
+    glob = float((m0.sum() + 1.0) / (n_g.sum() + 2.0))
+    n_parent = np.bincount(parent, weights=n_g)
+    m_parent = np.bincount(parent, weights=m0)
+    pi_parent = (m_parent + strength * glob) / (n_parent + strength)
+    pi = (m0 + strength * pi_parent[parent]) / (n_g + strength)
+    return np.clip(pi, 1e-6, 1 - 1e-6), glob
+
+
+@dataclass
+class _JointFit:
+    s_mean: np.ndarray
+    s_var: np.ndarray
+    f_mean: np.ndarray
+    f_var: np.ndarray
+    pi: np.ndarray
+    pi_global: float
+    find_post: np.ndarray
+    pass_post: np.ndarray
+    prior_s: tuple[float, float]
+    prior_f: tuple[float, float]
+    iterations: int
+
+
+def _beta_moments(mean: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The Beta(α, β) with this mean and variance (the variance capped below mean·(1 − mean))."""
+    mean = np.clip(mean, 1e-6, 1 - 1e-6)
+    conc = np.maximum(mean * (1 - mean) / np.maximum(var, 1e-12) - 1.0, 1e-3)
+    return mean * conc, (1 - mean) * conc
+
+
+class _Grid:
+    """The (s, f) atoms and every player's log-likelihood at each atom (float32: P × A arrays are
+    the cost of the joint fit)."""
+
+    def __init__(self, counts: Counts, n: int, pr: float):
+        x = (np.arange(n) + 0.5) / n
+        self.s, self.f = (a.ravel() for a in np.meshgrid(x, x, indexing="ij"))      # (A,) atoms
+        gold = counts.gold
+        ks, ns = gold[:, TAINTED, 1], gold[:, TAINTED].sum(axis=1)
+        kf, nf = gold[:, HONEST_TAINTED, 1], gold[:, HONEST_TAINTED].sum(axis=1)
+        p_honest = pr * self.s + (1 - pr) * self.f     # an honest answer on a tainted image is wrong with rate pr
+        self.ll_gold = (np.outer(ks, np.log(self.s)) + np.outer(ns - ks, np.log1p(-self.s))
+                        + np.outer(kf, np.log(p_honest)) + np.outer(nf - kf, np.log1p(-p_honest))).astype(np.float32)
+        self.u_flag = counts.untainted[:, :, 1].astype(np.float32)
+        self.u_pass = counts.untainted[:, :, 0].astype(np.float32)
+
+    def joint(self, pi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(G, A) tables P(M=0, H=0 | z), P(M=1, H=0 | z), P(M=0, H=1 | z), P(M=1, H=1 | z)."""
+        return (np.outer(pi, self.s), np.outer(1 - pi, self.f), np.outer(pi, 1 - self.s), np.outer(1 - pi, 1 - self.f))
+
+    def posterior(self, rows: np.ndarray | slice, weights: np.ndarray, pi: np.ndarray) -> np.ndarray:
+        """E-step: the players' posteriors over the atoms, from all their answers."""
+        sp, fp, sp0, fp0 = self.joint(pi)
+        ll = (self.ll_gold[rows] + self.u_flag[rows] @ np.log(sp + fp).astype(np.float32)
+              + self.u_pass[rows] @ np.log(sp0 + fp0).astype(np.float32))
+        ll -= ll.max(axis=1, keepdims=True)
+        np.exp(ll, out=ll)
+        ll *= weights.astype(np.float32)
+        ll /= ll.sum(axis=1, keepdims=True)
+        return ll
+
+    def mistakes(self, q: np.ndarray, pi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(P, G) posteriors P(M=0 | flag) and P(M=0 | pass) of untainted answers given all the data."""
+        sp, fp, sp0, fp0 = self.joint(pi)
+        return (q @ (sp / (sp + fp)).T.astype(np.float32)).astype(float), (q @ (sp0 / (sp0 + fp0)).T.astype(np.float32)).astype(float)
+
+
+def _joint_fit(counts: Counts, config: EvalConfig, pr: float, trusted: np.ndarray, parent: np.ndarray,
+               pi0: np.ndarray) -> _JointFit:
+    """EM for the nonparametric joint prior of (s, f) on a grid and π (see the module docstring).
+
+    Latent per player: the atom z = (s, f); per untainted answer: M. The E-step gives each
+    player's posterior over atoms from all their answers; the M-step sets the prior weights to
+    the trusted players' average posterior (NPMLE, plus an even floor) and π to the expected
+    mistakes of the trusted players' untainted answers (shrunk as in `_em`).
+
+    With very many players the prior is a population quantity that a few thousand of them
+    pin down: the EM runs on an evenly spaced subset of at most `joint_max_players` trusted
+    players, then one more step over everyone refits π from all answers, and every player's
+    posterior comes from that."""
+    grid = _Grid(counts, config.grid, pr)
+    n_atoms = grid.s.size
+    trusted_idx = np.flatnonzero(trusted)
+    if trusted_idx.size > config.joint_max_players:
+        trusted_idx = trusted_idx[np.linspace(0, trusted_idx.size - 1, config.joint_max_players).astype(np.int64)]
+    unt = counts.untainted
+
+    def update_pi(rows: np.ndarray, q: np.ndarray, pi: np.ndarray) -> tuple[np.ndarray, float]:
+        w_flag, w_pass = grid.mistakes(q, pi)
+        m0 = (w_flag * unt[rows, :, 1] + w_pass * unt[rows, :, 0]).sum(axis=0)
+        return _shrink_pi(m0, unt[rows].sum(axis=2).sum(axis=0), parent, config.pi_strength)
+
+    def em_step(weights: np.ndarray, pi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        q = grid.posterior(trusted_idx, weights, pi)
+        new_w = (1 - config.grid_floor) * q.mean(axis=0, dtype=float) + config.grid_floor / n_atoms
+        new_pi, _ = update_pi(trusted_idx, q, pi)
+        return new_w, new_pi, np.stack([q @ s32, q @ f32])
+
+    def project(weights: np.ndarray, pi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        weights = np.maximum(weights, config.grid_floor / n_atoms)
+        return weights / weights.sum(), np.clip(pi, 1e-6, 1 - 1e-6)
+
+    s32, f32 = grid.s.astype(np.float32), grid.f.astype(np.float32)
+    weights = np.full(n_atoms, 1.0 / n_atoms)
+    pi = np.clip(np.asarray(pi0, float), 1e-6, 1 - 1e-6)
+    means = np.zeros((2, trusted_idx.size))
+    it = 0
+    # EM accelerated by SQUAREM (Varadhan & Roland 2008): two EM steps give a direction and a step
+    # length; the extrapolated point (kept a distribution, π in (0, 1)) is then stabilised by an
+    # EM step. The NPMLE weights alone would need hundreds of plain EM steps.
+    while it < config.max_iter:
+        w1, pi1, m1 = em_step(weights, pi)
+        w2, pi2, m2 = em_step(w1, pi1)
+        it += 2
+        delta = max(np.max(np.abs(pi1 - pi), initial=0.0), np.max(np.abs(m1 - means), initial=0.0),
+                    np.max(np.abs(m2 - m1), initial=0.0), np.max(np.abs(pi2 - pi1), initial=0.0))
+        if delta < config.joint_tol:
+            weights, pi, means = w2, pi2, m2
+            break
+        r = np.concatenate([w1 - weights, pi1 - pi])
+        v = np.concatenate([w2 - w1, pi2 - pi1]) - r
+        alpha = min(-1.0, -np.sqrt((r @ r) / max(v @ v, 1e-300)))
+        ext_w, ext_pi = project(weights - 2 * alpha * (w1 - weights) + alpha ** 2 * (w2 - 2 * w1 + weights),
+                                pi - 2 * alpha * (pi1 - pi) + alpha ** 2 * (pi2 - 2 * pi1 + pi))
+        weights, pi, means = em_step(ext_w, ext_pi)
+        it += 1
+    everyone = np.arange(counts.n_players)
+    all_trusted = np.flatnonzero(trusted)   # π from every trusted player's answers (a subset fitted the prior)
+    pi, pi_global = update_pi(all_trusted, grid.posterior(all_trusted, weights, pi), pi)
+    q = grid.posterior(everyone, weights, pi)
+    s_mean, f_mean = (q @ grid.s.astype(np.float32)).astype(float), (q @ grid.f.astype(np.float32)).astype(float)
+    s_var = np.maximum((q @ (grid.s ** 2).astype(np.float32)).astype(float) - s_mean ** 2, 0.0)
+    f_var = np.maximum((q @ (grid.f ** 2).astype(np.float32)).astype(float) - f_mean ** 2, 0.0)
+    find_post, pass_post = grid.mistakes(q, pi)
+    prior_s = _beta_moments(np.array(weights @ grid.s), np.array(weights @ grid.s ** 2 - (weights @ grid.s) ** 2))
+    prior_f = _beta_moments(np.array(weights @ grid.f), np.array(weights @ grid.f ** 2 - (weights @ grid.f) ** 2))
+    return _JointFit(s_mean=s_mean, s_var=s_var, f_mean=f_mean, f_var=f_var, pi=pi, pi_global=pi_global,
+                     find_post=find_post, pass_post=pass_post,
+                     prior_s=(float(prior_s[0]), float(prior_s[1])), prior_f=(float(prior_f[0]), float(prior_f[1])),
+                     iterations=it)
 
 
 def _mute(counts: Counts, fit: _Fit, config: EvalConfig) -> np.ndarray:
@@ -362,6 +525,14 @@ def evaluate(counts: Counts, config: EvalConfig = EvalConfig(), pi_reliable: flo
             getattr(fit, name)[keep] = getattr(second, name)[keep]
         fit.pi, fit.pi_global, fit.prior_s, fit.prior_f = second.pi, second.pi_global, second.prior_s, second.prior_f
         fit.iterations += second.iterations
+    joint = None
+    if config.joint_prior and config.prior == "eb" and keep.sum() >= config.joint_min_players:
+        joint = _joint_fit(counts, config, pr, keep, parent, fit.pi)
+        upd = keep  # muted players keep their first-pass (Beta) estimates
+        fit.s_a[upd], fit.s_b[upd] = (v[upd] for v in _beta_moments(joint.s_mean, joint.s_var))
+        fit.f_a[upd], fit.f_b[upd] = (v[upd] for v in _beta_moments(joint.f_mean, joint.f_var))
+        fit.pi, fit.pi_global, fit.prior_s, fit.prior_f = joint.pi, joint.pi_global, joint.prior_s, joint.prior_f
+        fit.iterations += joint.iterations
     s = fit.s_a / (fit.s_a + fit.s_b)
     f = fit.f_a / (fit.f_a + fit.f_b)
     pi = fit.pi
@@ -369,6 +540,8 @@ def evaluate(counts: Counts, config: EvalConfig = EvalConfig(), pi_reliable: flo
     find_post = sp / np.maximum(sp + fp, 1e-300)
     sp0, fp0 = (1 - s[:, None]) * pi[None, :], (1 - f[:, None]) * (1 - pi[None, :])
     pass_post = sp0 / np.maximum(sp0 + fp0, 1e-300)
+    if joint is not None:  # unmuted players: the posterior integrated over their (s, f) grid posterior
+        find_post[upd], pass_post[upd] = joint.find_post[upd], joint.pass_post[upd]
     ns = counts.gold[:, TAINTED].sum(axis=1)
     return EvalResult(
         s_alpha=fit.s_a, s_beta=fit.s_b, f_alpha=fit.f_a, f_beta=fit.f_b, pi=pi, pi_global=fit.pi_global,

@@ -70,9 +70,10 @@ def test_posterior_formula_by_hand():
     # π solves the EM fixed point: expected mistakes / answers (shrunk: stratum → parent → global)
     w1, w0 = s * pi / (s * pi + f * (1 - pi)), (1 - s) * pi / ((1 - s) * pi + (1 - f) * (1 - pi))
     m0 = 30 * w1 + 70 * w0
+    k = EvalConfig().pi_strength
     glob = (m0 + 1) / (100 + 2)
-    parent = (m0 + 20 * glob) / (100 + 20)
-    assert pi == pytest.approx((m0 + 20 * parent) / (100 + 20), abs=1e-6)
+    parent = (m0 + k * glob) / (100 + k)
+    assert pi == pytest.approx((m0 + k * parent) / (100 + k), abs=1e-6)
 
 
 def test_gold_gating_holds_new_players():
