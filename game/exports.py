@@ -170,13 +170,7 @@ async def collect_finds(db: Database, theta: float, *, unfiltered: bool = False)
     )
     async with db.read() as conn:
         rows = (await conn.execute(q)).all()
-        image_ids = sorted({r.image_id for r in rows})
-        images: dict[str, bytes] = {}
-        for start in range(0, len(image_ids), 500):
-            chunk = image_ids[start:start + 500]
-            for r in (await conn.execute(select(T.images.c.opaque_id, T.images.c.content)
-                                         .where(T.images.c.id.in_(chunk)))).all():
-                images[r.opaque_id] = bytes(r.content)
+    images = await _image_bytes(db, {r.image_id for r in rows})
     records = [ExportRecord(id=r.id, image_key=r.opaque_id, image_mime=r.mime, question=r.question,
                             model_answer=r.served_answer, correct_answer=r.correction.strip(),
                             posterior=float(r.posterior), question_type=r.question_type, model_id=r.model_id,
@@ -184,8 +178,83 @@ async def collect_finds(db: Database, theta: float, *, unfiltered: bool = False)
     return records, images
 
 
-async def export_finds(db: Database, fmt: str, theta: float, out: Path, *, unfiltered: bool = False) -> dict:
-    """`gap export`: collect the finds at θ and write them in `fmt` to `out`."""
+def missed_mistake_probability(pi: float, s: float, f: float) -> float:
+    """P(model mistake | a player with sensitivity s and false-alarm rate f passed the answer), SPEC §2."""
+    miss, keep = pi * (1.0 - s), (1.0 - pi) * (1.0 - f)
+    return miss / (miss + keep) if miss + keep > 0 else 1.0
+
+
+async def collect_confirmed(db: Database, theta: float, *, unfiltered: bool = False
+                            ) -> tuple[list[ExportRecord], dict[str, bytes]]:
+    """Answers that trusted players judged correct on untainted images, kept when the chance that the
+    player missed a mistake, P(M=1 | pass) under the stored s, f and π, is at most 1 − θ.
+
+    Why: corrections alone are a biased sample of what the model is asked — on the questions it gets
+    wrong the answer is usually the one it cannot see ("yes, there is a purple one"), so training on
+    them alone teaches that answer everywhere (measured: 500 corrections cost 4 points of complex
+    held-out accuracy; with confirmations mixed in the same corrections helped). The model's own
+    answer is the target of a confirmation. `unfiltered`: every correct verdict on an untainted image,
+    whoever gave it (the experiment's no-θ baseline)."""
+    from game.evaluation_store import stratum
+    from game.evaluation_tables import eval_state, player_estimates as PE
+    from game.question_types import classify_question
+
+    A, SI = T.answers, T.session_images
+    q = (
+        select(A.c.id, A.c.question, A.c.served_answer, A.c.model_id, A.c.judged_at, T.images.c.opaque_id,
+               T.images.c.mime, T.images.c.complexity, T.images.c.id.label("image_id"), PE.c.s_mean, PE.c.f_mean)
+        .select_from(A.join(SI, A.c.session_image_id == SI.c.id)
+                     .join(T.images, A.c.image_id == T.images.c.id)
+                     .join(T.players, A.c.player_id == T.players.c.id)
+                     .outerjoin(PE, PE.c.player_id == A.c.player_id))
+        .where(and_(A.c.verdict == "correct", SI.c.tainted.is_(False), A.c.tainted.is_(False),
+                    *([] if unfiltered else [PE.c.muted.is_(False), PE.c.gated.is_(False),
+                                             T.players.c.muted.is_(False)])))
+        .order_by(A.c.judged_at, A.c.id)
+    )
+    async with db.read() as conn:
+        pi_row = (await conn.execute(select(eval_state.c.value).where(eval_state.c.key == "pi"))).first()
+        rows = (await conn.execute(q)).all()
+    pis = json.loads(pi_row[0]) if pi_row else {}
+    strata, pi_global = pis.get("strata", {}), float(pis.get("global", 0.5))
+    records, image_ids = [], set()
+    for r in rows:
+        qtype = classify_question(r.question)
+        p_miss = (missed_mistake_probability(strata.get(stratum(r.complexity, qtype), pi_global), r.s_mean, r.f_mean)
+                  if r.s_mean is not None else 1.0)
+        if p_miss > 1.0 - theta and not unfiltered:
+            continue
+        image_ids.add(r.image_id)
+        records.append(ExportRecord(id=r.id, image_key=r.opaque_id, image_mime=r.mime, question=r.question,
+                                    model_answer=r.served_answer, correct_answer=r.served_answer,
+                                    posterior=round(1.0 - p_miss, 6), question_type=qtype, model_id=r.model_id,
+                                    judged_at=r.judged_at))
+    return records, await _image_bytes(db, image_ids)
+
+
+async def _image_bytes(db: Database, image_ids: Iterable[int]) -> dict[str, bytes]:
+    ids = sorted(image_ids)
+    images: dict[str, bytes] = {}
+    async with db.read() as conn:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            for r in (await conn.execute(select(T.images.c.opaque_id, T.images.c.content)
+                                         .where(T.images.c.id.in_(chunk)))).all():
+                images[r.opaque_id] = bytes(r.content)
+    return images
+
+
+async def export_finds(db: Database, fmt: str, theta: float, out: Path, *, unfiltered: bool = False,
+                       confirmed: bool = False) -> dict:
+    """`gap export`: collect the finds at θ (and, with `confirmed`, the confirmations) and write them in `fmt`."""
     records, images = await collect_finds(db, theta, unfiltered=unfiltered)
+    notes = []
+    if confirmed and fmt == "dpo":
+        notes.append("confirmations are not exported in `dpo`: a pair needs a rejected answer.")
+    elif confirmed:
+        conf, conf_images = await collect_confirmed(db, theta)
+        records, images = records + conf, images | conf_images
+        notes.append(f"{len(conf)} confirmations: answers trusted players judged correct, P(missed mistake) ≤ "
+                     f"{1 - theta:.2f}; their target is the model's own answer (in `dpo`, chosen = rejected).")
     return write_export(records, images, fmt, out, theta=None if unfiltered else theta,
-                        title="GAP export: model mistakes found by players")
+                        title="GAP export: model mistakes found by players", notes=notes)

@@ -10,9 +10,11 @@ so an interrupted run resumes at the first unfinished stage):
 3. ``evaluate``  — `gap evaluate` (+ player model), scored against the truth: precision of
                    exported finds at θ, ECE of the find posteriors, Spearman of abilities;
 4. ``arms``      — the training sets, written by the product's exporter:
-                   gap (finds at θ), unfiltered (every flag with its correction),
+                   gap (`gap export --confirmed`: finds at θ with their corrections, plus confirmations —
+                   answers trusted players judged correct — with the model's answer),
+                   unfiltered (every flag with its correction and every "correct" verdict: no θ, no muting),
                    random (the same number of random QA pairs with true answers from the same images),
-                   truth (every asked question whose answer really was wrong, with the true answer: the upper bound);
+                   truth (every asked question with its true answer: the upper bound);
 5. ``finetune``  — one LoRA adapter per arm, same hyper-parameters;
 6. ``heldout``   — `gap model-eval`'s held-out set (the "heldout" seed range, disjoint from the pool)
                    for the base model and every adapter, per question type, simple vs complex;
@@ -331,7 +333,7 @@ class Experiment:
         from sqlalchemy import select
 
         from game.db import Database
-        from game.exports import ExportRecord, collect_finds, write_export
+        from game.exports import ExportRecord, collect_confirmed, collect_finds, write_export
         from game.question_types import classify_question
         from game.tables import images
         from models.scenes import Scene, sample_question
@@ -339,8 +341,9 @@ class Experiment:
         truth = self._truth()
         db = Database(self.db_url)
         try:
-            gap, imgs = await collect_finds(db, self.cfg.theta)
-            unfiltered, imgs_u = await collect_finds(db, self.cfg.theta, unfiltered=True)
+            gap = (await collect_finds(db, self.cfg.theta))[0] + (await collect_confirmed(db, self.cfg.theta))[0]
+            unfiltered = ((await collect_finds(db, self.cfg.theta, unfiltered=True))[0]
+                          + (await collect_confirmed(db, self.cfg.theta, unfiltered=True))[0])
             async with db.read() as conn:
                 rows = (await conn.execute(select(images.c.opaque_id, images.c.mime, images.c.content,
                                                   images.c.scene_json))).all()
@@ -369,7 +372,7 @@ class Experiment:
         truth_recs = [ExportRecord(id=a["answer_id"], image_key=a["image"], image_mime=mime[a["image"]],
                                    question=a["question"], model_answer=a["served"], correct_answer=a["truth"],
                                    posterior=None, question_type=classify_question(a["question"]))
-                      for a in truth["answers"] if a["mistake"] and a["image"] not in leaked]
+                      for a in truth["answers"] if a["image"] not in leaked]
         arms = {"gap": gap, "random": random_recs, "unfiltered": unfiltered, "truth": truth_recs}
         cards = {}
         for name, recs in arms.items():
@@ -519,10 +522,12 @@ class Experiment:
             "## Held-out accuracy after LoRA fine-tuning", "", *rows, "",
             f"![accuracy]({plot.name})", "",
             "### Complex scenes per question type", "", *per_type, "",
-            "Arms: **gap** = finds with posterior ≥ θ from unmuted, ungated players (the product's export); "
+            "Arms: **gap** = the product's export with confirmations (`gap export --confirmed`): finds with "
+            "posterior ≥ θ from unmuted, ungated players with their corrections, plus answers those players judged "
+            "correct whose chance of being a missed mistake is ≤ 1 − θ, with the model's answer; "
             "**random** = the same number of random question–answer pairs with true answers from the same images; "
-            "**unfiltered** = every flag with its correction, no θ, no muting; "
-            "**truth** = every asked question whose served answer was truly wrong, with the true answer (upper bound).",
+            "**unfiltered** = every flag with its correction and every \"correct\" verdict with the model's answer, "
+            "no θ, no muting; **truth** = every asked question with its true answer (upper bound).",
             "", f"Player model: {ev.get('player_model') or 'not fitted'}",
             f"Spearman(player-model ability, true ability): {ev.get('spearman_player_model')}",
         ]

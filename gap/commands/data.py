@@ -57,7 +57,8 @@ def _export(args: argparse.Namespace, settings) -> int:
         db = _database(args, settings)
         try:
             theta = args.theta if args.theta is not None else settings.theta
-            return await export_finds(db, args.format, theta, Path(args.out), unfiltered=args.unfiltered)
+            return await export_finds(db, args.format, theta, Path(args.out), unfiltered=args.unfiltered,
+                                      confirmed=args.confirmed)
         finally:
             await db.dispose()
 
@@ -114,6 +115,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--theta", type=float, default=None)
     ex.add_argument("--out", required=True, help="output directory (train.jsonl, images/, README.md)")
     ex.add_argument("--unfiltered", action="store_true", help="every find with a correction, ignoring θ and muting")
+    ex.add_argument("--confirmed", action="store_true",
+                    help="also export confirmations (answers trusted players judged correct, P(missed mistake) ≤ 1−θ) "
+                         "with the model's answer as target: fine-tuning on corrections alone biases the model")
     ex.add_argument("--database", help="SQLAlchemy URL (default: GAP_DATABASE_URL)")
     ex.set_defaults(func=_export)
 

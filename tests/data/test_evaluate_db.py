@@ -101,6 +101,28 @@ async def test_evaluate_is_incremental_and_exports_every_format(service, clock, 
     assert all(statuses[a] == "ok" for a in exported)
     json.dumps(third.lines())
 
+    # confirmations: "correct" verdicts of trusted players on untainted images, the model's answer as target
+    card = await export_finds(db, "vqa", 0.5, tmp_path / "confirmed", confirmed=True)
+    both = read_records(tmp_path / "confirmed")
+    conf = [r for r in both if r["id"] not in exported]
+    assert len(both) == card["examples"] == len(vqa) + len(conf) and conf
+    async with db.read() as conn:
+        rows = {r.id: r for r in (await conn.execute(
+            select(T.answers.c.id, T.answers.c.verdict, T.answers.c.tainted, T.answers.c.served_answer,
+                   T.session_images.c.tainted.label("img"), T.answers.c.player_id)
+            .select_from(T.answers.join(T.session_images)))).all()}
+        est3 = {r.player_id: r for r in (await conn.execute(select(player_estimates))).all()}
+    for r in conf:
+        a = rows[r["id"]]
+        assert a.verdict == "correct" and not a.tainted and not a.img
+        assert r["correct_answer"] == r["model_answer"] == a.served_answer and r["posterior"] >= 0.5
+        assert not est3[a.player_id].muted and not est3[a.player_id].gated
+    # a stricter θ keeps fewer confirmations; dpo cannot hold them (no rejected answer)
+    strict = await export_finds(db, "vqa", 0.95, tmp_path / "strict", confirmed=True)
+    assert strict["examples"] < card["examples"]
+    dpo_card = await export_finds(db, "dpo", 0.5, tmp_path / "dpo-confirmed", confirmed=True)
+    assert dpo_card["examples"] == len(vqa) and "not exported in `dpo`" in (tmp_path / "dpo-confirmed" / "README.md").read_text()
+
 
 
 def test_cli_evaluate_and_export(tmp_path, capsys):
