@@ -61,3 +61,60 @@ def synthetic_verdicts(n_answers: int, n_players: int, seed: int = 0, labels_per
     flagged = rng.random(n_answers) < p_flag
     return SyntheticVerdicts(player=player, task=task, kind=t_kind[task], group=t_group[task], flagged=flagged,
                              mistake=mistake, true_s=s, true_f=f, player_type=kinds, true_pi=pi_arr)
+
+
+# π per stratum of `game_shaped_verdicts`, as measured on an experiment run (complex × 7 question
+# types, then simple × 7; the last of each is text, which the model cannot read) and how often
+# each stratum is asked
+GAME_PI = (0.27, 0.32, 0.14, 0.48, 0.15, 0.28, 0.97, 0.0, 0.0, 0.0, 0.3, 0.07, 0.0, 0.92)
+GAME_FREQ = (286, 531, 262, 29, 156, 138, 78, 343, 614, 300, 20, 209, 180, 37)
+GAME_PARENT = (0,) * 7 + (1,) * 7
+
+
+@dataclass
+class GameShapedVerdicts(SyntheticVerdicts):
+    group_parent: np.ndarray = None  # type: ignore[assignment]  # (G,) complexity of each stratum
+    position: np.ndarray = None  # type: ignore[assignment]      # (N,) image position in its session
+
+
+def game_shaped_verdicts(n_players: int, sessions: int = 4, seed: int = 0, q_taint: float = 0.8,
+                         pi_reliable: float = 0.015) -> GameShapedVerdicts:
+    """Verdicts shaped like the game's, for calibration tests: sessions of 10 images (5 tainted,
+    from the simple/reliable strata), 2–5 questions per image, the image ends at the first flag,
+    sensitivity fading with the image's position (fatigue), strata with very different error
+    rates (`GAME_PI`, including small outlier strata), and the population of gap/simulation.py
+    (careful, sloppy, 20% random flaggers, spammers). So each player judges only ≈ 1 honest
+    answer on a tainted image per session — the scarcity that makes f hard to estimate."""
+    rng = np.random.default_rng(seed)
+    s, f, kinds = make_population(n_players, rng)
+    fatigue = np.where(np.isin(kinds, ["careful", "sloppy"]), rng.uniform(0.0, 0.3, n_players), 0.0)
+    pi, parent = np.asarray(GAME_PI), np.asarray(GAME_PARENT)
+    freq = np.asarray(GAME_FREQ, dtype=float)
+    simple = np.flatnonzero(parent == 1)
+    n_img = n_players * sessions * 10
+    img_player = np.repeat(np.arange(n_players), sessions * 10)
+    img_pos = np.tile(np.arange(10), n_players * sessions)
+    img_tainted = np.concatenate([rng.permutation([True] * 5 + [False] * 5) for _ in range(n_players * sessions)])
+    n_q = rng.integers(2, 6, n_players)[img_player]
+    q_max = 5
+    shape = (n_img, q_max)
+    tainted_img = np.broadcast_to(img_tainted[:, None], shape)
+    grp = np.where(tainted_img, rng.choice(simple, size=shape, p=freq[simple] / freq[simple].sum()),
+                   rng.choice(len(pi), size=shape, p=freq / freq.sum()))
+    taint = tainted_img & (rng.random(shape) < q_taint)
+    kind = np.where(tainted_img, np.where(taint, TAINTED, HONEST_TAINTED), UNTAINTED)
+    mistake = np.where(kind == TAINTED, True, np.where(kind == HONEST_TAINTED, rng.random(shape) < pi_reliable,
+                                                       rng.random(shape) < pi[grp]))
+    player = np.broadcast_to(img_player[:, None], shape)
+    fresh = 1.0 - fatigue[player] * np.broadcast_to(img_pos[:, None], shape) / 9.0
+    p_flag = np.where(mistake, s[player] * fresh, f[player])
+    p_flag = np.where(np.isin(kinds, ["random", "spammer"])[player], s[player], p_flag)
+    flagged = rng.random(shape) < p_flag
+    asked = np.arange(q_max)[None, :] < n_q[:, None]
+    before = np.cumsum(flagged, axis=1) - flagged        # flags earlier on the same image
+    keep = asked & (before == 0)
+    return GameShapedVerdicts(
+        player=player[keep], task=np.flatnonzero(keep.ravel()), kind=kind[keep],
+        group=np.where(kind == UNTAINTED, grp, 0)[keep], flagged=flagged[keep], mistake=mistake[keep],
+        true_s=s, true_f=f, player_type=kinds, true_pi=pi, group_parent=parent,
+        position=np.broadcast_to(img_pos[:, None], shape)[keep])
