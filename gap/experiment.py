@@ -118,7 +118,7 @@ class Experiment:
 
         return load_settings(database_url=self.db_url, bot_token=self.token, model=self.base,
                              image_seconds=self.cfg.image_seconds, theta=self.cfg.theta,
-                             player_hash_key=f"experiment-{self.cfg.seed}")
+                             player_hash_key=f"experiment-{self.cfg.seed}", bot_enabled=False)
 
     def stage(self, name: str, fn: Callable[[], dict]) -> dict:
         prev = self.stages.done(name)

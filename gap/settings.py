@@ -16,6 +16,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GAP_", env_file=".env", extra="ignore")
 
     bot_token: SecretStr | None = None
+    bot_enabled: bool = True  # GAP_BOT_ENABLED=false: the token only checks initData; no bot runs in this process
     database_url: str = "sqlite+aiosqlite:///gap.sqlite3"
     model: str = str(EMBEDDED_MODEL_DIR)
     admin_ids: str = ""

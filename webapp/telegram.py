@@ -43,6 +43,9 @@ def setup_telegram(
     if settings.bot_token is None:
         log.info("GAP_BOT_TOKEN is not set: the Telegram bot is off")
         return None
+    if not getattr(settings, "bot_enabled", True):
+        log.info("GAP_BOT_ENABLED is false: the Telegram bot is off in this process (initData still checked)")
+        return None
     deps = BotDeps(settings=settings, service=service, mini_app_url=mini_app_url_for(settings))
     runtime = BotRuntime(deps, retry_delays=retry_delays, poll_timeout=poll_timeout)
     app[BOT_RUNTIME] = runtime

@@ -89,3 +89,16 @@ async def test_webhook_answers_503_until_the_bot_is_up_and_still_checks_the_secr
     assert (await world.post_webhook(update, secret="forged")).status == 403
     assert (await world.post_webhook(update)).status == 503  # Telegram will redeliver later
     await web_app_serves(world)
+
+
+async def test_bot_disabled_serves_the_mini_app_and_never_calls_telegram(make_world):
+    """GAP_BOT_ENABLED=false (extra web workers, the local experiment): initData is still checked
+    with the token, and not a single Bot API call is made."""
+    from webapp.telegram import BOT_RUNTIME
+
+    world = await make_world(webhook=False, wait_ready=False, bot_enabled=False)
+    await web_app_serves(world)
+    async with world.http.get(f"{world.url}/api/sessions/current") as resp:
+        assert resp.status == 401
+    await asyncio.sleep(0.5)
+    assert BOT_RUNTIME not in world.app and world.fake.calls == []
