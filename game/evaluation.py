@@ -15,11 +15,11 @@ Kinds of judged answers:
 - ``HONEST_TAINTED``: an honest answer on a tainted image (reliable pool, M ≈ 1) → false alarms f.
 - ``UNTAINTED``: an answer on an untainted image — M is latent; a flag is a *find*.
 
-EM (Dawid–Skene with gold): the latent M of untainted answers is weighted by
-its posterior, and the expected counts feed the Beta posteriors of s and f
-(flags on untainted answers that are probably correct are false alarms too,
-so f is estimated from far more than the few honest answers on tainted
-images) and the stratum error rates π_g (shrunk towards the global π).
+First pass — EM (Dawid–Skene with gold) with Beta priors: the gold answers feed the
+Beta posteriors of s and f (with ``use_untainted`` also the expected counts of the
+untainted answers), the latent M of untainted answers is weighted by its posterior, and
+the expected mistakes give the stratum error rates π_g (shrunk towards their parent's and
+the global π by a couple of pseudo-answers). It decides who is muted.
 
 Posterior of a find: P(M=0 | H=0, D=U) = s·π / (s·π + f·(1−π)), integrated over the
 player's posterior of (s, f) — not the formula at plug-in means.
@@ -28,7 +28,7 @@ Calibration (why a *joint, nonparametric* prior over (s, f)): a player judges on
 honest answer on a tainted image per session, so f is barely identified by gold alone and
 its per-player posterior is mostly prior. The population is a mixture (careful players
 with f ≈ 0.03, sloppy ones with f ≈ 0.1, random flaggers with s = f), which one Beta
-prior cannot represent: careful players got the pooled f (≈ 0.06–0.09), their finds
+prior cannot represent: careful players got the pooled f (≈ 0.06–0.09), their finds'
 posteriors far too low, sloppy players' too high (measured ECE 0.05–0.14 on experiment
 runs). So after the first pass decides who is muted, the second pass fits, by empirical
 Bayes over the unmuted players, a discrete prior on a grid of (s, f) atoms (the
@@ -65,8 +65,9 @@ class EvalConfig:
     """Knobs of the evaluation; defaults are the product's (θ comes from settings.theta)."""
 
     theta: float = 0.8
-    prior: str = "eb"                 # "eb" (empirical Bayes Beta prior across players) or "uniform" (Beta(1,1))
-    use_untainted: bool = False        # EM: also let untainted answers inform s and f (biases π down: off)
+    prior: str = "eb"                 # "eb" (empirical Bayes across players) or "uniform" (Beta(1,1), SPEC literally)
+    use_untainted: bool = False        # Beta-prior EM: also let untainted answers inform s and f (biased π down
+    #                                    with one Beta prior for f; the joint fit below always uses them)
     pi_strength: float = 2.0           # pseudo-answers shrinking each stratum's π towards its parent's
     # (20 pulled a 37-answer stratum with π ≈ 0.9 — text on simple images — down to 0.4)
     joint_prior: bool = True           # second pass: nonparametric joint (s, f) prior, every answer informs s, f
@@ -167,6 +168,7 @@ class EvalResult:
     prior_f: tuple[float, float]
     iterations: int
     config: EvalConfig = field(default_factory=EvalConfig)
+    joint_prior: bool = False           # unmuted players' posteriors come from the joint (s, f) grid prior
 
     @property
     def s_mean(self) -> np.ndarray:
@@ -495,8 +497,10 @@ def evaluate(counts: Counts, config: EvalConfig = EvalConfig(), pi_reliable: flo
     Two passes: the first fit (everyone) decides who is muted; the second refits the
     empirical-Bayes priors and π on the players that are not muted — the population
     whose finds are exported — so random flaggers and spammers neither drag careful
-    players' false-alarm estimates up nor distort π. Muted players keep their
-    first-pass estimates.
+    players' false-alarm estimates up nor distort π. Then (``joint_prior``, the default
+    with ``prior="eb"``) the joint (s, f) grid prior is fitted on those players together
+    with π, and their s, f and find posteriors come from it (module docstring: why).
+    Muted players keep their first-pass estimates (with the final π).
 
     `pi_reliable` is the model's measured error rate on the reliable pool (1 − its mean
     accuracy there). Honest answers on tainted images are then not taken as certainly
@@ -547,7 +551,7 @@ def evaluate(counts: Counts, config: EvalConfig = EvalConfig(), pi_reliable: flo
         s_alpha=fit.s_a, s_beta=fit.s_b, f_alpha=fit.f_a, f_beta=fit.f_b, pi=pi, pi_global=fit.pi_global,
         find_posterior=find_post, pass_posterior=pass_post, muted=muted, gated=ns < config.gold_min,
         n_tainted=ns, n_honest_tainted=counts.gold[:, HONEST_TAINTED].sum(axis=1), prior_s=fit.prior_s,
-        prior_f=fit.prior_f, iterations=fit.iterations, config=config,
+        prior_f=fit.prior_f, iterations=fit.iterations, config=config, joint_prior=joint is not None,
     )
 
 

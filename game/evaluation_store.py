@@ -67,6 +67,7 @@ class EvaluationSummary:
     prior_f: tuple[float, float]
     watermark_ms: int
     player_model: dict[str, Any] | None = None
+    joint_prior: bool = False
     top_players: list[dict[str, Any]] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -77,7 +78,8 @@ class EvaluationSummary:
             f"π (model error rate on untainted images): global {self.pi_global:.3f} (reliable pool "
             f"{self.pi_reliable:.3f}); "
             + ", ".join(f"{k} {v:.3f}" for k, v in sorted(self.pi.items())),
-            f"priors: s ~ Beta({self.prior_s[0]:.2f}, {self.prior_s[1]:.2f}), "
+            f"priors{' (joint (s, f) grid prior, moment-matched)' if self.joint_prior else ''}: "
+            f"s ~ Beta({self.prior_s[0]:.2f}, {self.prior_s[1]:.2f}), "
             f"f ~ Beta({self.prior_f[0]:.2f}, {self.prior_f[1]:.2f}); EM iterations {self.iterations}",
         ]
         if self.player_model:
@@ -262,7 +264,7 @@ async def run_evaluation(db: Database, config: EvalConfig = EvalConfig(), *, now
         new_answers=n_new_all, total_answers=total, players=len(player_ids), muted=int(result.muted.sum()),
         gated=int(result.gated.sum()), finds=finds, exportable=exportable, theta=config.theta, pi=pi,
         pi_global=result.pi_global, pi_reliable=pi_reliable, iterations=result.iterations, prior_s=result.prior_s, prior_f=result.prior_f,
-        watermark_ms=new_watermark, player_model=pm_summary, top_players=top,
+        watermark_ms=new_watermark, player_model=pm_summary, top_players=top, joint_prior=result.joint_prior,
     )
 
 
