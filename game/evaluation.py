@@ -36,7 +36,10 @@ nonparametric maximum-likelihood prior of Kiefer–Wolfowitz, fitted by EM toget
 a little mass is kept on every atom), and each player's posterior over the atoms uses all
 their answers: tainted ones (s), honest ones on tainted images (a mixture with the
 reliable pool's error rate) and untainted ones (flag probability s·π_g + f·(1−π_g)).
-The find posterior is the exact posterior expectation over that grid. The stored
+The find posterior is the exact posterior expectation over that grid, averaged over
+refits of the population parameters (prior and π) on bootstrap resamples of the players
+(`_bootstrap_posteriors`: the point estimates hide a real uncertainty — careful players'
+f and the π of a rarely wrong stratum trade off). The stored
 (s_alpha, s_beta, f_alpha, f_beta) are the moment-matched Beta approximations of the
 marginal posteriors (for the 95% bounds, ranking and peer validation). With
 ``prior="uniform"`` or ``joint_prior=False`` the literal SPEC form is used: independent
@@ -74,8 +77,11 @@ class EvalConfig:
     grid: int = 30                     # atoms per axis of the (s, f) grid
     grid_floor: float = 0.01           # prior mass spread evenly over all atoms (no atom is impossible)
     joint_min_players: int = 5         # fewer unmuted players: Beta priors only
-    joint_tol: float = 1e-5            # convergence of the joint fit (π and posterior means)
-    joint_max_players: int = 1000      # the joint prior is fitted on at most this many trusted players
+    joint_tol: float = 1e-4            # convergence of the joint fit (π and posterior means)
+    joint_max_players: int = 500       # the joint prior is fitted on at most this many trusted players
+    bootstrap: int = 16                # refits on resampled players averaged into the posteriors (0: point estimates)
+    bootstrap_max_players: int = 500   # more unmuted players than this: the population is known well enough
+    bootstrap_seed: int = 0
     mute_min_obs: int = 10             # tainted answers judged before the s rule, untainted ones before the flag-rate rule
     mute_s_lower: float = 0.4          # mute when the lower 95% bound of s is below this …
     mute_min_f_obs: int = 3            # (honest answers on tainted images are scarce: ≈1 per session)
@@ -347,6 +353,7 @@ class _JointFit:
     prior_s: tuple[float, float]
     prior_f: tuple[float, float]
     iterations: int
+    weights: np.ndarray                 # (A,) the fitted prior over the grid's atoms
 
 
 def _beta_moments(mean: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -372,6 +379,13 @@ class _Grid:
         self.u_flag = counts.untainted[:, :, 1].astype(np.float32)
         self.u_pass = counts.untainted[:, :, 0].astype(np.float32)
 
+    def take(self, rows: np.ndarray) -> "_Grid":
+        """The same grid for a resample of the players (rows may repeat)."""
+        out = object.__new__(_Grid)
+        out.s, out.f = self.s, self.f
+        out.ll_gold, out.u_flag, out.u_pass = self.ll_gold[rows], self.u_flag[rows], self.u_pass[rows]
+        return out
+
     def joint(self, pi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(G, A) tables P(M=0, H=0 | z), P(M=1, H=0 | z), P(M=0, H=1 | z), P(M=1, H=1 | z)."""
         return (np.outer(pi, self.s), np.outer(1 - pi, self.f), np.outer(pi, 1 - self.s), np.outer(1 - pi, 1 - self.f))
@@ -394,7 +408,7 @@ class _Grid:
 
 
 def _joint_fit(counts: Counts, config: EvalConfig, pr: float, trusted: np.ndarray, parent: np.ndarray,
-               pi0: np.ndarray) -> _JointFit:
+               pi0: np.ndarray, weights0: np.ndarray | None = None, grid: "_Grid | None" = None) -> _JointFit:
     """EM for the nonparametric joint prior of (s, f) on a grid and π (see the module docstring).
 
     Latent per player: the atom z = (s, f); per untainted answer: M. The E-step gives each
@@ -406,7 +420,7 @@ def _joint_fit(counts: Counts, config: EvalConfig, pr: float, trusted: np.ndarra
     pin down: the EM runs on an evenly spaced subset of at most `joint_max_players` trusted
     players, then one more step over everyone refits π from all answers, and every player's
     posterior comes from that."""
-    grid = _Grid(counts, config.grid, pr)
+    grid = _Grid(counts, config.grid, pr) if grid is None else grid
     n_atoms = grid.s.size
     trusted_idx = np.flatnonzero(trusted)
     if trusted_idx.size > config.joint_max_players:
@@ -429,7 +443,7 @@ def _joint_fit(counts: Counts, config: EvalConfig, pr: float, trusted: np.ndarra
         return weights / weights.sum(), np.clip(pi, 1e-6, 1 - 1e-6)
 
     s32, f32 = grid.s.astype(np.float32), grid.f.astype(np.float32)
-    weights = np.full(n_atoms, 1.0 / n_atoms)
+    weights = np.full(n_atoms, 1.0 / n_atoms) if weights0 is None else np.asarray(weights0, float)
     pi = np.clip(np.asarray(pi0, float), 1e-6, 1 - 1e-6)
     means = np.zeros((2, trusted_idx.size))
     it = 0
@@ -465,7 +479,38 @@ def _joint_fit(counts: Counts, config: EvalConfig, pr: float, trusted: np.ndarra
     return _JointFit(s_mean=s_mean, s_var=s_var, f_mean=f_mean, f_var=f_var, pi=pi, pi_global=pi_global,
                      find_post=find_post, pass_post=pass_post,
                      prior_s=(float(prior_s[0]), float(prior_s[1])), prior_f=(float(prior_f[0]), float(prior_f[1])),
-                     iterations=it)
+                     iterations=it, weights=weights)
+
+
+def _bootstrap_posteriors(counts: Counts, config: EvalConfig, pr: float, trusted: np.ndarray, parent: np.ndarray,
+                          joint: _JointFit) -> tuple[np.ndarray, np.ndarray]:
+    """Find and pass posteriors averaged over refits of the population parameters (the joint
+    prior and π) on bootstrap resamples of the trusted players.
+
+    The EM point estimates ignore how uncertain the population parameters are, and with ≈ 1
+    honest answer on a tainted image per session that uncertainty is not small: careful
+    players' false-alarm rate and the π of a rarely wrong stratum trade off (a flag on a
+    simple image is a false alarm or a rare mistake), so a chance excess of gold false
+    alarms drove that π to ≈ 0 and those finds' posteriors to ≈ 0.02 where 0.3 were true
+    mistakes. Averaging over resamples integrates over that uncertainty (bagging as an
+    approximation of the posterior over the population parameters). With many players the
+    uncertainty vanishes and this is skipped (`bootstrap_max_players`)."""
+    rng = np.random.default_rng(config.bootstrap_seed)
+    grid = _Grid(counts, config.grid, pr)
+    idx = np.flatnonzero(trusted)
+    everyone = np.arange(counts.n_players)
+    find_sum = np.zeros((counts.n_players, counts.n_groups))
+    pass_sum = np.zeros_like(find_sum)
+    for _ in range(config.bootstrap):
+        rows = rng.choice(idx, size=idx.size, replace=True)
+        sub = Counts(counts.gold[rows], counts.untainted[rows])
+        fit = _joint_fit(sub, config, pr, np.ones(rows.size, dtype=bool), parent, joint.pi, joint.weights,
+                         grid=grid.take(rows))
+        q = grid.posterior(everyone, fit.weights, fit.pi)
+        f_post, p_post = grid.mistakes(q, fit.pi)
+        find_sum += f_post
+        pass_sum += p_post
+    return find_sum / config.bootstrap, pass_sum / config.bootstrap
 
 
 def _mute(counts: Counts, fit: _Fit, config: EvalConfig) -> np.ndarray:
@@ -545,7 +590,10 @@ def evaluate(counts: Counts, config: EvalConfig = EvalConfig(), pi_reliable: flo
     sp0, fp0 = (1 - s[:, None]) * pi[None, :], (1 - f[:, None]) * (1 - pi[None, :])
     pass_post = sp0 / np.maximum(sp0 + fp0, 1e-300)
     if joint is not None:  # unmuted players: the posterior integrated over their (s, f) grid posterior
-        find_post[upd], pass_post[upd] = joint.find_post[upd], joint.pass_post[upd]
+        j_find, j_pass = joint.find_post, joint.pass_post
+        if config.bootstrap > 0 and keep.sum() <= config.bootstrap_max_players:
+            j_find, j_pass = _bootstrap_posteriors(counts, config, pr, keep, parent, joint)
+        find_post[upd], pass_post[upd] = j_find[upd], j_pass[upd]
     ns = counts.gold[:, TAINTED].sum(axis=1)
     return EvalResult(
         s_alpha=fit.s_a, s_beta=fit.s_b, f_alpha=fit.f_a, f_beta=fit.f_b, pi=pi, pi_global=fit.pi_global,

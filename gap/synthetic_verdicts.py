@@ -78,17 +78,17 @@ class GameShapedVerdicts(SyntheticVerdicts):
 
 
 def game_shaped_verdicts(n_players: int, sessions: int = 4, seed: int = 0, q_taint: float = 0.8,
-                         pi_reliable: float = 0.015) -> GameShapedVerdicts:
+                         pi_reliable: float = 0.015, stratum_pi: tuple[float, ...] = GAME_PI) -> GameShapedVerdicts:
     """Verdicts shaped like the game's, for calibration tests: sessions of 10 images (5 tainted,
     from the simple/reliable strata), 2–5 questions per image, the image ends at the first flag,
     sensitivity fading with the image's position (fatigue), strata with very different error
-    rates (`GAME_PI`, including small outlier strata), and the population of gap/simulation.py
+    rates (`stratum_pi`, by default `GAME_PI` with small outlier strata), and the population of gap/simulation.py
     (careful, sloppy, 20% random flaggers, spammers). So each player judges only ≈ 1 honest
     answer on a tainted image per session — the scarcity that makes f hard to estimate."""
     rng = np.random.default_rng(seed)
     s, f, kinds = make_population(n_players, rng)
     fatigue = np.where(np.isin(kinds, ["careful", "sloppy"]), rng.uniform(0.0, 0.3, n_players), 0.0)
-    pi, parent = np.asarray(GAME_PI), np.asarray(GAME_PARENT)
+    pi, parent = np.asarray(stratum_pi, dtype=float), np.asarray(GAME_PARENT)
     freq = np.asarray(GAME_FREQ, dtype=float)
     simple = np.flatnonzero(parent == 1)
     n_img = n_players * sessions * 10

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from game.evaluation import UNTAINTED, Counts, EvalConfig, EvalResult, evaluate, expected_calibration_error, spearman
+from game.evaluation import HONEST_TAINTED, UNTAINTED, Counts, EvalConfig, EvalResult, evaluate, expected_calibration_error, spearman
 from gap.synthetic_verdicts import GameShapedVerdicts, game_shaped_verdicts
 
 PLAYERS = 300
@@ -59,6 +59,29 @@ def test_joint_prior_beats_independent_beta_priors(game):
     assert new_sc["spearman"] > old_sc["spearman"]
 
 
+def test_bootstrap_integrates_over_the_population_parameters():
+    """Careful players' false-alarm rate and the π of a rarely wrong stratum trade off (a flag on
+    a simple image is a false alarm or a rare mistake). A run whose few gold false alarms come
+    out high by chance (here: 4% of careful players' honest answers on tainted images flagged
+    on top) drives those π, and those finds' posteriors, towards 0 although ≈ 0.3 of the finds
+    are mistakes. Averaging refits on resampled players integrates over that uncertainty and
+    moves them back towards the truth; muting and π are the point fit's."""
+    v = game_shaped_verdicts(PLAYERS, sessions=4, seed=2, pi_reliable=0.03, stratum_pi=(0.4,) * 7 + (0.035,) * 7)
+    excess = ((v.kind == HONEST_TAINTED) & (v.player_type[v.player] == "careful") & ~v.flagged
+              & (np.random.default_rng(2).random(v.player.size) < 0.04))
+    v.flagged = v.flagged | excess
+    counts = Counts.from_answers(v.player, v.kind, v.flagged, v.group, n_players=PLAYERS, n_groups=len(v.true_pi))
+    point = evaluate(counts, EvalConfig(bootstrap=0), pi_reliable=0.03, group_parent=v.group_parent)
+    bagged = evaluate(counts, EvalConfig(), pi_reliable=0.03, group_parent=v.group_parent)
+    assert np.array_equal(point.muted, bagged.muted) and np.array_equal(point.pi, bagged.pi)
+    rare = (v.kind == UNTAINTED) & v.flagged & ~point.muted[v.player] & (v.true_pi[v.group] < 0.1)
+    truth = v.mistake[rare].mean()
+    p_point = point.find_posterior[v.player[rare], v.group[rare]].mean()
+    p_bagged = bagged.find_posterior[v.player[rare], v.group[rare]].mean()
+    assert truth > 0.2 and p_point < 0.1          # the trap
+    assert p_point + 0.015 < p_bagged < truth      # towards the truth
+
+
 def test_small_outlier_strata_keep_their_error_rate(game):
     """Text questions (π ≈ 0.9) are a few dozen answers per run; shrinking them hard towards the
     error rate of their image complexity (≈ 0.25 or ≈ 0.02) made their finds look doubtful."""
@@ -83,8 +106,8 @@ def test_prior_fitted_on_a_subset_of_many_players_agrees():
     """With very many players the joint prior is fitted on an evenly spaced subset (speed at a
     million answers); every player's posterior still uses all their answers."""
     v = game_shaped_verdicts(PLAYERS, sessions=4, seed=7, pi_reliable=PI_RELIABLE)
-    full = _fit(v)
-    sub = _fit(v, EvalConfig(joint_max_players=150))   # of ≈ 210 unmuted players
+    full = _fit(v, EvalConfig(bootstrap=0))
+    sub = _fit(v, EvalConfig(bootstrap=0, joint_max_players=150))   # of ≈ 210 unmuted players
     keep = ~full.muted
     assert np.abs(sub.find_posterior[keep] - full.find_posterior[keep]).mean() < 0.04
     assert np.abs(sub.pi - full.pi).max() < 0.05
