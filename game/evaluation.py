@@ -624,6 +624,17 @@ def expected_calibration_error(prob: np.ndarray, outcome: np.ndarray, bins: int 
     return float(np.sum(np.abs(conf[nz] - acc[nz])) / prob.size)
 
 
+def ece_sampling_floor(prob: np.ndarray, bins: int = 10, draws: int = 200, seed: int = 0) -> float:
+    """The ECE that perfectly calibrated posteriors `prob` would still measure, from sampling alone:
+    the mean ECE of `prob` against outcomes drawn as Bernoulli(prob). With a few hundred finds it
+    is ≈ 0.03–0.05, so one run's ECE is only comparable with a 0.05 target next to this floor."""
+    prob = np.asarray(prob, float)
+    if prob.size == 0:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    return float(np.mean([expected_calibration_error(prob, rng.random(prob.size) < prob, bins) for _ in range(draws)]))
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman rank correlation (ties averaged)."""
     return float(stats.spearmanr(a, b).statistic)

@@ -258,7 +258,8 @@ class Experiment:
             f"{self.cfg.theta}: {ev['exported']}",
             f"- precision of exported finds: {ev['precision_at_theta']}",
             f"- ECE over all finds: {ev['ece']}; over the {ev['finds_unmuted']} finds of unmuted players "
-            f"(the posteriors that decide exports): {ev['ece_unmuted']}",
+            f"(the posteriors that decide exports): {ev['ece_unmuted']} (sampling floor of perfectly calibrated "
+            f"posteriors on the same finds: {ev.get('ece_floor')}, {ev.get('ece_unmuted_floor')})",
             f"- Spearman(estimated J, true J): {ev['spearman_ability']}; player model: {ev['spearman_player_model']}",
             f"- recall of true mistakes among finds: {ev['recall_of_true_mistakes_among_finds']}",
             f"- muted by kind: {ev['muted_by_kind']}", f"- π: {ev['pi_global']:.3f}",
@@ -274,7 +275,7 @@ class Experiment:
         from sqlalchemy import select
 
         from game.db import Database
-        from game.evaluation import EvalConfig, expected_calibration_error, spearman
+        from game.evaluation import EvalConfig, ece_sampling_floor, expected_calibration_error, spearman
         from game.evaluation_store import SETTLE_MS, run_evaluation
         from game.evaluation_tables import answer_posteriors_query, player_estimates
         from game.players import player_key
@@ -321,6 +322,9 @@ class Experiment:
             "ece": expected_calibration_error(p_arr, y_arr) if len(p_arr) else None,
             "ece_unmuted": expected_calibration_error(p_arr[trusted], y_arr[trusted]) if trusted.any() else None,
             "finds_unmuted": int(trusted.sum()),
+            # what perfectly calibrated posteriors would measure from sampling alone (same finds)
+            "ece_floor": ece_sampling_floor(p_arr) if len(p_arr) else None,
+            "ece_unmuted_floor": ece_sampling_floor(p_arr[trusted]) if trusted.any() else None,
             "spearman_ability": spearman(est_j, true_j) if len(est_j) > 2 else None,
             "spearman_player_model": spearman(*map(np.array, zip(*pm_pairs))) if len(pm_pairs) > 2 else None,
             "muted_by_kind": muted, "players_by_kind": {k: kinds.count(k) for k in set(kinds)},

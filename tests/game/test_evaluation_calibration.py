@@ -7,7 +7,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from game.evaluation import HONEST_TAINTED, UNTAINTED, Counts, EvalConfig, EvalResult, evaluate, expected_calibration_error, spearman
+from game.evaluation import (
+    HONEST_TAINTED,
+    UNTAINTED,
+    Counts,
+    EvalConfig,
+    EvalResult,
+    ece_sampling_floor,
+    evaluate,
+    expected_calibration_error,
+    spearman,
+)
 from gap.synthetic_verdicts import GameShapedVerdicts, game_shaped_verdicts
 
 PLAYERS = 300
@@ -112,3 +122,13 @@ def test_prior_fitted_on_a_subset_of_many_players_agrees():
     assert np.abs(sub.find_posterior[keep] - full.find_posterior[keep]).mean() < 0.04
     assert np.abs(sub.pi - full.pi).max() < 0.05
     assert _scores(v, sub)["ece_unmuted"] <= 0.05
+
+
+def test_ece_sampling_floor():
+    """Certain posteriors have no sampling error; uncertain ones measure an ECE > 0 even when
+    perfectly calibrated, shrinking like 1/√n."""
+    assert ece_sampling_floor(np.array([0.0] * 50 + [1.0] * 50)) == 0.0
+    p = np.random.default_rng(0).uniform(0, 1, 4000)
+    small, large = ece_sampling_floor(p[:300]), ece_sampling_floor(p)
+    assert 0.03 < small < 0.07
+    assert large < small / 2
