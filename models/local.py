@@ -20,6 +20,7 @@ from typing import Sequence
 
 import torch
 from PIL import Image
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from models.base import BadImage, ModelAnswer, ModelError
 from models.batching import MicroBatcher
@@ -119,6 +120,9 @@ class TransformersVQA:
         self._image_cache: collections.OrderedDict[bytes, Image.Image] = collections.OrderedDict()
         self._fast_inputs = FastClipInputs.for_processor(self.processor)
         self._prompt_parts: tuple[str, ...] | None = None
+        # projected image features per decoded image (the fast path's Llava + CLIP only): players ask
+        # several questions about one image, and the vision tower was ~40% of a batch's time
+        self._features: collections.OrderedDict[int, tuple[Image.Image, torch.Tensor]] = collections.OrderedDict()
         self._token_seq_cache: dict[str, list[list[int]]] = {}
         self.batcher: MicroBatcher[_Request, _Result] = MicroBatcher(
             self._run_batch, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
@@ -213,6 +217,28 @@ class TransformersVQA:
         if self._fast_inputs is not None:
             return self._fast_inputs(images, prompts)
         return self.processor(images=images, text=prompts, padding=True, return_tensors="pt")
+
+    @torch.inference_mode()
+    def _with_image_features(self, images: list[Image.Image], inputs) -> dict:
+        """`inputs` with the pixels replaced by the images' projected features, computed in one vision
+        pass for the images not seen recently (transformers' `mm_encoder_outputs`, the same hand-off
+        `generate` makes itself; a test checks the answers and scores are identical). Only on the fast
+        input path, where the processor is known to give nothing but ids, mask and pixels."""
+        if self._fast_inputs is None or set(inputs) != {"input_ids", "attention_mask", "pixel_values"}:
+            return inputs
+        misses = [i for i, im in enumerate(images) if self._features.get(id(im), (None,))[0] is not im]
+        if misses:
+            out = self.model.get_image_features(pixel_values=inputs["pixel_values"][misses], return_dict=True)
+            for i, feats in zip(misses, out.pooler_output):
+                self._features[id(images[i])] = (images[i], feats)  # holding the image keeps its id unique
+                if len(self._features) > IMAGE_CACHE_SIZE:
+                    self._features.popitem(last=False)
+        pooled = []
+        for im in images:
+            self._features.move_to_end(id(im))
+            pooled.append(self._features[id(im)][1])
+        return {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"],
+                "mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=pooled)}}
 
     def _decode_new(self, out: torch.Tensor, prompt_len: int) -> list[str]:
         return [clean_answer(t) for t in self.tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)]
@@ -315,7 +341,7 @@ class TransformersVQA:
                 results[i] = exc
         if idx:
             questions = [self._truncate(reqs[i].question) for i in idx]
-            inputs = self._inputs(images, questions)
+            inputs = self._with_image_features(images, self._inputs(images, questions))
             honest, first_scores = self._generate_with_first_scores(inputs)
             if self.strategy == "prompt":
                 instructed = self.generate_honest(images, [f"{TAINT_INSTRUCTION}\n{q}" for q in questions])

@@ -38,3 +38,23 @@ def test_answers_are_the_same_on_both_paths(embedded):
 def test_memoised_prompt_equals_the_rendered_chat_template(embedded):
     for q in ["How many circles are there?", "", "{{ x }} <|assistant|>", "ü 🙂\nsecond line"]:
         assert embedded._prompt(q) == embedded._render_prompt(q)
+
+
+def test_cached_image_features_give_the_same_answers_and_scores(embedded):
+    """The batch path hands generate precomputed image features (cached per image); answers and
+    first-step scores must equal plain generate from pixels, for cache misses and hits alike."""
+    images = [embedded._image(render_png(scene_from_seed("heldout", 40 + i, kind), 384))
+              for i, kind in enumerate(["simple", "complex", "complex", "simple", "complex"])]
+    questions = ["How many objects are there?", "What color is the circle?", "Is there a blue star?",
+                 "How many squares are there?", "Is the star on the left or the right?"]
+    plain = embedded._inputs(images, questions)
+    want_answers, want_scores = embedded._generate_with_first_scores(plain)
+    embedded._features.clear()
+    for order in ([0, 2], [0, 1, 2, 3, 4], [4, 3, 2, 1, 0]):  # misses, a mix of hits and misses, all hits
+        imgs, qs = [images[i] for i in order], [questions[i] for i in order]
+        inputs = embedded._with_image_features(imgs, embedded._inputs(imgs, qs))
+        assert "pixel_values" not in inputs and "mm_encoder_outputs" in inputs
+        answers, scores = embedded._generate_with_first_scores(inputs)
+        assert answers == [want_answers[i] for i in order]
+        assert torch.allclose(scores, want_scores[order], atol=1e-5)
+    assert len(embedded._features) == len(images)
