@@ -78,7 +78,7 @@ class EvalConfig:
     grid_floor: float = 0.01           # prior mass spread evenly over all atoms (no atom is impossible)
     joint_min_players: int = 5         # fewer unmuted players: Beta priors only
     joint_tol: float = 1e-4            # convergence of the joint fit (π and posterior means)
-    joint_max_players: int = 500       # the joint prior is fitted on at most this many trusted players
+    joint_max_players: int = 300       # the joint prior is fitted on at most this many trusted players
     bootstrap: int = 16                # refits on resampled players averaged into the posteriors (0: point estimates)
     bootstrap_max_players: int = 500   # more unmuted players than this: the population is known well enough
     bootstrap_seed: int = 0
