@@ -407,7 +407,8 @@ class Experiment:
             log = finetune(self.base, self.out / "arms" / name, adapter,
                            FinetuneConfig(max_steps=steps, batch_size=self.cfg.ft_batch, lr=self.cfg.ft_lr,
                                           seed=self.cfg.seed, lora_vision=self.cfg.ft_vision),
-                           progress=lambda s, t, loss: (bar.update(s - bar.n), bar.set_postfix(loss=f"{loss:.3f}")))
+                           progress=lambda s, t, loss: (bar.update(s - bar.n), bar.set_postfix(loss=f"{loss:.3f}")),
+                           resume=True)
             bar.close()
             out[name] = log
         return out

@@ -13,6 +13,10 @@ visual grounding is weakest. The loss covers the answer tokens only (the
 prompt, the image tokens and the padding are masked), built with the model's
 own chat template — the same prompt the serving code uses.
 
+Interruptible: OUT/checkpoint.pt (trainable weights, optimizer, data order and RNG states)
+is written every `checkpoint_every` steps and when Ctrl-C arrives (at the next step
+boundary); `resume=True` continues bit for bit (tested against an uninterrupted run).
+
 Output: a peft adapter directory (`adapter_config.json` with
 `base_model_name_or_path` = the absolute base directory,
 `adapter_model.safetensors`) that `models.loader.load_model` serves directly
@@ -20,9 +24,12 @@ Output: a peft adapter directory (`adapter_config.json` with
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,6 +56,11 @@ class FinetuneConfig:
     lora_vision: bool = False          # also adapt the vision tower's attention/MLP (where a tiny VLM's errors live)
     full_vision: bool = False          # train the whole vision tower (small models only: it is saved in the adapter)
     threads: int | None = None
+    checkpoint_every: int = 50         # steps between resumable checkpoints (OUT/checkpoint.pt); 0: only on Ctrl-C
+
+
+CHECKPOINT = "checkpoint.pt"
+_NOT_TRAINING = ("threads", "checkpoint_every")  # settings a resumed run may change
 
 
 @dataclass
@@ -140,9 +152,50 @@ class _Encoder:
                 "pixel_values": torch.stack([pv for _, _, pv in items])}
 
 
+class _StopBetweenSteps:
+    """Ctrl-C (SIGINT) sets a flag the loop checks after each whole step, so the checkpoint it
+    then writes is never half a step; a second Ctrl-C stops at once (the last periodic checkpoint
+    remains). Outside the main thread signals cannot be caught and nothing is installed."""
+
+    def __enter__(self) -> "_StopBetweenSteps":
+        self.requested = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _trainable_state(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _save_checkpoint(path: Path, model, opt, step: int, rng: random.Random, order: list[int],
+                     history: list[float], fingerprint: dict) -> None:
+    """Everything the loop needs to continue bit for bit; written to a temporary file and renamed,
+    so a crash while saving leaves the previous checkpoint."""
+    tmp = path.with_suffix(".tmp")
+    torch.save({"step": step, "trainable": _trainable_state(model), "optimizer": opt.state_dict(),
+                "rng": rng.getstate(), "torch_rng": torch.get_rng_state(), "order": order, "history": history,
+                "fingerprint": fingerprint}, tmp)
+    tmp.replace(path)
+
+
 def finetune(base: str | Path, data: str | Path, out: str | Path, cfg: FinetuneConfig = FinetuneConfig(),
-             progress: Callable[[int, int, float], None] | None = None) -> dict:
-    """Train a LoRA adapter for `base` on `data`; write it to `out`; return the training log."""
+             progress: Callable[[int, int, float], None] | None = None, resume: bool = False) -> dict:
+    """Train a LoRA adapter for `base` on `data`; write it to `out`; return the training log.
+
+    Interruptible: a checkpoint is written every `cfg.checkpoint_every` steps and on Ctrl-C; with
+    `resume` the run continues from it and ends with the same adapter an uninterrupted run writes.
+    A checkpoint of a different base, data or configuration is refused rather than mixed in."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -168,30 +221,56 @@ def finetune(base: str | Path, data: str | Path, out: str | Path, cfg: FinetuneC
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
     steps_per_epoch = math.ceil(len(kept) / cfg.batch_size)
     total = cfg.max_steps or max(1, round(cfg.epochs * steps_per_epoch))
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / CHECKPOINT
+    fingerprint = {"base": str(base), "examples_used": len(kept), "total_steps": total,
+                   "config": {k: v for k, v in asdict(cfg).items() if k not in _NOT_TRAINING},
+                   "data": hashlib.sha256("\n".join(f"{e.image.name}\x00{e.question}\x00{e.answer}"
+                                                     for e in examples).encode()).hexdigest()[:16]}
+    history: list[float] = []
+    order: list[int] = []
+    first = 0
+    if resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        if ckpt["fingerprint"] != fingerprint:
+            raise ValueError(f"{ckpt_path} belongs to another run (base, data or settings differ); "
+                             "delete it or run without --resume")
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, value in ckpt["trainable"].items():
+                params[name].copy_(value)
+        opt.load_state_dict(ckpt["optimizer"])
+        rng.setstate(ckpt["rng"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        first, order, history = ckpt["step"], ckpt["order"], ckpt["history"]
     model.train()
     started = time.perf_counter()
-    history = []
-    order: list = []
-    for step in range(total):
-        if len(order) < cfg.batch_size:
-            more = kept[:]
-            rng.shuffle(more)
-            order += more
-        batch, order = order[:cfg.batch_size], order[cfg.batch_size:]
-        lr = cfg.lr * min(1.0, (step + 1) / max(1, total // 10)) * (0.5 * (1 + math.cos(math.pi * step / total)))
-        for g in opt.param_groups:
-            g["lr"] = lr
-        loss = model(**enc.collate(batch)).loss
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
-        opt.step()
-        history.append(round(float(loss.detach()), 4))
-        if progress:
-            progress(step + 1, total, float(loss.detach()))
+    with _StopBetweenSteps() as stop:
+        for step in range(first, total):
+            if len(order) < cfg.batch_size:
+                more = list(range(len(kept)))
+                rng.shuffle(more)
+                order += more
+            batch, order = [kept[i] for i in order[:cfg.batch_size]], order[cfg.batch_size:]
+            lr = cfg.lr * min(1.0, (step + 1) / max(1, total // 10)) * (0.5 * (1 + math.cos(math.pi * step / total)))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            loss = model(**enc.collate(batch)).loss
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+            opt.step()
+            history.append(round(float(loss.detach()), 4))
+            if progress:
+                progress(step + 1, total, float(loss.detach()))
+            if stop.requested:
+                _save_checkpoint(ckpt_path, model, opt, step + 1, rng, order, history, fingerprint)
+                raise KeyboardInterrupt(f"stopped after step {step + 1} of {total}; resume with --resume")
+            if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < total:
+                _save_checkpoint(ckpt_path, model, opt, step + 1, rng, order, history, fingerprint)
     model.eval()
-    out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
+    ckpt_path.unlink(missing_ok=True)
     cfg_path = out / "adapter_config.json"
     adapter_cfg = json.loads(cfg_path.read_text())
     adapter_cfg["base_model_name_or_path"] = str(base)

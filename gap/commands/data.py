@@ -89,7 +89,11 @@ def _finetune(args: argparse.Namespace, settings) -> int:
             bar.update(step - bar.n)
             bar.set_postfix(loss=f"{loss:.3f}")
 
-        result = finetune(base, Path(args.data), Path(args.out), cfg, progress=progress)
+        try:
+            result = finetune(base, Path(args.data), Path(args.out), cfg, progress=progress, resume=args.resume)
+        except KeyboardInterrupt as exc:
+            print(f"gap finetune: interrupted — {exc or 'no checkpoint written'}", file=sys.stderr)
+            return 130
     print(json.dumps(result))
     return 0
 
@@ -144,6 +148,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ft.add_argument("--rank", type=int, default=8)
     ft.add_argument("--batch-size", type=int, default=16)
     ft.add_argument("--seed", type=int, default=0)
+    ft.add_argument("--resume", action="store_true",
+                    help="continue from OUT/checkpoint.pt (written every 50 steps and on Ctrl-C)")
     ft.add_argument("--vision", choices=["none", "lora", "full"], default="lora",
                     help="the vision tower: frozen, LoRA-adapted (default) or fully trained (small models)")
     ft.set_defaults(func=_finetune)

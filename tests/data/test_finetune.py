@@ -96,3 +96,41 @@ async def test_vision_tower_adapters_are_saved_and_served(tmp_path):
             assert ans.honest
         finally:
             await model.aclose()
+
+
+def test_interrupted_finetune_resumes_to_the_same_adapter(tmp_path):
+    """Ctrl-C after step 3 of 6 writes a checkpoint; --resume finishes with exactly the adapter and
+    loss history of an uninterrupted run. A checkpoint of other settings is refused."""
+    import os
+    import signal
+
+    import pytest
+    from safetensors.torch import load_file
+
+    base = tmp_path / "base"
+    tok = build_tokenizer()
+    torch.manual_seed(0)
+    build_model(tok).save_pretrained(base)
+    build_processor(tok).save_pretrained(base)
+    data = _export(tmp_path, n=10)
+    cfg = FinetuneConfig(max_steps=6, batch_size=4, lr=5e-3, lora_vision=True, checkpoint_every=2)
+    whole = finetune(base, data, tmp_path / "whole", cfg)
+
+    def ctrl_c_after_3(step: int, total: int, loss: float) -> None:
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        finetune(base, data, out, cfg, progress=ctrl_c_after_3)
+    assert (out / "checkpoint.pt").exists() and not (out / "adapter_model.safetensors").exists()
+    with pytest.raises(ValueError, match="another run"):
+        finetune(base, data, out, FinetuneConfig(max_steps=6, batch_size=4, lr=1e-3, lora_vision=True), resume=True)
+    steps_seen = []
+    resumed = finetune(base, data, out, cfg, resume=True, progress=lambda s, t, loss: steps_seen.append(s))
+    assert steps_seen == [4, 5, 6] and not (out / "checkpoint.pt").exists()
+    log_whole = json.loads((tmp_path / "whole" / "finetune_log.json").read_text())
+    log_resumed = json.loads((out / "finetune_log.json").read_text())
+    assert log_resumed["loss_history"] == log_whole["loss_history"] and resumed["steps"] == whole["steps"] == 6
+    a, b = load_file(tmp_path / "whole" / "adapter_model.safetensors"), load_file(out / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
