@@ -577,9 +577,9 @@ def evaluate(counts: Counts, config: EvalConfig = EvalConfig(), pi_reliable: flo
     joint = None
     if config.joint_prior and config.prior == "eb" and keep.sum() >= config.joint_min_players:
         joint = _joint_fit(counts, config, pr, keep, parent, fit.pi)
-        upd = keep  # muted players keep their first-pass (Beta) estimates
-        fit.s_a[upd], fit.s_b[upd] = (v[upd] for v in _beta_moments(joint.s_mean, joint.s_var))
-        fit.f_a[upd], fit.f_b[upd] = (v[upd] for v in _beta_moments(joint.f_mean, joint.f_var))
+        # muted players keep their first-pass (Beta) estimates
+        fit.s_a[keep], fit.s_b[keep] = (v[keep] for v in _beta_moments(joint.s_mean, joint.s_var))
+        fit.f_a[keep], fit.f_b[keep] = (v[keep] for v in _beta_moments(joint.f_mean, joint.f_var))
         fit.pi, fit.pi_global, fit.prior_s, fit.prior_f = joint.pi, joint.pi_global, joint.prior_s, joint.prior_f
         fit.iterations += joint.iterations
     s = fit.s_a / (fit.s_a + fit.s_b)
@@ -593,7 +593,7 @@ def evaluate(counts: Counts, config: EvalConfig = EvalConfig(), pi_reliable: flo
         j_find, j_pass = joint.find_post, joint.pass_post
         if config.bootstrap > 0 and keep.sum() <= config.bootstrap_max_players:
             j_find, j_pass = _bootstrap_posteriors(counts, config, pr, keep, parent, joint)
-        find_post[upd], pass_post[upd] = j_find[upd], j_pass[upd]
+        find_post[keep], pass_post[keep] = j_find[keep], j_pass[keep]
     ns = counts.gold[:, TAINTED].sum(axis=1)
     return EvalResult(
         s_alpha=fit.s_a, s_beta=fit.s_b, f_alpha=fit.f_a, f_beta=fit.f_b, pi=pi, pi_global=fit.pi_global,
