@@ -309,7 +309,12 @@ async def _store_player_estimates(conn, result: EvalResult, counts: Counts, play
 
 async def player_model_data(db: Database) -> dict[str, np.ndarray]:
     """One observation per finished tainted session image on which a tainted answer was served:
-    success = the player flagged it; t = seconds used; k = position in the session."""
+    success = the player flagged it; t = seconds from the image being shown to the first verdict on a
+    tainted answer (the whole image time if none was judged); k = position in the session.
+
+    Why not the image's whole time: a flag ends the image, a pass lets the player ask on, so the
+    whole time is shorter *because* of success — γ then measured that, not how time pressure
+    affects judging (session 1 fitted γ ≈ 6.6 per second on sub-second simulated times)."""
     q = (
         select(T.session_images.c.id, T.sessions.c.player_id, T.session_images.c.image_id,
                T.session_images.c.position, T.session_images.c.served_at, T.session_images.c.ended_at,
@@ -326,6 +331,9 @@ async def player_model_data(db: Database) -> dict[str, np.ndarray]:
                                   "t": max(0.0, ((r.ended_at or 0) - (r.served_at or 0)) / 1000.0),
                                   "served_tainted": False, "success": False})
         if r.tainted:
+            if r.judged_at is not None and r.served_at is not None:
+                to_verdict = max(0.0, (r.judged_at - r.served_at) / 1000.0)
+                o["t"] = min(o["t"], to_verdict) if o["served_tainted"] else to_verdict
             o["served_tainted"] = True
             if is_flag(r.verdict, r.correction):
                 o["success"] = True

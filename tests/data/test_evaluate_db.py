@@ -157,3 +157,35 @@ def test_cli_evaluate_and_export(tmp_path, capsys):
     assert main(["export", "--database", url, "--format", "trl-sft", "--theta", "0.0", "--out", str(tmp_path / "x")]) == 0
     assert "examples" in capsys.readouterr().out
     assert (tmp_path / "x" / "train.jsonl").exists() and (tmp_path / "x" / "README.md").exists()
+
+
+async def test_player_model_time_is_time_to_the_first_tainted_verdict(service, clock, db):
+    """t must not be caused by the outcome: a flag ends the image, a pass lets the player go on, so
+    the image's whole time would be shorter *because* of success. t is the time to the first verdict
+    on a tainted answer."""
+    from game.evaluation_store import player_model_data
+
+    pid = await service.upsert_player(4321, "timer")
+    state = await service.start_or_resume(pid)
+    sid, expected = state["session_id"], []
+    for step in range(40):
+        if state["status"] != "playing":
+            break
+        ans = await service.ask(pid, sid, f"q{step}", "How many circles are there?")
+        async with db.read() as conn:
+            img_tainted = (await conn.execute(select(T.session_images.c.tainted)
+                                              .select_from(T.answers.join(T.session_images))
+                                              .where(T.answers.c.id == ans["answer_id"]))).scalar_one()
+        if not img_tainted:
+            clock.advance(2)
+            state = await service.verdict(pid, ans["answer_id"], f"v{step}", "wrong", "a correction")
+            continue
+        clock.advance(4)  # first verdict on the tainted answer after 4 s: a pass
+        state = await service.verdict(pid, ans["answer_id"], f"v{step}", "correct", None)
+        ans2 = await service.ask(pid, sid, f"q{step}b", "What color is the square?")
+        clock.advance(30)  # the flag comes 30 s later and ends the image
+        state = await service.verdict(pid, ans2["answer_id"], f"v{step}b", "wrong", "a correction")
+        expected.append(4.0)
+    data = await player_model_data(db)
+    assert expected and sorted(data["t"].tolist()) == expected
+    assert data["success"].all()  # every tainted image was flagged in the end
