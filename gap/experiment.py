@@ -6,7 +6,8 @@ so an interrupted run resumes at the first unfinished stage):
 1. ``pool``      — a fresh SQLite game database, procedural images with ground truth
                    (the "pool" seed range), the reliable pool measured with the base model;
 2. ``simulate``  — the real web app on a local port with the base model; the seeded
-                   population plays whole sessions over HTTP; the truth is saved;
+                   population plays whole sessions over HTTP; the truth is saved (journaled
+                   in OUT/simulation as it goes, so an interrupted stage continues its sessions);
 3. ``evaluate``  — `gap evaluate` (+ player model), scored against the truth: precision of
                    exported finds at θ, ECE of the find posteriors, Spearman of abilities;
 4. ``arms``      — the training sets, written by the product's exporter:
@@ -213,14 +214,16 @@ class Experiment:
             result = await simulate(server, self.token, self.db_url, self.cfg.players, seed=self.cfg.seed,
                                     sessions_per_player=self.cfg.sessions,
                                     concurrency=min(32 if self.cfg.standin else 16, self.cfg.players),
-                                    progress=lambda d, t: bar.update(d - bar.n), on_question=on_question)
+                                    progress=lambda d, t: bar.update(d - bar.n), on_question=on_question,
+                                    state_dir=self.out / "simulation")  # an interrupted stage resumes
         bar.close()
         (self.out / "truth.json").write_text(json.dumps(result.truth_json()))
         flags = sum(a.flagged for a in result.answers)
         mistakes = sum(a.mistake for a in result.answers)
         return {"players": len(result.players), "sessions": result.sessions, "answers": len(result.answers),
                 "flags": flags, "true_mistakes_served": mistakes, "errors": result.errors[:20],
-                "n_errors": len(result.errors)}
+                "n_errors": len(result.errors), "lost_answers": len(result.lost_answers),
+                "resumed_sessions": result.resumed_sessions}
 
     async def _standin(self):
         from sqlalchemy import select

@@ -11,6 +11,11 @@ the truth), slows down and tires over a session, and types corrections with
 occasional typos. The population and every decision come from one seed; the
 truth (player parameters and, per answer, whether the served answer really was
 wrong) is written for scoring.
+
+Long runs are interruptible and resumable: with a state directory every step is
+journaled before its request is sent (gap/simulation_state.py), a rerun skips
+the finished sessions and continues the interrupted ones, and requests left in
+doubt by a crash are settled by resending them with their request ids.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from typing import Any
 
 import aiohttp
 
+from gap.simulation_state import Journal, StateMismatch
 from models.scenes import Scene, answers_match, sample_question
 
 log = logging.getLogger("gap.simulation")
@@ -143,81 +149,171 @@ class Client:
         raise ApiError(503, "gave up")
 
 
+def _decide(player: SimPlayer, scene: Scene, qa_truth: str, qtype: str, served: str, position: int,
+            rng: random.Random) -> tuple[bool, bool, str | None]:
+    """(mistake, flagged, correction): the player's judgement of one served answer."""
+    mistake = not answers_match(served, qa_truth)
+    fresh = 1.0 - player.fatigue * position / 9.0
+    if player.kind in ("random", "spammer"):
+        p_flag = player.sensitivity
+    else:
+        p_flag = player.sensitivity * fresh if mistake else player.false_alarm
+    flagged = rng.random() < p_flag
+    correction = None
+    if flagged:
+        if player.kind == "spammer":
+            correction = "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(1, 6)))
+        elif player.kind == "random" or not mistake:
+            # flags without looking: a plausible-looking but arbitrary answer
+            other = sample_question(scene, random.Random(rng.random()), qtype).answer
+            correction = other if not answers_match(other, served) else qa_truth
+        else:
+            correction = qa_truth
+        if rng.random() < player.typo_rate:
+            correction = with_typo(correction, rng)
+    return mistake, flagged, correction
+
+
+async def send_verdict(client: Client, journal: Journal, intent: dict) -> dict | None:
+    """Send (or resend, with the same request id) a journaled verdict; record the server's answer.
+
+    Returns the new state, or None when the server refused it (the image was over:
+    the answer stays without a verdict and out of the truth). A network failure
+    leaves the intent pending, to be resent before the player's next session."""
+    answer = intent["answer"]
+    aid = answer["answer_id"]
+    try:
+        state = await client.call("POST", f"/api/answers/{aid}/verdict",
+                                  {"request_id": intent["rid"], "verdict": "wrong" if answer["flagged"] else "correct",
+                                   "correction": answer["correction"]})
+    except ApiError as exc:
+        if exc.status == 409 and "already been judged" in str(exc.body):
+            # judged by a request the server kept no record of: which verdict is unknown, so say it is lost
+            journal.write({"k": "lost", "p": intent["p"], "aid": aid})
+            return None
+        if exc.status in (404, 409):
+            journal.write({"k": "unjudged", "p": intent["p"], "aid": aid, "why": exc.status})
+            return None
+        raise
+    journal.write({"k": "judged", "p": intent["p"], "aid": aid})
+    return state
+
+
+async def settle_pending_verdict(client: Client, journal: Journal, telegram_id: int) -> None:
+    """After a crash or a failed request: learn whether the player's last verdict took effect."""
+    intent = journal.player(telegram_id).pending_verdict
+    if intent is not None:
+        await send_verdict(client, journal, intent)
+
+
+async def _current(client: Client) -> dict | None:
+    """The player's active session state (expired images advanced), or None when it has none."""
+    try:
+        return await client.call("GET", "/api/sessions/current")
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+async def _open_session(client: Client, journal: Journal, telegram_id: int, index: int) -> dict | None:
+    """The server state of the player's session `index`: resumed if the journal shows it started,
+    else started now. None when the started session turns out to be over already."""
+    log = journal.player(telegram_id)
+    if log.open_session is not None and log.open_session[0] == index:
+        sid = log.open_session[1]
+        state = await _current(client)
+        if state is None or state.get("session_id") != sid:
+            return None  # it ended (its last image timed out or was flagged) while we were away
+        return state
+    state = await client.call("POST", "/api/sessions")  # resumes the server's active session, if any
+    journal.write({"k": "start", "p": telegram_id, "s": index, "sid": state["session_id"]})
+    return state
+
+
 async def play_session(client: Client, player: SimPlayer, scenes: dict[str, Scene], rng: random.Random,
-                       speed: float, truths: list[AnswerTruth], on_question=None) -> dict:
-    """Play one whole session; returns its summary."""
-    state = await client.call("POST", "/api/sessions")
-    session_id = state["session_id"]
-    while state.get("status") == "playing" and state.get("image"):
+                       speed: float, journal: Journal, index: int, on_question=None) -> dict:
+    """Play (or, after an interruption, continue) the player's session `index`; returns its summary.
+
+    Every ask and verdict is journaled before it is sent (see gap/simulation_state.py)."""
+    tid = player.telegram_id
+    state = await _open_session(client, journal, tid, index)
+    session_id = journal.player(tid).open_session[1]
+    while state is not None and state.get("status") == "playing" and state.get("image"):
         image = state["image"]
         opaque = image["url"].rstrip("/").rsplit("/", 1)[-1]
         scene = scenes.get(opaque)
         position = int(image["index"])
+        earlier = image.get("answers") or []   # non-empty only when resuming this image
+        waiting = [a for a in earlier if a.get("verdict") is None]
+        carried = None
+        intent = journal.player(tid).pending_ask
+        if waiting and intent and (intent["sid"], intent["position"], intent["image"], intent["question"]) == (
+                session_id, position, opaque, waiting[0]["question"]):
+            carried = (intent, waiting[0])  # asked before the interruption, answered, not judged yet
+        budget = player.questions_per_image - (len(earlier) - len(waiting))
+        if scene is None or (waiting and carried is None):
+            budget = 0  # an answer we cannot judge blocks new questions: let the image time out
         moved_on = False
-        for q_no in range(player.questions_per_image if scene is not None else 0):
-            family = rng.choices(list(player.family_weights), weights=list(player.family_weights.values()))[0]
-            try:
-                qa = sample_question(scene, rng, family)
-            except ValueError:  # NoQuestion: this scene has no such thing (e.g. no text)
-                qa = sample_question(scene, rng, None)
-            if speed:
-                await asyncio.sleep(player.think_seconds * speed * rng.uniform(0.5, 1.5))
-            if on_question is not None:
-                on_question(opaque, qa)
-            try:
-                ans = await client.call("POST", f"/api/sessions/{session_id}/questions",
-                                        {"request_id": uuid.uuid4().hex, "text": qa.question})
-            except ApiError as exc:
-                if exc.status == 409:  # the image ended (deadline): the server moved on
-                    moved_on = True
-                    break
-                raise
-            mistake = not answers_match(ans["answer"], qa.answer)
-            fresh = 1.0 - player.fatigue * position / 9.0
-            if player.kind in ("random", "spammer"):
-                p_flag = player.sensitivity
+        for _ in range(max(1 if carried else 0, budget)):
+            if carried is not None:
+                ask, ans = carried
+                carried = None
+                ans = {"answer_id": ans["answer_id"], "answer": ans["answer"]}
             else:
-                p_flag = player.sensitivity * fresh if mistake else player.false_alarm
-            flagged = rng.random() < p_flag
-            correction = None
-            if flagged:
-                if player.kind == "spammer":
-                    correction = "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(1, 6)))
-                elif player.kind == "random" or not mistake:
-                    # flags without looking: a plausible-looking but arbitrary answer
-                    other = sample_question(scene, random.Random(rng.random()), qa.qtype).answer
-                    correction = other if not answers_match(other, ans["answer"]) else qa.answer
-                else:
-                    correction = qa.answer
-                if rng.random() < player.typo_rate:
-                    correction = with_typo(correction, rng)
-            try:
-                state = await client.call("POST", f"/api/answers/{ans['answer_id']}/verdict",
-                                          {"request_id": uuid.uuid4().hex, "verdict": "wrong" if flagged else "correct",
-                                           "correction": correction})
-            except ApiError as exc:
-                if exc.status == 409:
-                    moved_on = True
-                    break
-                raise
-            truths.append(AnswerTruth(answer_id=ans["answer_id"], telegram_id=player.telegram_id, image=opaque,
-                                      question=qa.question, family=qa.family, served=ans["answer"], truth=qa.answer,
-                                      mistake=mistake, flagged=flagged, correction=correction, position=position))
+                family = rng.choices(list(player.family_weights), weights=list(player.family_weights.values()))[0]
+                try:
+                    qa = sample_question(scene, rng, family)
+                except ValueError:  # NoQuestion: this scene has no such thing (e.g. no text)
+                    qa = sample_question(scene, rng, None)
+                if speed:
+                    await asyncio.sleep(player.think_seconds * speed * rng.uniform(0.5, 1.5))
+                if on_question is not None:
+                    on_question(opaque, qa)
+                ask = {"k": "ask", "p": tid, "s": index, "sid": session_id, "rid": uuid.uuid4().hex, "image": opaque,
+                       "position": position, "question": qa.question, "truth": qa.answer, "family": qa.family,
+                       "qtype": qa.qtype}
+                journal.write(ask)
+                try:
+                    ans = await client.call("POST", f"/api/sessions/{session_id}/questions",
+                                            {"request_id": ask["rid"], "text": qa.question})
+                except ApiError as exc:
+                    if exc.status == 409:  # the image ended (deadline): the server moved on
+                        moved_on = True
+                        break
+                    raise
+            mistake, flagged, correction = _decide(player, scene, ask["truth"], ask["qtype"], ans["answer"],
+                                                   position, rng)
+            truth = AnswerTruth(answer_id=ans["answer_id"], telegram_id=tid, image=opaque, question=ask["question"],
+                                family=ask["family"], served=ans["answer"], truth=ask["truth"], mistake=mistake,
+                                flagged=flagged, correction=correction, position=position)
+            verdict = {"k": "verdict", "p": tid, "s": index, "sid": session_id, "rid": uuid.uuid4().hex,
+                       "answer": asdict(truth)}
+            journal.write(verdict)
+            new_state = await send_verdict(client, journal, verdict)
+            if new_state is None:
+                moved_on = True
+                break
+            state = new_state
             if flagged:
                 moved_on = True
                 break
         if not moved_on:
-            # out of questions: wait for the image's server-side deadline, then resume (the server moves on)
+            # out of questions: wait for the image's server-side deadline, then look again (the server moves on)
             await asyncio.sleep(max(0.0, float(image.get("seconds_left") or 0.0)) + 0.05)
-            state = await client.call("POST", "/api/sessions")
-            if state.get("image") and state["image"]["index"] == position and state["session_id"] == session_id:
+            state = await _current(client)
+            if state and state.get("image") and state["image"]["index"] == position \
+                    and state["session_id"] == session_id:
                 await asyncio.sleep(0.2)
-                state = await client.call("POST", "/api/sessions")
+                state = await _current(client)
         elif state.get("session_id") == session_id and state.get("image") and state["image"]["index"] == position:
-            state = await client.call("POST", "/api/sessions")
-        if state.get("session_id") != session_id:
-            break
-    return await client.call("GET", f"/api/sessions/{session_id}/summary")
+            state = await _current(client)
+        if state is None or state.get("session_id") != session_id:
+            break  # the session is over (GET, unlike POST, never starts the next one)
+    summary = await client.call("GET", f"/api/sessions/{session_id}/summary")
+    journal.write({"k": "end", "p": tid, "s": index, "sid": session_id})
+    journal.sync()
+    return summary
 
 
 async def load_scenes(database_url: str) -> dict[str, Scene]:
@@ -244,49 +340,105 @@ class SimulationResult:
     sessions: int
     errors: list[str]
     seconds: float
+    lost_answers: list[str] = field(default_factory=list)  # verdicts sent whose fate is unknown: not in `answers`
+    resumed_sessions: int = 0                              # sessions an earlier, interrupted run had finished
 
     def truth_json(self) -> dict:
         return {"players": [asdict(p) | {"ability": p.ability} for p in self.players],
-                "answers": [asdict(a) for a in self.answers], "sessions": self.sessions, "errors": self.errors}
+                "answers": [asdict(a) for a in self.answers], "sessions": self.sessions, "errors": self.errors,
+                "lost_answers": self.lost_answers}
+
+
+async def _check_server_knows(http: aiohttp.ClientSession, server: str, bot_token: str, journal: Journal,
+                              players: list[SimPlayer]) -> None:
+    """Resuming against another database would mix truths: the server must know finished sessions."""
+    by_id = {p.telegram_id: p for p in players}
+    checked = 0
+    for tid, plog in journal.players.items():
+        if plog.last_ended is None or tid not in by_id or checked >= 3:
+            continue
+        checked += 1
+        try:
+            await Client(http, server, bot_token, by_id[tid]).call("GET", f"/api/sessions/{plog.last_ended}/summary")
+        except ApiError as exc:  # 409 (an errored session still open) proves the server knows it
+            if exc.status == 404:
+                raise StateMismatch(f"the server at {server} does not know session {plog.last_ended}, which "
+                                    f"{journal.directory} records as finished: a different database? Resume against "
+                                    f"the original server, or start afresh with another state directory") from exc
 
 
 async def simulate(server: str, bot_token: str, database_url: str, n_players: int, *, seed: int = 0,
                    sessions_per_player: int = 3, concurrency: int = 8, speed: float = 0.0,
-                   players: list[SimPlayer] | None = None, progress=None, on_question=None) -> SimulationResult:
-    """Run the population through `sessions_per_player` sessions each against `server`."""
+                   players: list[SimPlayer] | None = None, progress=None, on_question=None,
+                   state_dir: Path | str | None = None) -> SimulationResult:
+    """Run the population through `sessions_per_player` sessions each against `server`.
+
+    With `state_dir` the run is resumable: everything is journaled there as it
+    happens (gap/simulation_state.py), and a later call with the same arguments
+    skips the finished sessions, continues the interrupted ones and returns the
+    truth of the whole simulation. Cancelling (Ctrl-C) leaves the state consistent."""
     started = time.perf_counter()
     scenes = await load_scenes(database_url)
     if not scenes:
         raise RuntimeError("no images with ground-truth scenes in the database (run `gap images generate N`)")
     players = players or make_population(n_players, seed)
-    truths: list[AnswerTruth] = []
-    errors: list[str] = []
-    done = 0
+    journal = Journal.open(state_dir, {"seed": seed, "players": len(players), "sessions": sessions_per_player},
+                           [asdict(p) for p in players])
+    total = len(players) * sessions_per_player
     sem = asyncio.Semaphore(concurrency)
     timeout = aiohttp.ClientTimeout(total=120)
-    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=concurrency * 2)) as http:
-        async def run_player(p: SimPlayer) -> None:
-            nonlocal done
-            rng = random.Random(f"player:{seed}:{p.telegram_id}")
-            client = Client(http, server, bot_token, p)
-            for _ in range(sessions_per_player):
-                async with sem:
-                    try:
-                        await play_session(client, p, scenes, rng, speed, truths, on_question)
-                    except (ApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                        errors.append(f"player {p.telegram_id}: {exc}")
-                        log.warning("simulated player %s: %s", p.telegram_id, exc)
-                done += 1
+    try:
+        async with aiohttp.ClientSession(timeout=timeout,
+                                         connector=aiohttp.TCPConnector(limit=concurrency * 2)) as http:
+            if journal.sessions:
+                await _check_server_knows(http, server, bot_token, journal, players)
                 if progress:
-                    progress(done, len(players) * sessions_per_player)
+                    progress(journal.sessions, total)
 
-        await asyncio.gather(*(run_player(p) for p in players))
-    return SimulationResult(players=players, answers=truths, sessions=done, errors=errors,
-                            seconds=time.perf_counter() - started)
+            async def run_player(p: SimPlayer) -> None:
+                plog = journal.player(p.telegram_id)
+                # a resumed player draws fresh decisions, not a replay of the stream it already used
+                rng = random.Random(f"player:{seed}:{p.telegram_id}" + (f":{plog.lines}" if plog.lines else ""))
+                client = Client(http, server, bot_token, p)
+                while plog.finished < sessions_per_player:
+                    index = plog.finished
+                    async with sem:
+                        try:
+                            await settle_pending_verdict(client, journal, p.telegram_id)
+                            await play_session(client, p, scenes, rng, speed, journal, index, on_question)
+                        except (ApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                            log.warning("simulated player %s: %s", p.telegram_id, exc)
+                            journal.write({"k": "end", "p": p.telegram_id, "s": index,
+                                           "sid": plog.open_session[1] if plog.open_session else None,
+                                           "error": str(exc) or type(exc).__name__})
+                    if progress:
+                        progress(journal.sessions, total)
+                try:  # a verdict left in doubt by a failed request: ask the server once more
+                    await settle_pending_verdict(client, journal, p.telegram_id)
+                except (ApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                    log.warning("simulated player %s: %s", p.telegram_id, exc)
+
+            await asyncio.gather(*(run_player(p) for p in players))
+    finally:
+        journal.close()
+    answers = [AnswerTruth(**a) for a in journal.judged.values()]
+    return SimulationResult(players=players, answers=answers, sessions=journal.sessions, errors=journal.errors,
+                            seconds=time.perf_counter() - started, lost_answers=journal.lost_answers(),
+                            resumed_sessions=journal.resumed_sessions)
+
+
+def default_state_dir(truth_out: str | None) -> Path | None:
+    """Where `gap simulate` keeps its journal unless --state says: next to the truth file."""
+    return Path(str(truth_out) + ".state") if truth_out else None
 
 
 def run_simulation_cli(args: argparse.Namespace, settings) -> int:
-    """`gap simulate`: prints a one-line report; --truth-out writes the truth JSON."""
+    """`gap simulate`: prints a one-line report; --truth-out writes the truth JSON.
+
+    Resumable when it has a state directory (--state, or `<truth-out>.state`): rerun
+    the same command after Ctrl-C or a crash and it continues where it stopped."""
+    import sys
+
     from tqdm import tqdm
 
     token = args.bot_token or (settings.bot_token.get_secret_value() if settings.bot_token else None)
@@ -294,19 +446,42 @@ def run_simulation_cli(args: argparse.Namespace, settings) -> int:
         print("gap simulate: a bot token is needed to sign initData (--bot-token or GAP_BOT_TOKEN)")
         return 2
     url = args.database or settings.database_url
+    state = Path(args.state) if getattr(args, "state", None) else default_state_dir(args.truth_out)
+    if state is None:
+        print("note: without --state or --truth-out this run cannot be resumed", file=sys.stderr)
+    elif (state / "journal.jsonl").exists():
+        print(f"resuming from {state}", file=sys.stderr)
     bar = tqdm(total=args.players * args.sessions, desc="sessions", unit="session")
 
     def progress(done: int, total: int) -> None:
         bar.update(done - bar.n)
 
-    result = asyncio.run(simulate(args.server, token, url, args.players, seed=args.seed,
-                                  sessions_per_player=args.sessions, concurrency=args.concurrency,
-                                  speed=args.speed, progress=progress))
+    try:
+        result = asyncio.run(simulate(args.server, token, url, args.players, seed=args.seed,
+                                      sessions_per_player=args.sessions, concurrency=args.concurrency,
+                                      speed=args.speed, progress=progress, state_dir=state))
+    except StateMismatch as exc:
+        bar.close()
+        print(f"gap simulate: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        bar.close()
+        if state is None:
+            print("\ninterrupted; no state was kept (give --state DIR or --truth-out to make runs resumable)",
+                  file=sys.stderr)
+        else:
+            # (not echoing argv: it may hold --bot-token)
+            print(f"\ninterrupted after {bar.n} of {bar.total} sessions; the state in {state} is consistent "
+                  f"(at most the sessions in flight are incomplete). Resume by rerunning the same command "
+                  f"(same --seed, --players, --sessions and --state/--truth-out).", file=sys.stderr)
+        return 130
     bar.close()
     flags = sum(a.flagged for a in result.answers)
-    print(f"simulated {len(result.players)} players, {result.sessions} sessions, {len(result.answers)} judged answers "
-          f"({flags} flags) in {result.seconds:.1f} s; errors: {len(result.errors)}")
+    print(f"simulated {len(result.players)} players, {result.sessions} sessions "
+          f"({result.resumed_sessions} from an earlier run), {len(result.answers)} judged answers "
+          f"({flags} flags) in {result.seconds:.1f} s; errors: {len(result.errors)}; "
+          f"lost answers: {len(result.lost_answers)}")
     if args.truth_out:
         Path(args.truth_out).write_text(json.dumps(result.truth_json()))
         print(f"truth written to {args.truth_out}")
-    return 0 if not result.errors else 1
+    return 0 if not result.errors and not result.lost_answers else 1

@@ -132,6 +132,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     si.add_argument("--sessions", type=int, default=3, help="sessions per player")
     si.add_argument("--bot-token", help="signs initData (default: GAP_BOT_TOKEN)")
     si.add_argument("--truth-out", help="JSON file for the simulated population's truth")
+    si.add_argument("--state", help="directory journaling the run as it goes, so that rerunning the same command "
+                                    "resumes it after Ctrl-C or a crash (default: <truth-out>.state)")
     si.add_argument("--concurrency", type=int, default=8)
     si.add_argument("--speed", type=float, default=0.0,
                     help="seconds of real waiting per simulated second of thinking (0: no waiting)")
