@@ -47,6 +47,7 @@ class ExperimentConfig:
     players: int = 40
     sessions: int = 3
     image_seconds: float = 2.0
+    think_speed: float | None = None    # real seconds per simulated second of thinking; None: image_seconds / 120
     theta: float = 0.8
     eval_per_type: int = 40
     ft_epochs: float = 3.0
@@ -215,7 +216,11 @@ class Experiment:
                                     sessions_per_player=self.cfg.sessions,
                                     concurrency=min(32 if self.cfg.standin else 16, self.cfg.players),
                                     progress=lambda d, t: bar.update(d - bar.n), on_question=on_question,
-                                    state_dir=self.out / "simulation")  # an interrupted stage resumes
+                                    state_dir=self.out / "simulation",  # an interrupted stage resumes
+                                    # players think on the game's clock, shrunk like its deadline, so the
+                                    # times the server records (the player model's t) mean something
+                                    speed=self.cfg.image_seconds / 120 if self.cfg.think_speed is None
+                                    else self.cfg.think_speed)
         bar.close()
         (self.out / "truth.json").write_text(json.dumps(result.truth_json()))
         flags = sum(a.flagged for a in result.answers)
