@@ -26,7 +26,6 @@ from models.base import BadImage, ModelAnswer, ModelError
 from models.batching import MicroBatcher
 from models.fast_inputs import FastClipInputs
 from models.images import decode_image
-from models.scenes import CANT_TELL
 from models.taint import TAINT_INSTRUCTION, acceptable_taint, alternatives, clean_answer
 
 log = logging.getLogger(__name__)

@@ -29,12 +29,18 @@ def _export(tmp_path, n=12):
     return data
 
 
-async def test_finetune_writes_an_adapter_the_loader_serves(tmp_path):
+def _base_model(tmp_path):
+    """A freshly initialised (untrained) tiny Llava of the embedded architecture, saved."""
     base = tmp_path / "base"
     tok = build_tokenizer()
     torch.manual_seed(0)
     build_model(tok).save_pretrained(base)
     build_processor(tok).save_pretrained(base)
+    return base
+
+
+async def test_finetune_writes_an_adapter_the_loader_serves(tmp_path):
+    base = _base_model(tmp_path)
     data = _export(tmp_path)
     assert len(read_examples(data)) == 13
     out = tmp_path / "adapter"
@@ -65,11 +71,7 @@ async def test_finetune_writes_an_adapter_the_loader_serves(tmp_path):
 async def test_vision_tower_adapters_are_saved_and_served(tmp_path):
     """`--vision lora` adds LoRA to the vision tower; `--vision full` saves the whole tower in the adapter.
     Either way the loader must serve it, and the saved vision weights must differ from the base."""
-    base = tmp_path / "base"
-    tok = build_tokenizer()
-    torch.manual_seed(0)
-    build_model(tok).save_pretrained(base)
-    build_processor(tok).save_pretrained(base)
+    base = _base_model(tmp_path)
     data = _export(tmp_path, n=8)
     from safetensors.torch import load_file
 
@@ -107,11 +109,7 @@ def test_interrupted_finetune_resumes_to_the_same_adapter(tmp_path):
     import pytest
     from safetensors.torch import load_file
 
-    base = tmp_path / "base"
-    tok = build_tokenizer()
-    torch.manual_seed(0)
-    build_model(tok).save_pretrained(base)
-    build_processor(tok).save_pretrained(base)
+    base = _base_model(tmp_path)
     data = _export(tmp_path, n=10)
     cfg = FinetuneConfig(max_steps=6, batch_size=4, lr=5e-3, lora_vision=True, checkpoint_every=2)
     whole = finetune(base, data, tmp_path / "whole", cfg)

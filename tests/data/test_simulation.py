@@ -8,12 +8,10 @@ from sqlalchemy import func, select
 
 from game import tables as T
 from game.db import Database
-from game.images import set_reliability
-from game.migrate import upgrade
-from gap.commands.images import generate_pool
 from gap.local_server import running_server
 from gap.settings import load_settings
 from gap.simulation import make_population, simulate, with_typo
+from tests.data.game_pool import make_game
 
 TOKEN = "123456:SIM-token-for-tests"
 
@@ -38,14 +36,7 @@ def test_typos_change_one_character():
 
 
 async def test_simulated_players_play_whole_sessions_over_http(tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path / 'sim.sqlite3'}"
-    upgrade(url)
-    db = Database(url)
-    await generate_pool(db, 16, seed=5)
-    async with db.read() as conn:
-        ids = [r[0] for r in (await conn.execute(select(T.images.c.id))).all()]
-    await set_reliability(db, {i: (1.0 if n % 2 == 0 else 0.2) for n, i in enumerate(ids)}, 0.8)
-    await db.dispose()
+    url = await make_game(tmp_path)
     settings = load_settings(database_url=url, bot_token=TOKEN, model="fake:0", image_seconds=1.0)
     async with running_server(settings) as server:
         result = await simulate(server, TOKEN, url, 6, seed=1, sessions_per_player=1, concurrency=6)
