@@ -28,6 +28,7 @@ import asyncio
 import json
 import random
 import secrets
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,10 @@ def _bar(desc: str, total: int | None = None):
     return tqdm(total=total, desc=desc, unit="step", mininterval=1.0, leave=False)
 
 
+class ExperimentMismatch(ValueError):
+    """The output directory holds a run made with other settings."""
+
+
 class Experiment:
     def __init__(self, out: Path, base_model: str, cfg: ExperimentConfig, log: Callable[[str], None] = print):
         self.out = Path(out)
@@ -111,9 +116,11 @@ class Experiment:
         if not path.exists():
             path.write_text(config)
         elif path.read_text() != config:
-            # the finished stages keep the settings they ran with; say so instead of hiding it
-            self.log(f"note: {path} differs from this invocation's settings; finished stages keep theirs")
-            (self.out / "config-resumed.json").write_text(config)
+            # resuming would mix stages of two different runs into one report: refuse
+            before, now = json.loads(path.read_text()), json.loads(config)
+            diff = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+            raise ExperimentMismatch(f"{self.out} holds a run with other settings ({', '.join(diff)}); "
+                                     "resume it with the same arguments, or use another --out")
 
     def settings(self):
         from gap.settings import load_settings
@@ -586,7 +593,11 @@ def run_experiment_cli(args: argparse.Namespace, settings) -> int:
         if getattr(args, name, None):
             kw[key] = getattr(args, name)
     cfg = ExperimentConfig.small(**kw) if args.small else ExperimentConfig(**kw)
-    exp = Experiment(Path(args.out), args.base or settings.model, cfg)
+    try:
+        exp = Experiment(Path(args.out), args.base or settings.model, cfg)
+    except ExperimentMismatch as exc:
+        print(f"gap experiment: {exc}", file=sys.stderr)
+        return 2
     results = exp.run()
     print((Path(args.out) / "REPORT.md").read_text())
     return 0 if results else 1

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gap.experiment import ARMS, Experiment, ExperimentConfig
+from gap.experiment import ARMS, Experiment, ExperimentConfig, ExperimentMismatch
 from gap.settings import EMBEDDED_MODEL_DIR
 
 pytestmark = pytest.mark.slow
@@ -41,3 +41,7 @@ def test_small_closed_loop_runs_and_resumes(tmp_path: Path):
     again = Experiment(tmp_path, str(EMBEDDED_MODEL_DIR), cfg, log=logs.append).run()
     assert all("done earlier" in line for line in logs)
     assert again["heldout"] == results["heldout"]
+    # a run with other settings in the same directory would mix two runs into one report: refused
+    with pytest.raises(ExperimentMismatch, match="players"):
+        Experiment(tmp_path, str(EMBEDDED_MODEL_DIR), ExperimentConfig.small(
+            pool_images=24, players=7, sessions=1, eval_per_type=3, ft_max_steps=4, ft_min_steps=2, image_seconds=1.0))
