@@ -122,6 +122,7 @@ class TransformersVQA:
         # projected image features per decoded image (the fast path's Llava + CLIP only): players ask
         # several questions about one image, and the vision tower was ~40% of a batch's time
         self._features: collections.OrderedDict[int, tuple[Image.Image, torch.Tensor]] = collections.OrderedDict()
+        self.feature_cache_size = IMAGE_CACHE_SIZE
         self._token_seq_cache: dict[str, list[list[int]]] = {}
         self.batcher: MicroBatcher[_Request, _Result] = MicroBatcher(
             self._run_batch, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
@@ -225,19 +226,25 @@ class TransformersVQA:
         input path, where the processor is known to give nothing but ids, mask and pixels."""
         if self._fast_inputs is None or set(inputs) != {"input_ids", "attention_mask", "pixel_values"}:
             return inputs
-        misses = [i for i, im in enumerate(images) if self._features.get(id(im), (None,))[0] is not im]
+        pooled: dict[int, torch.Tensor] = {}
+        misses = []
+        for i, im in enumerate(images):
+            hit = self._features.get(id(im))
+            if hit is not None and hit[0] is im:
+                self._features.move_to_end(id(im))
+                pooled[i] = hit[1]
+            else:
+                misses.append(i)
         if misses:
             out = self.model.get_image_features(pixel_values=inputs["pixel_values"][misses], return_dict=True)
             for i, feats in zip(misses, out.pooler_output):
+                pooled[i] = feats
                 self._features[id(images[i])] = (images[i], feats)  # holding the image keeps its id unique
-                if len(self._features) > IMAGE_CACHE_SIZE:
-                    self._features.popitem(last=False)
-        pooled = []
-        for im in images:
-            self._features.move_to_end(id(im))
-            pooled.append(self._features[id(im)][1])
+                if len(self._features) > self.feature_cache_size:
+                    self._features.popitem(last=False)  # may be one of this batch's: `pooled` holds it
+        features = [pooled[i] for i in range(len(images))]
         return {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"],
-                "mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=pooled)}}
+                "mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=features)}}
 
     def _decode_new(self, out: torch.Tensor, prompt_len: int) -> list[str]:
         return [clean_answer(t) for t in self.tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)]

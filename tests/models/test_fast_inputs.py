@@ -58,3 +58,21 @@ def test_cached_image_features_give_the_same_answers_and_scores(embedded):
         assert answers == [want_answers[i] for i in order]
         assert torch.allclose(scores, want_scores[order], atol=1e-5)
     assert len(embedded._features) == len(images)
+
+
+def test_feature_cache_smaller_than_a_batch_evicts_safely(embedded):
+    """A batch whose misses push its own hits out of a full cache (the experiment's 1,000-image pool
+    met this with the real 256-image cache: KeyError, "the model failed to answer")."""
+    images = [embedded._image(render_png(scene_from_seed("heldout", 60 + i, "complex"), 384)) for i in range(6)]
+    questions = ["How many objects are there?"] * 6
+    want, _ = embedded._generate_with_first_scores(embedded._inputs(images, questions))
+    size, embedded.feature_cache_size = embedded.feature_cache_size, 3
+    try:
+        embedded._features.clear()
+        embedded._with_image_features(images[:3], embedded._inputs(images[:3], questions[:3]))  # cache full
+        got, _ = embedded._generate_with_first_scores(
+            embedded._with_image_features(images, embedded._inputs(images, questions)))  # 3 hits, 3 misses
+        assert got == want and len(embedded._features) == 3
+    finally:
+        embedded.feature_cache_size = size
+        embedded._features.clear()
