@@ -94,6 +94,13 @@ def _bar(desc: str, total: int | None = None):
     return tqdm(total=total, desc=desc, unit="step", mininterval=1.0, leave=False)
 
 
+def _mean_se(by_type: dict[str, float], n_per_type: int) -> float:
+    """Standard error of a mean of per-type accuracies, each over `n_per_type` questions (binomial)."""
+    if not by_type:
+        return 0.0
+    return sum(p * (1 - p) / n_per_type for p in by_type.values()) ** 0.5 / len(by_type)
+
+
 class ExperimentMismatch(ValueError):
     """The output directory holds a run made with other settings."""
 
@@ -482,20 +489,36 @@ class Experiment:
         ev, held, arms = r["evaluate"], r["heldout"]["models"], r["arms"]["arms"]
         base = held["base"]["mean"]
         gain = {k: {c: v["mean"][c] - base[c] for c in v["mean"]} for k, v in held.items()}
-        rows = ["| model | training examples | simple | complex | Δ complex vs base |", "|---|---:|---:|---:|---:|"]
+        per_q = r["heldout"].get("per_type") or self.cfg.eval_per_type
+        se = {k: _mean_se(v["by_type"].get("complex", {}), per_q) for k, v in held.items()}
+        se_gain = {k: (se[k] ** 2 + se["base"] ** 2) ** 0.5 for k in held}
+        rows = ["| model | training examples | simple | complex | Δ complex vs base | ± 95 % (sampling) |",
+                "|---|---:|---:|---:|---:|---:|"]
         for name in ("base",) + ARMS:
             if name not in held:
-                rows.append(f"| {name} | {arms.get(name, {}).get('examples', 0)} | – | – | not trained (no examples) |")
+                rows.append(f"| {name} | {arms.get(name, {}).get('examples', 0)} | – | – | not trained (no examples) | – |")
                 continue
             m = held[name]["mean"]
             n = arms[name]["examples"] if name in arms else 0
             rows.append(f"| {name} | {n} | {m['simple']:.1%} | {m['complex']:.1%} | "
-                        f"{(m['complex'] - base['complex']) * 100:+.1f} pts |")
+                        f"{(m['complex'] - base['complex']) * 100:+.1f} pts | "
+                        f"{'–' if name == 'base' else f'±{1.96 * se_gain[name] * 100:.1f}'} |")
         g_gap = gain.get("gap", {}).get("complex")
         g_rand = gain.get("random", {}).get("complex")
 
         def check(ok: bool | None) -> str:
             return "n/a" if ok is None else ("met" if ok else "NOT met")
+
+        def check_ratio() -> str:
+            """GAP gain ≥ 2 × random gain, judged against sampling noise: 'met' only when the GAP gain is
+            positive and exceeds twice the random gain by more than the 95 % interval of that difference."""
+            if g_gap is None or g_rand is None:
+                return "n/a"
+            diff = g_gap - 2 * max(g_rand, 0.0)
+            noise = 1.96 * (se_gain["gap"] ** 2 + (4 * se_gain["random"] ** 2 if g_rand > 0 else 0.0)) ** 0.5
+            if diff > noise and g_gap > 1.96 * se_gain["gap"]:
+                return "met"
+            return "NOT met" if diff < -noise else f"not shown (difference {diff * 100:+.1f} ± {noise * 100:.1f} pts)"
 
         prec, ece, sp = ev.get("precision_at_theta"), ev.get("ece"), ev.get("spearman_ability")
         targets = [
@@ -511,7 +534,7 @@ class Experiment:
             f"{'n/a' if g_gap is None else f'{g_gap * 100:+.1f} pts'} | {check(None if g_gap is None else g_gap >= 0.10)} |",
             f"| GAP gain ≥ 2 × random-pairs gain | "
             f"{'n/a' if g_gap is None or g_rand is None else f'{g_gap * 100:+.1f} vs {g_rand * 100:+.1f} pts'} | "
-            f"{check(None if g_gap is None or g_rand is None else (g_gap > 0 and g_gap >= 2 * max(g_rand, 0)))} |",
+            f"{check_ratio()} |",
         ]
         plot = self._plot(held)
         types = sorted({t for v in held.values() for t in v["by_type"].get("complex", {})})
