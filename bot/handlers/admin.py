@@ -116,12 +116,18 @@ async def pool(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 # --------------------------------------------------------------------- /export
-def parse_export_args(args: list[str], default_theta: float) -> tuple[str, float]:
-    """`/export [format] [theta]` in either order; raises ValueError with a usage hint."""
-    fmt, theta = "sharegpt", default_theta
-    for arg in args[:2]:
+def parse_export_args(args: list[str], default_theta: float) -> tuple[str, float, bool]:
+    """`/export [format] [theta] [confirmed]` in any order; raises ValueError with a usage hint.
+    `confirmed` adds the answers trusted players judged correct (`gap export --confirmed`)."""
+    fmt, theta, confirmed = "sharegpt", default_theta, False
+    if len(args) > 3:
+        raise ValueError("too many arguments")
+    for arg in args:
         if arg.lower() in EXPORT_FORMATS:
             fmt = arg.lower()
+            continue
+        if arg.lower() == "confirmed":
+            confirmed = True
             continue
         try:
             value = float(arg)
@@ -130,25 +136,23 @@ def parse_export_args(args: list[str], default_theta: float) -> tuple[str, float
         if not 0.0 <= value <= 1.0:
             raise ValueError("theta must be between 0 and 1")
         theta = value
-    if len(args) > 2:
-        raise ValueError("too many arguments")
-    return fmt, theta
+    return fmt, theta, confirmed
 
 
 @admin_only
 async def export(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     deps = deps_of(context)
     try:
-        fmt, theta = parse_export_args(list(context.args or []), deps.settings.theta)
+        fmt, theta, confirmed = parse_export_args(list(context.args or []), deps.settings.theta)
     except ValueError as exc:
-        await _reply(update, f"Usage: /export [{'|'.join(EXPORT_FORMATS)}] [theta 0..1] — {exc}.")
+        await _reply(update, f"Usage: /export [{'|'.join(EXPORT_FORMATS)}] [theta 0..1] [confirmed] — {exc}.")
         return
     from bot.exporting import export_file  # the data pipeline's exporter, wrapped
 
-    path, count = await export_file(deps, fmt, theta)
+    path, count = await export_file(deps, fmt, theta, confirmed=confirmed)
     assert update.effective_chat is not None
     size = path.stat().st_size
-    caption = f"{fmt} export at θ={theta:g}: {count} items"
+    caption = f"{fmt} export at θ={theta:g}{' with confirmations' if confirmed else ''}: {count} items"
     if size > deps.max_document_bytes:
         await _reply(update, f"{caption}. The file is too large to send ({size / 1e6:.1f} MB); it is on the server at {path.resolve()}")
         return

@@ -98,6 +98,12 @@ async def test_export_sends_a_zip_document_with_the_training_data(make_world):
         assert first["correct_answer"] == "green" and first["question"] == "What colour is the circle?"
         assert "README.md" in zf.namelist() and any(n.startswith("images/") for n in zf.namelist())
 
+    mark = world.mark()  # with confirmations (answers judged correct; the exporter's own test checks which)
+    await world.say(ADMIN_ID, "/export confirmed vqa 0")
+    doc = await world.reply_to(ADMIN_ID, "sendDocument", mark, timeout=60)
+    assert "with confirmations" in doc.params["caption"] and "-confirmed-" in doc.files["document"].filename
+    assert int(doc.params["caption"].split(": ")[1].split()[0]) >= count
+
     world.runtime.deps.max_document_bytes = 100  # an operator's limit smaller than this export
     mark = world.mark()
     await world.say(ADMIN_ID, "/export dpo 0")

@@ -74,6 +74,7 @@ async def test_bad_buttons_and_admin_bad_arguments(make_world):
     assert "Usage: /broadcast" in await reply_text(world, ADMIN_ID, "/broadcast")
     assert "Usage: /export" in await reply_text(world, ADMIN_ID, "/export 2.5")
     assert "Usage: /export" in await reply_text(world, ADMIN_ID, "/export vqa 0.5 extra")
+    assert "Usage: /export" in await reply_text(world, ADMIN_ID, "/export vqa 0.5 confirmed extra")
     # the same refusal as an unknown command for a non-admin pressing an admin button
     mark = world.mark()
     await world.click(user, "b|y|deadbeef", message)
