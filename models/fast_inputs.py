@@ -10,12 +10,13 @@ directory) keeps the processor path.
 """
 from __future__ import annotations
 
-import collections
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
+
+from models.identity_lru import IdentityLRU
 
 
 class FastClipInputs:
@@ -27,8 +28,7 @@ class FastClipInputs:
         self.crop_h, self.crop_w = crop
         self.scale = (rescale / std).astype(np.float32)
         self.offset = (mean / std).astype(np.float32)
-        self.cache_size = 256
-        self._cache: collections.OrderedDict[int, tuple[Image.Image, np.ndarray]] = collections.OrderedDict()
+        self._cache: IdentityLRU[np.ndarray] = IdentityLRU(256)
 
     @classmethod
     def for_processor(cls, processor: Any) -> "FastClipInputs | None":
@@ -53,19 +53,16 @@ class FastClipInputs:
     def _pixels(self, img: Image.Image) -> np.ndarray:
         """Normalised crop of one image, memoised per image object: the backend caches decoded images,
         and players ask several questions about the same one."""
-        hit = self._cache.get(id(img))
-        if hit is not None and hit[0] is img:
-            self._cache.move_to_end(id(img))
-            return hit[1]
+        hit = self._cache.get(img)
+        if hit is not None:
+            return hit
         rgb = np.asarray(img.convert("RGB"), dtype=np.float32)
         height, width = rgb.shape[:2]
         if height < self.crop_h or width < self.crop_w:
             raise ValueError("image smaller than the crop")
         top, left = (height - self.crop_h) // 2, (width - self.crop_w) // 2
         pixels = rgb[top:top + self.crop_h, left:left + self.crop_w] * self.scale - self.offset
-        self._cache[id(img)] = (img, pixels)  # holding the image keeps its id from being reused
-        if len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        self._cache.put(img, pixels)
         return pixels
 
     def __call__(self, images: list[Image.Image], prompts: list[str]) -> dict[str, torch.Tensor]:

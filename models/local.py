@@ -25,6 +25,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from models.base import BadImage, ModelAnswer, ModelError
 from models.batching import MicroBatcher
 from models.fast_inputs import FastClipInputs
+from models.identity_lru import IdentityLRU
 from models.images import decode_image
 from models.taint import TAINT_INSTRUCTION, acceptable_taint, alternatives, clean_answer
 
@@ -121,8 +122,7 @@ class TransformersVQA:
         self._prompt_parts: tuple[str, ...] | None = None
         # projected image features per decoded image (the fast path's Llava + CLIP only): players ask
         # several questions about one image, and the vision tower was ~40% of a batch's time
-        self._features: collections.OrderedDict[int, tuple[Image.Image, torch.Tensor]] = collections.OrderedDict()
-        self.feature_cache_size = IMAGE_CACHE_SIZE
+        self._features: IdentityLRU[torch.Tensor] = IdentityLRU(IMAGE_CACHE_SIZE)
         self._token_seq_cache: dict[str, list[list[int]]] = {}
         self.batcher: MicroBatcher[_Request, _Result] = MicroBatcher(
             self._run_batch, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
@@ -229,19 +229,16 @@ class TransformersVQA:
         pooled: dict[int, torch.Tensor] = {}
         misses = []
         for i, im in enumerate(images):
-            hit = self._features.get(id(im))
-            if hit is not None and hit[0] is im:
-                self._features.move_to_end(id(im))
-                pooled[i] = hit[1]
+            hit = self._features.get(im)
+            if hit is not None:
+                pooled[i] = hit
             else:
                 misses.append(i)
         if misses:
             out = self.model.get_image_features(pixel_values=inputs["pixel_values"][misses], return_dict=True)
             for i, feats in zip(misses, out.pooler_output):
                 pooled[i] = feats
-                self._features[id(images[i])] = (images[i], feats)  # holding the image keeps its id unique
-                if len(self._features) > self.feature_cache_size:
-                    self._features.popitem(last=False)  # may be one of this batch's: `pooled` holds it
+                self._features.put(images[i], feats)  # may evict one of this batch's: `pooled` holds it
         features = [pooled[i] for i in range(len(images))]
         return {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"],
                 "mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=features)}}

@@ -66,7 +66,7 @@ def test_feature_cache_smaller_than_a_batch_evicts_safely(embedded):
     images = [embedded._image(render_png(scene_from_seed("heldout", 60 + i, "complex"), 384)) for i in range(6)]
     questions = ["How many objects are there?"] * 6
     want, _ = embedded._generate_with_first_scores(embedded._inputs(images, questions))
-    size, embedded.feature_cache_size = embedded.feature_cache_size, 3
+    size, embedded._features.size = embedded._features.size, 3
     try:
         embedded._features.clear()
         embedded._with_image_features(images[:3], embedded._inputs(images[:3], questions[:3]))  # cache full
@@ -74,5 +74,5 @@ def test_feature_cache_smaller_than_a_batch_evicts_safely(embedded):
             embedded._with_image_features(images, embedded._inputs(images, questions)))  # 3 hits, 3 misses
         assert got == want and len(embedded._features) == 3
     finally:
-        embedded.feature_cache_size = size
+        embedded._features.size = size
         embedded._features.clear()

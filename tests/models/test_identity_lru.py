@@ -1,0 +1,36 @@
+"""The identity-keyed LRU behind the serving caches."""
+from __future__ import annotations
+
+import gc
+
+from models.identity_lru import IdentityLRU
+
+
+class Box:
+    def __init__(self, v: int):
+        self.v = v
+
+    def __eq__(self, other: object) -> bool:  # equal is not the same object
+        return isinstance(other, Box) and other.v == self.v
+
+    __hash__ = object.__hash__
+
+
+def test_hits_are_by_identity_and_the_oldest_is_evicted():
+    lru: IdentityLRU[str] = IdentityLRU(2)
+    a, b, c = Box(1), Box(2), Box(3)
+    lru.put(a, "a")
+    lru.put(b, "b")
+    assert lru.get(a) == "a"          # a is now the newest
+    assert lru.get(Box(1)) is None     # an equal object is not the cached one
+    lru.put(c, "c")                    # evicts b, the least recently used
+    assert lru.get(b) is None and lru.get(a) == "a" and lru.get(c) == "c" and len(lru) == 2
+
+
+def test_a_cached_object_keeps_its_id_from_being_reused():
+    lru: IdentityLRU[int] = IdentityLRU(4)
+    for i in range(4):
+        lru.put(Box(i), i)             # no other reference: only the memo holds them
+    gc.collect()
+    fresh = [Box(10 + i) for i in range(50)]
+    assert all(lru.get(f) is None for f in fresh)
