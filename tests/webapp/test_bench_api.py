@@ -12,14 +12,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_bench_api_small_run(tmp_path: Path):
-    proc = subprocess.run([sys.executable, "-m", "gap.cli", "bench", "api", "--players", "3",
+    proc = subprocess.run([sys.executable, "-m", "gap.cli", "bench", "api", "--players", "10",
                            "--model-latency-ms", "1", "--json"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout[proc.stdout.index("{"):])
     for side in ("bare", "game"):
-        assert report[side]["requests"] == 3 * 41 and report[side]["errors"] == 0
+        assert report[side]["requests"] == 10 * 41 and report[side]["errors"] == 0
         assert report[side]["rps"] > 0 and report[side]["p99_ms"] >= report[side]["p50_ms"] > 0
         assert report[side]["server_cpu_us_per_request"] > 0
     assert report["ratio"] > 0 and report["cpu_ratio"] > 0
