@@ -90,16 +90,23 @@ class EvaluationSummary:
         return out
 
 
+async def _aiosqlite_driver(conn, method: str) -> Any | None:
+    """The aiosqlite connection under `conn` (same connection, same transaction) when it offers
+    `method`; None on other databases, where the ordinary SQLAlchemy path is used."""
+    if conn.dialect.name != "sqlite":
+        return None
+    raw = await conn.get_raw_connection()
+    driver = getattr(raw, "driver_connection", None)
+    return driver if driver is not None and hasattr(driver, method) else None
+
+
 async def _fetch_tuples(conn, stmt) -> list[tuple]:
     """All rows of a SELECT as plain tuples. On SQLite, aiosqlite's `execute_fetchall` runs the
     fetch in its worker thread without building a SQLAlchemy Row per answer (a million Rows
     cost seconds); elsewhere the ordinary path. Same connection, same transaction."""
-    if conn.dialect.name == "sqlite":
-        raw = await conn.get_raw_connection()
-        driver = getattr(raw, "driver_connection", None)
-        if driver is not None and hasattr(driver, "execute_fetchall"):
-            sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-            return list(await driver.execute_fetchall(sql))
+    if (driver := await _aiosqlite_driver(conn, "execute_fetchall")) is not None:
+        sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+        return list(await driver.execute_fetchall(sql))
     return [tuple(r) for r in (await conn.execute(stmt)).all()]
 
 
@@ -108,18 +115,16 @@ async def _insert_many(conn, table: Table, rows: list[dict[str, Any]]) -> None:
     per-row parameter processing cost ~1 s for the 130,000 count rows of a million answers."""
     if not rows:
         return
-    if conn.dialect.name == "sqlite":
-        raw = await conn.get_raw_connection()
-        driver = getattr(raw, "driver_connection", None)
-        if driver is not None and hasattr(driver, "executemany"):
-            cols = list(rows[0])
-            sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-            await driver.executemany(sql, [tuple(r[c] for c in cols) for r in rows])
-            return
+    if (driver := await _aiosqlite_driver(conn, "executemany")) is not None:
+        cols = list(rows[0])
+        sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        await driver.executemany(sql, [tuple(r[c] for c in cols) for r in rows])
+        return
     await conn.execute(table.insert(), rows)
 
 
-async def _get_state(conn, key: str, default: Any) -> Any:
+async def get_state(conn, key: str, default: Any) -> Any:
+    """A value the evaluation stored in `eval_state` (watermark, π by stratum, player model), or `default`."""
     row = (await conn.execute(select(eval_state.c.value).where(eval_state.c.key == key))).first()
     return json.loads(row[0]) if row else default
 
@@ -137,8 +142,8 @@ async def run_evaluation(db: Database, config: EvalConfig = EvalConfig(), *, now
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     cutoff = now_ms - SETTLE_MS
     async with db.write() as conn:
-        watermark = int(await _get_state(conn, "watermark_ms", -1))
-        total_before = int(await _get_state(conn, "answers_evaluated", 0))
+        watermark = int(await get_state(conn, "watermark_ms", -1))
+        total_before = int(await get_state(conn, "answers_evaluated", 0))
         # Read the new answers' few columns and aggregate here: a SQL GROUP BY over a million
         # rows (with the question text) sorts on disk and is several times slower than one scan.
         A, SI, I = T.answers, T.session_images, T.images

@@ -195,8 +195,8 @@ async def collect_confirmed(db: Database, theta: float, *, unfiltered: bool = Fa
     held-out accuracy; with confirmations mixed in the same corrections helped). The model's own
     answer is the target of a confirmation. `unfiltered`: every correct verdict on an untainted image,
     whoever gave it (the experiment's no-θ baseline)."""
-    from game.evaluation_store import stratum
-    from game.evaluation_tables import eval_state, player_estimates as PE
+    from game.evaluation_store import get_state, stratum
+    from game.evaluation_tables import player_estimates as PE
     from game.question_types import classify_question
 
     A, SI = T.answers, T.session_images
@@ -213,9 +213,8 @@ async def collect_confirmed(db: Database, theta: float, *, unfiltered: bool = Fa
         .order_by(A.c.judged_at, A.c.id)
     )
     async with db.read() as conn:
-        pi_row = (await conn.execute(select(eval_state.c.value).where(eval_state.c.key == "pi"))).first()
+        pis = await get_state(conn, "pi", {})
         rows = (await conn.execute(q)).all()
-    pis = json.loads(pi_row[0]) if pi_row else {}
     strata, pi_global = pis.get("strata", {}), float(pis.get("global", 0.5))
     records, image_ids = [], set()
     for r in rows:
@@ -255,6 +254,6 @@ async def export_finds(db: Database, fmt: str, theta: float, out: Path, *, unfil
         conf, conf_images = await collect_confirmed(db, theta)
         records, images = records + conf, images | conf_images
         notes.append(f"{len(conf)} confirmations: answers trusted players judged correct, P(missed mistake) ≤ "
-                     f"{1 - theta:.2f}; their target is the model's own answer (in `dpo`, chosen = rejected).")
+                     f"{1 - theta:.2f}; their target is the model's own answer.")
     return write_export(records, images, fmt, out, theta=None if unfiltered else theta,
                         title="GAP export: model mistakes found by players", notes=notes)
