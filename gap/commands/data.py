@@ -104,6 +104,21 @@ def _experiment(args: argparse.Namespace, settings) -> int:
     return run_experiment_cli(args, settings)
 
 
+def _ceiling(args: argparse.Namespace, settings) -> int:
+    from gap.ceiling import VARIANTS, CeilingConfig, run_ceiling
+
+    variants = tuple(v for v in args.variants.split(",") if v)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        print(f"gap ceiling: unknown recipe(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}", file=sys.stderr)
+        return 2
+    cfg = CeilingConfig(images=args.images, per_image=args.per_image, steps=args.steps,
+                        eval_per_type=args.eval_per_type, variants=variants, seed=args.seed)
+    run_ceiling(args.base or settings.model, Path(args.out), cfg, log=lambda m: print(m, file=sys.stderr))
+    print((Path(args.out) / "REPORT.md").read_text())
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("evaluate", help="update player reliability, π and find posteriors from new answers (SPEC §2)")
     ev.add_argument("--database", help="SQLAlchemy URL (default: GAP_DATABASE_URL)")
@@ -172,3 +187,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     xp.add_argument("--standin", action="store_true",
                     help="a stand-in model of set accuracy (97%% simple, 60%% complex): checks the evaluation only")
     xp.set_defaults(func=_experiment)
+
+    ce = sub.add_parser("ceiling", help="upper bound for the experiment: fine-tune on ground truth for complex scenes")
+    ce.add_argument("--out", required=True, help="working directory and report (resumable)")
+    ce.add_argument("--base", help="base model directory (default: GAP_MODEL)")
+    ce.add_argument("--images", type=int, default=5000, help="complex training scenes")
+    ce.add_argument("--per-image", type=int, default=4, help="true question-answer pairs per scene")
+    ce.add_argument("--steps", type=int, default=1500, help="fine-tuning steps per recipe (batch 16)")
+    ce.add_argument("--eval-per-type", type=int, default=200, help="held-out questions per type and complexity")
+    ce.add_argument("--variants", default="lm,lora,lora-r32,full-vision", help="recipes, comma-separated")
+    ce.add_argument("--seed", type=int, default=0)
+    ce.set_defaults(func=_ceiling)
