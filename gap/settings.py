@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     false_alarm_penalty: int = 10
     theta: float = Field(0.8, ge=0.0, le=1.0)
     webhook_url: str | None = None
+    # the bot's chat-side state (a correction owed after "Wrong", a broadcast awaiting confirmation) survives
+    # restarts in this file (python-telegram-bot's PicklePersistence); empty: kept in memory only
+    bot_state_file: str = "gap-bot-state.pickle"
     webhook_secret: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org/bot"
     public_url: str | None = None  # https origin of the Mini App (GAP_PUBLIC_URL); else the webhook URL's origin

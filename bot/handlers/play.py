@@ -7,8 +7,10 @@ Idempotency keys are Telegram's own ids (`tg-<update_id>` for a message,
 `tg-cb-<callback id>` for a button), so a webhook redelivery stores nothing twice.
 
 The only chat-side state is "the player tapped Wrong on answer X and owes a
-correction" (user_data). If it is lost (restart), the game still knows the
-answer is unjudged, and the player is simply asked to tap Correct/Wrong again.
+correction" (user_data, kept across restarts in GAP_BOT_STATE_FILE). If it is
+lost anyway (no state file, a crash within a second of the tap), the game still
+knows the answer is unjudged, and the player is simply asked to tap
+Correct/Wrong again.
 """
 from __future__ import annotations
 

@@ -142,3 +142,30 @@ async def test_score_after_a_game_in_chat(make_world):
     assert "Rank: #1" in text and "Games: 1" in text
     assert "Mistakes caught: 5; finds of real AI mistakes: 5" in text
     assert "Reliability: Excellent" in text  # 5 of 5 caught: posterior mean 6/7
+
+
+async def test_owed_correction_survives_a_restart(make_world, tmp_path):
+    """Wrong is tapped, the server restarts, then the correction arrives: it is stored as the verdict."""
+    state_file = tmp_path / "bot-state.pickle"
+    shared = dict(webhook=True, database_url=f"sqlite+aiosqlite:///{tmp_path / 'restart.sqlite3'}",
+                  bot_state_file=str(state_file))
+    first = await make_world(**shared)
+    user = new_user_id()
+    mark = first.mark()
+    await first.say(user, "/play")
+    await first.reply_to(user, "sendPhoto", mark)
+    answer = await ask(first, user)
+    mark = first.mark()
+    await first.click(user, buttons(answer)["Wrong"], answer.result)
+    await first.reply_to(user, "sendMessage", mark, lambda c: "correct answer" in c.params["text"])
+    await first.runner.cleanup()  # the deploy restarts the process
+    assert state_file.exists()
+
+    second = await make_world(**shared)
+    mark = second.mark()
+    await second.say(user, "red")
+    thanks = await second.reply_to(user, "sendMessage", mark)
+    assert "noted" in thanks.params["text"]
+    async with second.components.db.read() as conn:
+        rows = (await conn.execute(select(answers.c.verdict, answers.c.correction))).all()
+    assert [(r.verdict, r.correction) for r in rows] == [("wrong", "red")]
