@@ -4,7 +4,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test browser-deps
+.PHONY: setup demo test browser-deps postgres-deps
 
 $(BIN)/gap: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,8 +20,14 @@ browser-deps:
 	@command -v chromium >/dev/null 2>&1 && fc-list 2>/dev/null | grep -qi 'Noto Color Emoji' || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null)
 
+# PostgreSQL server binaries for the suite's throwaway cluster (tests/pg.py runs the database
+# tests on SQLite and on PostgreSQL): Debian's postgresql package when no initdb is found.
+postgres-deps:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
+
 demo: setup
 	$(BIN)/gap demo
 
-test: setup browser-deps
+test: setup browser-deps postgres-deps
 	$(BIN)/python -m pytest -q

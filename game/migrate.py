@@ -46,14 +46,22 @@ def downgrade(url: str, revision: str) -> None:
 
 
 def current_revision(url: str) -> str | None:
-    """The revision the database is at, or None for an empty database."""
-    from alembic.runtime.migration import MigrationContext
-    from sqlalchemy import create_engine as create_sync_engine
+    """The revision the database is at, or None for an empty database.
 
-    sync_url = url.replace("+aiosqlite", "").replace("+asyncpg", "+psycopg")
-    engine = create_sync_engine(sync_url)
+    Read through the same async driver as the app (aiosqlite / asyncpg), so no
+    second, synchronous database driver has to be installed for PostgreSQL."""
+    found: list[str | None] = []
+    _run(lambda: asyncio.run(_read_revision(url, found)))
+    return found[0]
+
+
+async def _read_revision(url: str, found: list[str | None]) -> None:
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
     try:
-        with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+        async with engine.connect() as conn:
+            found.append(await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision()))
     finally:
-        engine.dispose()
+        await engine.dispose()

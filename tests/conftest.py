@@ -1,8 +1,14 @@
 """Shared fixtures: a real SQLite file migrated by Alembic, seeded image pools,
-a controllable clock and the deterministic fixed-latency model."""
+a controllable clock and the deterministic fixed-latency model.
+
+Tests (or modules, via `pytestmark`) marked `both_backends` get every
+database fixture twice: on SQLite and on a fresh database of a throwaway
+PostgreSQL cluster started once per session (tests/pg.py), migrated the same
+way (SPEC §4.1). GAP_TEST_POSTGRES=0 runs only the SQLite half."""
 from __future__ import annotations
 
 import io
+import os
 import random
 from pathlib import Path
 
@@ -14,6 +20,7 @@ from game.images import prepare_image, store_image
 from game.migrate import upgrade
 from game.service import GameConfig, GameService
 from models.fake import FixedLatencyModel
+from tests.pg import PostgresCluster
 
 TEST_BOT_TOKEN = "123456:TEST-token-for-the-test-suite"
 TEST_HASH_KEY = b"test-player-hash-key"
@@ -53,11 +60,48 @@ async def seed_images(db: Database, total: int = 20, reliable: int = 10) -> list
     return ids
 
 
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "both_backends: database fixtures run on SQLite and on PostgreSQL")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`both_backends` tests that use a database fixture run once per backend ([sqlite], [postgresql])."""
+    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_backends"):
+        backends = BACKENDS[:1] if os.environ.get("GAP_TEST_POSTGRES") == "0" else BACKENDS
+        metafunc.parametrize("backend", backends, indirect=True)
+
+
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'gap.sqlite3'}"
-    upgrade(url)
-    return url
+def backend(request: pytest.FixtureRequest) -> str:
+    """The database backend of this test: "sqlite" unless the test is marked `both_backends`."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One throwaway PostgreSQL server for the whole session, stopped (and deleted) at its end."""
+    cluster = PostgresCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def empty_db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The URL of a new database with no tables yet: a SQLite file path, or a fresh PostgreSQL database."""
+    if backend == "postgresql":
+        return request.getfixturevalue("pg_cluster").new_database()
+    return f"sqlite+aiosqlite:///{tmp_path / 'gap.sqlite3'}"
+
+
+@pytest.fixture
+def db_url(empty_db_url: str) -> str:
+    upgrade(empty_db_url)
+    return empty_db_url
 
 
 @pytest.fixture

@@ -1,11 +1,15 @@
-"""game/admin_queries.py on a real migrated SQLite file, with data made by the real GameService."""
+"""game/admin_queries.py on a real migrated database (SQLite file and PostgreSQL), with data made by
+the real GameService."""
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from game import admin_queries as aq
 from game.tables import players
 from tests.conftest import FakeClock
+
+pytestmark = pytest.mark.both_backends
 
 DAY_S = 86_400
 

@@ -1,5 +1,6 @@
-"""`gap evaluate` and `gap export` against a real migrated SQLite file with sessions
-played through the real GameService: incremental, restartable, every format."""
+"""`gap evaluate` and `gap export` against a real migrated database (SQLite file and
+PostgreSQL) with sessions played through the real GameService: incremental,
+restartable, every format."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,8 @@ from game.evaluation import EvalConfig
 from game.evaluation_store import run_evaluation
 from game.evaluation_tables import answer_posteriors_query, player_estimates
 from game.exports import FORMATS, export_finds, question_answer, read_records
+
+pytestmark = pytest.mark.both_backends
 
 QUESTIONS = ["How many circles are there?", "What color is the square?", "Is there a red star?",
              "Is the circle on the left or the right?"]
@@ -125,7 +128,7 @@ async def test_evaluate_is_incremental_and_exports_every_format(service, clock, 
 
 
 
-def test_cli_evaluate_and_export(tmp_path, capsys):
+def test_cli_evaluate_and_export(empty_db_url, tmp_path, capsys):
     """`gap evaluate` and `gap export` as commands against a database file played through the service."""
     import asyncio
 
@@ -136,7 +139,7 @@ def test_cli_evaluate_and_export(tmp_path, capsys):
     from models.fake import FixedLatencyModel
     from tests.conftest import TEST_HASH_KEY, FakeClock, seed_images
 
-    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.sqlite3'}"
+    url = empty_db_url
     upgrade(url)
     clock = FakeClock(start_ms=1_700_000_000_000)  # in the past, so every verdict is settled now
 

@@ -1,5 +1,5 @@
-"""GameService against a real migrated SQLite file: sessions, timers, scoring,
-idempotency, isolation between players, leaderboards."""
+"""GameService against a real migrated database (SQLite file and PostgreSQL): sessions,
+timers, scoring, idempotency, isolation between players, leaderboards."""
 from __future__ import annotations
 
 import asyncio
@@ -10,6 +10,8 @@ from sqlalchemy import func, select
 from game.errors import Conflict, Expired, Invalid, NotFound
 from game.tables import answers, points_ledger, requests, session_images, sessions
 from tests.conftest import FakeClock
+
+pytestmark = pytest.mark.both_backends
 
 
 async def count(db, table) -> int:

@@ -1,4 +1,4 @@
-"""Peer validation of finds (SPEC §3.3) against a real migrated SQLite file and the real
+"""Peer validation of finds (SPEC §3.3) against a real migrated database (SQLite, PostgreSQL) and the real
 GameService: who is shown which find, idempotent votes, the confirmation and rejection
 rules, muted validators, the +20 bonus in the ledger, the summary and leaderboards, the
 posterior update with validators' s and f, the export of muted finders, the migration."""
@@ -19,6 +19,8 @@ from game.exports import collect_finds
 from game.migrate import current_revision, downgrade, upgrade
 from game.tables import answers, points_ledger, requests, session_images, validation_posteriors, validations
 from game.validation import Vote, posterior_with_votes, votes_by_find
+
+pytestmark = pytest.mark.both_backends
 
 PREVIOUS_HEAD = "e7_0001"
 

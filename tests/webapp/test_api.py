@@ -1,15 +1,18 @@
-"""The JSON API over a real local HTTP server and a real SQLite file."""
+"""The JSON API over a real local HTTP server and a real migrated database (SQLite file and PostgreSQL)."""
 from __future__ import annotations
 
 import json
 import time
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 from game.tables import answers, players, points_ledger, requests, session_images, sessions
 from models.base import ModelAnswer, ModelOverloaded
 from tests.webapp.conftest import auth_header, make_app
+
+pytestmark = pytest.mark.both_backends
 
 ALICE = auth_header(1111, first_name="Alice")
 BOB = auth_header(2222, first_name="Bob")

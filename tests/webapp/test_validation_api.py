@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlalchemy import func, select
 
 from game.tables import points_ledger, requests, validations
 from tests.webapp.conftest import auth_header
+
+pytestmark = pytest.mark.both_backends
 
 ALICE = auth_header(3101, first_name="Alice")
 BOB = auth_header(3102, first_name="Bob")
