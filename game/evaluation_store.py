@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Column, MetaData, String, Table, Text, and_, bindparam, case, func, literal, select, update
+from sqlalchemy import Column, MetaData, String, Table, Text, and_, bindparam, case, func, literal, select, text, update
 
 from game import tables as T
 from game.db import Database
@@ -123,6 +123,15 @@ async def _insert_many(conn, table: Table, rows: list[dict[str, Any]]) -> None:
     await conn.execute(table.insert(), rows)
 
 
+async def _one_run_at_a_time(conn) -> None:
+    """Concurrent runs (two cron jobs, two workers) take turns: the second waits and then reads the
+    watermark the first stored. SQLite's write transaction already holds the database's write lock
+    (BEGIN IMMEDIATE); on PostgreSQL the run locks `eval_state` against other runs (plain reads of
+    the estimates go on) until it commits, and reads after the lock see the earlier run's commit."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text(f"LOCK TABLE {eval_state.name} IN SHARE ROW EXCLUSIVE MODE"))
+
+
 async def get_state(conn, key: str, default: Any) -> Any:
     """A value the evaluation stored in `eval_state` (watermark, π by stratum, player model), or `default`."""
     row = (await conn.execute(select(eval_state.c.value).where(eval_state.c.key == key))).first()
@@ -142,6 +151,7 @@ async def run_evaluation(db: Database, config: EvalConfig = EvalConfig(), *, now
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     cutoff = now_ms - SETTLE_MS
     async with db.write() as conn:
+        await _one_run_at_a_time(conn)
         watermark = int(await get_state(conn, "watermark_ms", -1))
         total_before = int(await get_state(conn, "answers_evaluated", 0))
         # Read the new answers' few columns and aggregate here: a SQL GROUP BY over a million

@@ -153,6 +153,12 @@ def read_annotations(path: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+def import_pool_name(label: str) -> str:
+    """The pool of imported images, `imported:<label>` (by default the folder's name), cut to the
+    column's length: PostgreSQL refuses a longer VARCHAR (SQLite would store it)."""
+    return f"imported:{label}"[:images.c.pool.type.length]
+
+
 def list_image_files(path: Path) -> list[Path]:
     """The files to import: `path` itself, or every regular file under a folder (sorted)."""
     if path.is_file():

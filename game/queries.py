@@ -176,7 +176,10 @@ def tx_image_content(conn, image_id: int) -> bytes:
 
 
 def tx_pools(conn) -> list[tuple[int, bool]]:
-    return [(r.id, bool(r.reliable)) for r in conn.execute(select(images.c.id, images.c.reliable)).all()]
+    """(id, reliable) of every image in id order, so a seeded plan is the same on any backend
+    (PostgreSQL returns an unordered scan in heap order, which updates change)."""
+    return [(r.id, bool(r.reliable))
+            for r in conn.execute(select(images.c.id, images.c.reliable).order_by(images.c.id)).all()]
 
 
 def tx_ping(conn) -> None:

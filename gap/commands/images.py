@@ -17,6 +17,7 @@ from game.db import Database
 from game.images import (
     PreparedImage,
     import_files,
+    import_pool_name,
     images_with_scenes,
     list_image_files,
     pool_counts,
@@ -125,7 +126,7 @@ def _import(args: argparse.Namespace, settings) -> int:
     except (OSError, ValueError) as exc:
         print(f"gap images import: annotations: {exc}", file=sys.stderr)
         return 2
-    pool = f"imported:{args.pool or (path.name if path.is_dir() else path.parent.name)}"
+    pool = import_pool_name(args.pool or (path.name if path.is_dir() else path.parent.name))
 
     async def work(db: Database):
         return await import_files(db, list_image_files(path), pool=pool, annotations=notes)

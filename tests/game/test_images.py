@@ -14,6 +14,8 @@ from sqlalchemy import func, select
 from game.images import MAX_SIDE, import_files, list_image_files, prepare_image, ImageRejected
 from game.tables import images
 
+pytestmark = pytest.mark.both_backends
+
 
 def png_bomb(path: Path, side: int = 20000) -> None:
     """A real 1-bit 20000×20000 PNG (~50 KB on disk, 400 MB when decoded)."""
@@ -114,3 +116,29 @@ async def test_annotations_are_stored(db, tmp_path: Path):
     async with db.read() as conn:
         row = (await conn.execute(select(images.c.annotations_json, images.c.width))).one()
     assert "a red square" in row.annotations_json and row.width == 100
+
+
+def test_cli_import_from_a_folder_with_a_long_name(db_url: str, tmp_path: Path, monkeypatch, capsys):
+    """The default pool name comes from the folder; a long one is cut to the column's 64
+    characters instead of failing the import on PostgreSQL (which enforces VARCHAR lengths)."""
+    import asyncio
+
+    from game.db import Database
+    from gap.cli import main
+
+    folder = tmp_path / ("holiday photos from the summer of twenty twenty-six, " * 2).strip()
+    folder.mkdir()
+    (folder / "ok.jpg").write_bytes(jpeg_with_exif((50, 40)))
+    monkeypatch.setenv("GAP_DATABASE_URL", db_url)
+    assert main(["images", "import", str(folder)]) == 0
+    assert "imported 1, duplicates 0, skipped 0" in capsys.readouterr().out
+
+    async def pools() -> list[str]:
+        db = Database(db_url)
+        try:
+            async with db.read() as conn:
+                return [r.pool for r in (await conn.execute(select(images.c.pool))).all()]
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(pools()) == [f"imported:{folder.name}"[:64]]
