@@ -166,6 +166,7 @@ async def pools(db: Database) -> list[PoolRow]:
 
 
 _KEY_PREFIX = re.compile(r"^[0-9a-f]{8,64}$")
+_MAX_ID = 2**31 - 1  # players.id is an INTEGER column
 
 
 async def find_player(db: Database, ref: str) -> PlayerRef | None:
@@ -176,6 +177,8 @@ async def find_player(db: Database, ref: str) -> PlayerRef | None:
     if ref.startswith("#"):
         ref = ref[1:]
     if ref.isdigit() and len(ref) <= 12:
+        if int(ref) > _MAX_ID:  # e.g. a Telegram user id typed by mistake: no such player
+            return None         # (PostgreSQL refuses to compare an INTEGER with it at all)
         query = select(*cols).where(players.c.id == int(ref))
     elif _KEY_PREFIX.match(ref):
         query = select(*cols).where(players.c.player_key.startswith(ref, autoescape=True)).limit(2)

@@ -50,6 +50,7 @@ async def test_find_mute_chat_and_referrer(service, db):
     assert (await aq.find_player(db, f"#{pid}")).id == pid
     assert (await aq.find_player(db, key[:10])).id == pid
     assert await aq.find_player(db, "abc") is None and await aq.find_player(db, "drop table") is None
+    assert await aq.find_player(db, "3000000000") is None  # a Telegram id, beyond any player id
     assert await aq.set_muted(db, pid, True) and (await aq.find_player(db, str(pid))).muted
     assert not await aq.set_muted(db, 10_000, True)
 
