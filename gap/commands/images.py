@@ -77,11 +77,13 @@ async def measure_accuracies(db: Database, model, *, questions: int = DEFAULT_QU
 
 
 async def measure_reliability(db: Database, model, *, threshold: float = DEFAULT_THRESHOLD,
-                              questions: int = DEFAULT_QUESTIONS, seed: int = 0,
-                              concurrency: int = 8) -> dict[str, float | int]:
+                              questions: int = DEFAULT_QUESTIONS, seed: int = 0, concurrency: int = 8,
+                              progress: Callable[[], None] | None = None) -> dict[str, float | int]:
     """Measure the model's accuracy on every image with ground truth and store the
-    reliable pool (accuracy ≥ threshold). Images without ground truth are not reliable."""
-    accuracies = await measure_accuracies(db, model, questions=questions, seed=seed, concurrency=concurrency)
+    reliable pool (accuracy ≥ threshold). Images without ground truth are not reliable.
+    The pool is replaced in one transaction at the end, so a live game never sees a half-measured one."""
+    accuracies = await measure_accuracies(db, model, questions=questions, seed=seed, concurrency=concurrency,
+                                          progress=progress)
     reliable = await set_reliability(db, accuracies, threshold)
     mean = sum(accuracies.values()) / len(accuracies) if accuracies else 0.0
     return {"measured": len(accuracies), "reliable": reliable, "mean_accuracy": mean}
@@ -97,11 +99,16 @@ async def _with_db(settings, work):
 
 
 async def _measure_with_model(db: Database, settings, args) -> dict:
+    from tqdm import tqdm
+
     from gap.app import load_model
 
     model = await load_model(args.model or settings.model)
+    total = (await pool_counts(db))["images"]  # images without ground truth are skipped: an upper bound
     try:
-        return await measure_reliability(db, model, threshold=args.threshold, questions=args.questions)
+        with tqdm(total=total, desc="measuring", unit="image", disable=not sys.stderr.isatty()) as bar:
+            return await measure_reliability(db, model, threshold=args.threshold, questions=args.questions,
+                                             progress=bar.update)
     finally:
         await model.aclose()
 
