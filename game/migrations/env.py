@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from game.db import install_sqlite_pragmas, is_sqlite
@@ -24,10 +25,18 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+# Any fixed number: the PostgreSQL advisory lock that makes concurrent upgrades take turns.
+MIGRATION_LOCK_ID = 0x6761705F6D6967  # "gap_mig"
+
+
 def _do_run(connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata,
                       render_as_batch=is_sqlite(_url()))
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Several web workers run `gap serve`, which migrates first: on PostgreSQL they
+            # wait for one another here (until commit), then find the schema at head.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
         context.run_migrations()
 
 

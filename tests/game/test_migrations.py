@@ -88,3 +88,22 @@ def test_downgrade_and_upgrade_round_trip(empty_db_url: str):
     assert set(stored_schema(empty_db_url)[0]) == {"alembic_version"}
     upgrade(empty_db_url)
     assert current_revision(empty_db_url) == head
+
+
+def test_simultaneous_upgrades_take_turns_on_postgresql(pg_cluster):
+    """Every `gap serve` migrates before serving, so web workers started together upgrade one
+    fresh PostgreSQL database at once: all must succeed (an advisory lock in env.py; without it
+    the losers failed on duplicate tables). Real processes, as alembic's context is per process."""
+    import os
+    import subprocess
+    import sys
+
+    url = pg_cluster.new_database()
+    env = {**os.environ, "GAP_DATABASE_URL": url}
+    command = [sys.executable, "-c", "import sys; from gap.cli import main; sys.exit(main(['db', 'upgrade']))"]
+    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(3)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outputs
+    head = current_revision(url)
+    assert head is not None and all(f"database at revision {head}" in out for out in outputs)
