@@ -8,7 +8,6 @@ from pathlib import Path
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_PRAGMAS = (
@@ -20,19 +19,6 @@ SQLITE_PRAGMAS = (
     "PRAGMA temp_store=MEMORY",
     "PRAGMA mmap_size=268435456",
 )
-
-
-# PostgreSQL SQLSTATEs after which re-running a whole transaction succeeds:
-# serialization_failure (incl. a unique key another SERIALIZABLE transaction
-# inserted after this one looked for it) and deadlock_detected.
-RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
-SERIALIZATION_RETRIES = 20
-
-
-def is_serialization_failure(exc: BaseException) -> bool:
-    """True for a DBAPIError whose transaction should simply be run again (PostgreSQL)."""
-    orig = getattr(exc, "orig", None)
-    return (getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)) in RETRYABLE_SQLSTATES
 
 
 def is_sqlite(url: str) -> bool:
@@ -95,12 +81,12 @@ class Database:
       that group-commits whatever is queued (BEGIN IMMEDIATE, so writers of
       other processes queue on busy_timeout instead of failing; synchronous=FULL
       on the writer, so an acknowledged write survives power loss too). On
-      PostgreSQL the same functions run through the async engine's `run_sync`
-      with the guarantees SQLite's single writer gives for free: reads see one
-      snapshot (REPEATABLE READ), writes are SERIALIZABLE and re-run on a
-      serialization failure (they are pure functions of their arguments and the
-      database, as the group commit already requires), so a read-check-then-write
-      racing another worker is retried instead of acting on stale data.
+      PostgreSQL the same functions run through the async engine's `run_sync`:
+      reads see one snapshot (REPEATABLE READ), as a SQLite read transaction
+      does; writes run READ COMMITTED, so a write function that decides from
+      rows other workers may be changing at the same moment locks them first
+      (FOR UPDATE, which SQLite ignores: its writers are serialised anyway) or
+      relies on a unique constraint and its caller's IntegrityError retry.
     - `read()` / `write()`: async context managers yielding an AsyncConnection
       (aiosqlite / asyncpg) for code that prefers plain async Core.
 
@@ -149,7 +135,6 @@ class Database:
         else:
             self.write_engine = self.engine
             self._snapshot_engine = self.engine.execution_options(isolation_level="REPEATABLE READ")
-            self._serializable_engine = self.engine.execution_options(isolation_level="SERIALIZABLE")
 
     async def run_read(self, fn, *args):
         """`fn(conn, *args)` on a read connection; returns its result."""
@@ -176,21 +161,9 @@ class Database:
     async def run_write(self, fn, *args):
         """`fn(conn, *args)` in one write transaction (committed on return, rolled back on raise)."""
         if self._sync_write is None:
-            return await self._run_serializable(fn, args)
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(fn, *args)
         return await self._writer.submit(fn, args)
-
-    async def _run_serializable(self, fn, args):
-        import asyncio
-        import random
-
-        for attempt in range(SERIALIZATION_RETRIES + 1):
-            try:
-                async with self._serializable_engine.begin() as conn:
-                    return await conn.run_sync(fn, *args)
-            except DBAPIError as exc:
-                if attempt == SERIALIZATION_RETRIES or not is_serialization_failure(exc):
-                    raise
-            await asyncio.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** attempt)))
 
     def read(self):
         """`async with db.read() as conn:` — a pooled AsyncConnection for SELECTs (one snapshot)."""

@@ -150,7 +150,10 @@ class GameService:
                 return state
             reliable_ids, all_ids = await self._pools_cached()
             plan_rng = random.Random(self.rng.getrandbits(64))
-            return await self.db.run_write(self._tx_start, player_id, now, reliable_ids, all_ids, plan_rng)
+            try:
+                return await self.db.run_write(self._tx_start, player_id, now, reliable_ids, all_ids, plan_rng)
+            except IntegrityError:  # another worker started the player's session first: resume it
+                return await self.db.run_write(self._tx_start, player_id, now, reliable_ids, all_ids, plan_rng)
 
     async def current(self, player_id: int) -> dict[str, Any]:
         """The active session's state; NotFound when the player has none."""

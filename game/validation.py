@@ -185,8 +185,12 @@ def tx_record_vote(conn, player_id: int, find_id: str, request_id: str, agrees: 
     replay = _replay(conn, player_id, request_id)
     if replay is not None:
         return replay
+    # FOR UPDATE OF the find: validators voting on it at the same moment take turns, so the
+    # tally below counts the other's vote (PostgreSQL, READ COMMITTED; without the lock two
+    # concurrent confirming votes each saw one and the bonus was never paid). SQLite ignores
+    # it: its write transactions are serialised already.
     find = conn.execute(select(A.c.id, A.c.player_id).select_from(_FIND_JOINED)
-                        .where(and_(A.c.id == find_id, SHOWABLE))).first()
+                        .where(and_(A.c.id == find_id, SHOWABLE)).with_for_update(of=A)).first()
     if find is None or find.player_id == player_id:  # own find: "not found", like any other id
         raise NotFound("no such find")
     voted = conn.execute(select(V.c.id).where(and_(V.c.answer_id == find_id,

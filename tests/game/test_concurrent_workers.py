@@ -1,8 +1,9 @@
 """Races between web workers (separate Database handles on one database) and between
 concurrent transactions, on SQLite and PostgreSQL. SQLite serialises writers (BEGIN
-IMMEDIATE); on PostgreSQL the same outcomes come from SERIALIZABLE writes re-run on a
-serialization failure (game/db.py) and from `gap evaluate` locking its state
-(game/evaluation_store.py). Each race here failed on PostgreSQL before those fixes."""
+IMMEDIATE); on PostgreSQL (READ COMMITTED writes) the same outcomes come from an
+IntegrityError retry when two workers start one session, a row lock on the find being
+voted on (game/validation.py), `gap evaluate` locking its state (game/evaluation_store.py)
+and ordered pool reads. Each race here failed on PostgreSQL before its fix."""
 from __future__ import annotations
 
 import asyncio
@@ -32,6 +33,36 @@ async def other_worker(db_url, model, clock):
     yield GameService(other_db, model, hash_key=TEST_HASH_KEY, clock=clock, rng=random.Random(9),
                       config=GameConfig())
     await other_db.dispose()
+
+
+async def test_many_players_across_three_workers_all_finish(service, db, db_url, model, clock):
+    """Thirty players play whole sessions at once through three workers: no request may fail
+    (no lock or isolation level may turn ordinary concurrency into errors), and every player
+    ends with one finished session of ten judged images."""
+    workers = [service] + [GameService(Database(db_url), model, hash_key=TEST_HASH_KEY, clock=clock,
+                                       rng=random.Random(seed), config=GameConfig()) for seed in (1, 2)]
+
+    async def play(user: int) -> int:
+        worker = workers[user % len(workers)]
+        pid = await worker.upsert_player(7000 + user)
+        state = await worker.start_or_resume(pid)
+        judged = 0
+        while state["status"] == "playing":
+            got = await worker.ask(pid, state["session_id"], f"q{user}-{judged}", "How many circles?")
+            state = await worker.verdict(pid, got["answer_id"], f"v{user}-{judged}", "wrong", "three")
+            judged += 1
+        return judged
+
+    try:
+        judged = await asyncio.gather(*(play(user) for user in range(30)), return_exceptions=True)
+    finally:
+        for worker in workers[1:]:
+            await worker.db.dispose()
+    assert judged == [10] * 30
+    async with db.read() as conn:
+        finished = (await conn.execute(select(func.count()).select_from(sessions).where(
+            sessions.c.status == "finished"))).scalar_one()
+    assert finished == 30
 
 
 async def test_simultaneous_starts_in_two_workers_resume_one_session(service, other_worker, db):
