@@ -55,11 +55,15 @@ FINISH = (update(sessions).where(and_(sessions.c.id == bindparam("sid"), session
           .values(status="finished", finished_at=bindparam("now"), current_index=bindparam("to")))
 INSERT_REQUEST = insert(requests)
 # The answer is stored only while its image is still open (one statement, no read first).
+# FOR SHARE (PostgreSQL; SQLite ignores it, its writers are serialised): an image another
+# worker is closing at this moment is waited for and re-checked, and one being answered
+# is closed only after the answer is stored.
 INSERT_ANSWER_IF_OPEN = insert(answers).from_select(
     [c.name for c in answers.columns],
     select(*[bindparam(c.name, type_=c.type) for c in answers.columns]).where(
         select(session_images.c.id).where(and_(session_images.c.id == bindparam("session_image_id"),
-                                               session_images.c.ended_at.is_(None))).exists()))
+                                               session_images.c.ended_at.is_(None)))
+        .with_for_update(read=True).exists()))
 REPLAY = select(requests.c.kind, requests.c.response_json).where(and_(
    requests.c.player_id == bindparam("pid"), requests.c.request_id == bindparam("rid")))
 

@@ -1,16 +1,16 @@
 """Races between web workers (separate Database handles on one database) and between
 concurrent transactions, on SQLite and PostgreSQL. SQLite serialises writers (BEGIN
 IMMEDIATE); on PostgreSQL (READ COMMITTED writes) the same outcomes come from an
-IntegrityError retry when two workers start one session, a row lock on the find being
-voted on (game/validation.py), `gap evaluate` locking its state (game/evaluation_store.py)
-and ordered pool reads. Each race here failed on PostgreSQL before its fix."""
+IntegrityError retry when two workers start one session, row locks on the image being
+answered (game/queries.py) and on the find being voted on (game/validation.py),
+`gap evaluate` locking its state (game/evaluation_store.py) and ordered pool reads. Each race here failed on PostgreSQL before its fix."""
 from __future__ import annotations
 
 import asyncio
 import random
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from game import evaluation_store
 from game.db import Database
@@ -18,7 +18,8 @@ from game.evaluation import EvalConfig
 from game.evaluation_tables import eval_counts
 from game.queries import tx_pools
 from game.service import GameConfig, GameService
-from game.tables import sessions
+from game.errors import Conflict
+from game.tables import answers, session_images, sessions
 from tests.conftest import TEST_HASH_KEY, seed_images
 from tests.data.test_evaluate_db import play_sessions
 from tests.game.test_validation import bonus_rows, finds_of, play_all_wrong, vote
@@ -78,6 +79,26 @@ async def test_simultaneous_starts_in_two_workers_resume_one_session(service, ot
             playing = (await conn.execute(select(func.count()).select_from(sessions).where(
                 sessions.c.player_id == pid, sessions.c.status == "playing"))).scalar_one()
         assert playing == 1
+
+
+async def test_no_answer_is_stored_on_an_image_another_worker_is_closing(service, db, clock):
+    """Another worker is closing the image (its transaction not committed yet) while this one
+    stores an answer to it: the store must wait for that transaction and then refuse, as with
+    SQLite's serialised writers (before: PostgreSQL stored the answer on the closed image)."""
+    pid = await service.upsert_player(8100)
+    state = await service.start_or_resume(pid)
+    async with db.read() as conn:
+        si_id = (await conn.execute(select(session_images.c.id).where(
+            session_images.c.session_id == state["session_id"], session_images.c.position == 0))).scalar_one()
+    async with db.write() as closing:
+        await closing.execute(update(session_images).where(session_images.c.id == si_id)
+                              .values(ended_at=clock.now, end_reason="timeout"))
+        asking = asyncio.create_task(service.ask(pid, state["session_id"], "racing-q", "How many circles?"))
+        await asyncio.sleep(0.3)  # the ask reads the image open and reaches its write meanwhile
+    with pytest.raises(Conflict):
+        await asking
+    async with db.read() as conn:
+        assert (await conn.execute(select(func.count()).select_from(answers))).scalar_one() == 0
 
 
 async def test_simultaneous_confirming_votes_pay_the_bonus(service, db, clock):
