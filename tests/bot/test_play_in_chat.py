@@ -28,6 +28,17 @@ async def ask(world: World, user: int, question: str = QUESTION) -> Call:
                                 and "inline_keyboard" in c.params["reply_markup"])
 
 
+async def play_and_tap_wrong(world: World, user: int) -> None:
+    """/play, one question, then Wrong: the bot now waits for the typed correction."""
+    mark = world.mark()
+    await world.say(user, "/play")
+    await world.reply_to(user, "sendPhoto", mark)
+    answer = await ask(world, user)
+    mark = world.mark()
+    await world.click(user, buttons(answer)["Wrong"], answer.result)
+    await world.reply_to(user, "sendMessage", mark, lambda c: "correct answer" in c.params["text"])
+
+
 async def judge_wrong(world: World, user: int, answer: Call, correction: str) -> int:
     mark = world.mark()
     await world.click(user, buttons(answer)["Wrong"], answer.result)
@@ -102,13 +113,7 @@ async def test_redelivered_update_is_stored_once(make_world):
 async def test_bad_correction_keeps_waiting_and_time_out_moves_on(make_world):
     world = await make_world(webhook=True, image_seconds=2)
     user = new_user_id()
-    mark = world.mark()
-    await world.say(user, "/play")
-    await world.reply_to(user, "sendPhoto", mark)
-    answer = await ask(world, user)
-    mark = world.mark()
-    await world.click(user, buttons(answer)["Wrong"], answer.result)
-    await world.reply_to(user, "sendMessage", mark, lambda c: "correct answer" in c.params["text"])
+    await play_and_tap_wrong(world, user)
     mark = world.mark()
     await world.say(user, "x" * 250)  # corrections are 1–200 characters
     refusal = await world.reply_to(user, "sendMessage", mark)
@@ -151,13 +156,7 @@ async def test_owed_correction_survives_a_restart(make_world, tmp_path):
                   bot_state_file=str(state_file))
     first = await make_world(**shared)
     user = new_user_id()
-    mark = first.mark()
-    await first.say(user, "/play")
-    await first.reply_to(user, "sendPhoto", mark)
-    answer = await ask(first, user)
-    mark = first.mark()
-    await first.click(user, buttons(answer)["Wrong"], answer.result)
-    await first.reply_to(user, "sendMessage", mark, lambda c: "correct answer" in c.params["text"])
+    await play_and_tap_wrong(first, user)
     await first.runner.cleanup()  # the deploy restarts the process
     assert state_file.exists()
 
