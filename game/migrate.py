@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import fcntl
 from pathlib import Path
+from typing import Iterator
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.engine import make_url
 
-from game.db import ensure_sqlite_dir
+from game.db import ensure_sqlite_dir, is_sqlite
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -34,15 +38,35 @@ def _run(fn, *args) -> None:
         pool.submit(fn, *args).result()
 
 
+@contextlib.contextmanager
+def _one_migration_at_a_time(url: str) -> Iterator[None]:
+    """Web workers started together each migrate before serving. On a SQLite file they take
+    turns on an exclusive lock of `<file>.migrate-lock` (alembic's SQLite DDL is not transactional,
+    so the losers would fail on tables the winner just created); PostgreSQL takes an advisory lock
+    inside the migration transaction instead (migrations/env.py)."""
+    database = make_url(url).database if is_sqlite(url) else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at `url` to `revision` (creates the SQLite file if needed)."""
     ensure_sqlite_dir(url)
-    _run(command.upgrade, alembic_config(url), revision)
+    with _one_migration_at_a_time(url):
+        _run(command.upgrade, alembic_config(url), revision)
 
 
 def downgrade(url: str, revision: str) -> None:
     """Step the schema back (used by the migration round-trip test)."""
-    _run(command.downgrade, alembic_config(url), revision)
+    with _one_migration_at_a_time(url):
+        _run(command.downgrade, alembic_config(url), revision)
 
 
 def current_revision(url: str) -> str | None:

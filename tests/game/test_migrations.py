@@ -90,15 +90,17 @@ def test_downgrade_and_upgrade_round_trip(empty_db_url: str):
     assert current_revision(empty_db_url) == head
 
 
-def test_simultaneous_upgrades_take_turns_on_postgresql(pg_cluster):
+@pytest.mark.both_backends
+def test_simultaneous_upgrades_take_turns(empty_db_url: str):
     """Every `gap serve` migrates before serving, so web workers started together upgrade one
-    fresh PostgreSQL database at once: all must succeed (an advisory lock in env.py; without it
-    the losers failed on duplicate tables). Real processes, as alembic's context is per process."""
+    fresh database at once: all must succeed (a lock file on SQLite, an advisory lock on
+    PostgreSQL; without them the losers failed on duplicate tables, 3 of 3 runs on each backend).
+    Real processes, as alembic's context is per process."""
     import os
     import subprocess
     import sys
 
-    url = pg_cluster.new_database()
+    url = empty_db_url
     env = {**os.environ, "GAP_DATABASE_URL": url}
     command = [sys.executable, "-c", "import sys; from gap.cli import main; sys.exit(main(['db', 'upgrade']))"]
     procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
