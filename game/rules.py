@@ -57,6 +57,14 @@ def clean_text(value: object, *, field: str, max_len: int) -> str:
     return text
 
 
+def storable_text(value: str, max_len: int | None = None) -> str:
+    """Text the game did not write itself but must keep (a model's answer, a Telegram display
+    name), made storable on every backend: control characters other than newline and tab are
+    dropped (PostgreSQL refuses NUL in text, SQLite would keep it) and it is cut to `max_len`."""
+    text = "".join(ch for ch in value if ch in "\n\t" or unicodedata.category(ch) != "Cc")
+    return text[:max_len] if max_len is not None else text
+
+
 def clean_question(value: object) -> str:
     """A question: 1–300 characters after trimming (SPEC §1.1)."""
     return clean_text(value, field="question", max_len=QUESTION_MAX)

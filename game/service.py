@@ -27,7 +27,7 @@ from game.db import Database, fast
 from game.errors import Conflict, Expired, Invalid, NotFound, Unavailable
 from game.locks import KeyedLocks
 from game.players import player_key
-from game.tables import session_images, sessions
+from game.tables import answers, session_images, sessions
 from models.base import VQAModel
 
 Clock = Callable[[], int]
@@ -124,7 +124,7 @@ class GameService:
 
         Only the keyed hash of the Telegram id is stored (SPEC §1.4)."""
         key = player_key(self._hash_key, telegram_id)
-        name = (display_name or "").strip()[:64] or None
+        name = rules.storable_text(display_name or "").strip()[:64] or None
         cached = self._player_ids.get_item(key)
         if cached is not None and cached[1] == name:
             return cached[0]
@@ -187,12 +187,14 @@ class GameService:
             image = await self._image_content(image_id)
             result = await self.model.answer(image, question, taint)
             answer_id = new_id()
-            response = {"answer_id": answer_id, "answer": result.served}
+            served = rules.storable_text(result.served)
+            response = {"answer_id": answer_id, "answer": served}
             row = {
                 "id": answer_id, "session_id": session_id, "session_image_id": si_id, "player_id": player_id,
                 "image_id": image_id, "question": question, "question_type": getattr(result, "question_type", None),
-                "honest_answer": result.honest, "served_answer": result.served, "tainted": bool(result.tainted),
-                "strategy": result.strategy if result.tainted else None, "model_id": result.model_id,
+                "honest_answer": rules.storable_text(result.honest), "served_answer": served,
+                "tainted": bool(result.tainted), "strategy": result.strategy if result.tainted else None,
+                "model_id": rules.storable_text(result.model_id, answers.c.model_id.type.length),
                 "latency_ms": float(result.latency_ms), "verdict": None, "correction": None, "points": 0,
                 "asked_at": now, "judged_at": None,
             }

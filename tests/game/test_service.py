@@ -375,3 +375,41 @@ async def test_answer_is_not_stored_when_the_image_closed_meanwhile(service, db_
         assert await count(db, answers) == 0 and await count(db, requests) == 0
     finally:
         await other_db.dispose()
+
+
+class ControlCharacterModel:
+    """A model endpoint that returns a NUL and other control characters and an over-long model id."""
+
+    model_id = "m" * 300
+
+    async def answer(self, image: bytes, question: str, taint: bool):
+        from models.base import ModelAnswer
+
+        return ModelAnswer(honest="two\x00 circles\x1b", served="two\x00 circles\x1b\nreally", tainted=False,
+                           strategy=None, model_id=self.model_id, latency_ms=1.0)
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_odd_model_output_and_display_name_are_stored_on_every_backend(db, clock: FakeClock):
+    """PostgreSQL refuses NUL in text and a model id longer than its column; SQLite would keep
+    both. Neither may lose the answer: control characters go, the id is cut."""
+    import random
+
+    from game.service import GameConfig, GameService
+    from game.tables import players
+    from tests.conftest import TEST_HASH_KEY, seed_images
+
+    await seed_images(db)
+    service = GameService(db, ControlCharacterModel(), hash_key=TEST_HASH_KEY, clock=clock, rng=random.Random(7),
+                          config=GameConfig(image_seconds=120, taint_prob=0.8, false_alarm_penalty=10))
+    pid = await service.upsert_player(5, "Ann\x00a\x07")
+    state = await service.start_or_resume(pid)
+    got = await service.ask(pid, state["session_id"], "q-nul", "How many circles are there?")
+    assert got["answer"] == "two circles\nreally"
+    async with db.read() as conn:
+        row = (await conn.execute(select(answers.c.honest_answer, answers.c.served_answer, answers.c.model_id))).one()
+        name = (await conn.execute(select(players.c.display_name))).scalar_one()
+    assert (row.honest_answer, row.served_answer) == ("two circles", "two circles\nreally")
+    assert row.model_id == "m" * 256 and name == "Anna"
