@@ -26,6 +26,7 @@ from game.images import (
     store_image,
 )
 from game.migrate import upgrade
+from gap.measure_journal import MeasureJournal, default_journal_path
 
 DEFAULT_THRESHOLD = 0.9
 DEFAULT_QUESTIONS = 8
@@ -54,14 +55,17 @@ async def generate_pool(db: Database, count: int, *, seed: int = 0, complex_shar
 
 
 async def measure_accuracies(db: Database, model, *, questions: int = DEFAULT_QUESTIONS, seed: int = 0,
-                             concurrency: int = 8, progress: Callable[[], None] | None = None) -> dict[int, float]:
+                             concurrency: int = 8, progress: Callable[[], None] | None = None,
+                             journal: MeasureJournal | None = None) -> dict[int, float]:
     """The model's accuracy on every image with ground truth (seeded questions per image).
     Images are measured concurrently so the model's micro-batcher can batch them;
-    `progress` is called once per measured image (for a progress bar)."""
+    `progress` is called once per image (for a progress bar). With a `journal`, images it
+    already holds are not measured again and each new accuracy is recorded as it arrives."""
     from models.scenes import Scene, measure_accuracy
 
     items = await images_with_scenes(db)
-    accuracies: dict[int, float] = {}
+    done = journal.done if journal is not None else {}
+    accuracies: dict[int, float] = {image_id: done[image_id] for image_id, _, _ in items if image_id in done}
     gate = asyncio.Semaphore(concurrency)
 
     async def one(image_id: int, content: bytes, scene_json: str) -> None:
@@ -69,22 +73,47 @@ async def measure_accuracies(db: Database, model, *, questions: int = DEFAULT_QU
             rng = random.Random(f"reliability:{seed}:{image_id}")
             accuracies[image_id] = await measure_accuracy(model, content, Scene.from_json(scene_json), rng,
                                                           n=questions)
+        if journal is not None:
+            journal.record(image_id, accuracies[image_id])
         if progress is not None:
             progress()
 
-    await asyncio.gather(*(one(*item) for item in items))
+    for _ in accuracies:
+        if progress is not None:
+            progress()
+    tasks = [asyncio.ensure_future(one(*item)) for item in items if item[0] not in accuracies]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:  # a failing model or Ctrl-C: stop the other images too, then report
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     return accuracies
 
 
 async def measure_reliability(db: Database, model, *, threshold: float = DEFAULT_THRESHOLD,
                               questions: int = DEFAULT_QUESTIONS, seed: int = 0, concurrency: int = 8,
-                              progress: Callable[[], None] | None = None) -> dict[str, float | int]:
+                              progress: Callable[[], None] | None = None,
+                              journal_path: Path | None = None) -> dict[str, float | int]:
     """Measure the model's accuracy on every image with ground truth and store the
     reliable pool (accuracy ≥ threshold). Images without ground truth are not reliable.
-    The pool is replaced in one transaction at the end, so a live game never sees a half-measured one."""
-    accuracies = await measure_accuracies(db, model, questions=questions, seed=seed, concurrency=concurrency,
-                                          progress=progress)
-    reliable = await set_reliability(db, accuracies, threshold)
+    The pool is replaced in one transaction at the end, so a live game never sees a half-measured one.
+    With `journal_path` an interrupted run resumes where it stopped (gap/measure_journal.py)."""
+    journal = None
+    if journal_path is not None:
+        journal = MeasureJournal.open(journal_path, {"model": model.model_id, "questions": questions, "seed": seed})
+        if journal.note:
+            print(journal.note, file=sys.stderr)
+    try:
+        accuracies = await measure_accuracies(db, model, questions=questions, seed=seed, concurrency=concurrency,
+                                              progress=progress, journal=journal)
+        reliable = await set_reliability(db, accuracies, threshold)
+    finally:
+        if journal is not None:
+            journal.close()
+    if journal is not None:
+        journal.finish()
     mean = sum(accuracies.values()) / len(accuracies) if accuracies else 0.0
     return {"measured": len(accuracies), "reliable": reliable, "mean_accuracy": mean}
 
@@ -108,7 +137,8 @@ async def _measure_with_model(db: Database, settings, args) -> dict:
     try:
         with tqdm(total=total, desc="measuring", unit="image", disable=not sys.stderr.isatty()) as bar:
             return await measure_reliability(db, model, threshold=args.threshold, questions=args.questions,
-                                             progress=bar.update)
+                                             progress=bar.update,
+                                             journal_path=default_journal_path(settings.database_url))
     finally:
         await model.aclose()
 
@@ -152,8 +182,7 @@ def _generate(args: argparse.Namespace, settings) -> int:
             _print_measure(await _measure_with_model(db, settings, args))
         print("pools: " + ", ".join(f"{k} {v}" for k, v in (await pool_counts(db)).items()))
 
-    asyncio.run(_with_db(settings, work))
-    return 0
+    return _run_measuring(settings, work)
 
 
 def _reliable(args: argparse.Namespace, settings) -> int:
@@ -161,7 +190,18 @@ def _reliable(args: argparse.Namespace, settings) -> int:
         _print_measure(await _measure_with_model(db, settings, args))
         print("pools: " + ", ".join(f"{k} {v}" for k, v in (await pool_counts(db)).items()))
 
-    asyncio.run(_with_db(settings, work))
+    return _run_measuring(settings, work)
+
+
+def _run_measuring(settings, work) -> int:
+    """Run a command that measures the pool; Ctrl-C keeps what was measured for the next run."""
+    try:
+        asyncio.run(_with_db(settings, work))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the pool is unchanged; the images measured so far are kept in "
+              f"{default_journal_path(settings.database_url)} — rerun the same command to continue",
+              file=sys.stderr)
+        return 130
     return 0
 
 

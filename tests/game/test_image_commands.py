@@ -48,3 +48,55 @@ def test_generate_measure_and_import(tmp_path: Path, monkeypatch, capsys):
     assert len(imported) == 1 and imported[0].scene_json is None
     assert main(["images", "reliable", "--threshold", "0", "--questions", "2"]) == 0
     assert not [r for r in rows(db_file) if r.pool == "imported:photos" and r.reliable]  # no ground truth
+
+
+class CountingModel:
+    """The fake model, counting its answers; from the `fail_after`-th answer on it fails like a
+    model process that dies (or a Ctrl-C) in the middle of a measurement."""
+
+    def __init__(self, fail_after: int | None = None):
+        from models.fake import FixedLatencyModel
+
+        self.inner = FixedLatencyModel(0.0)
+        self.model_id = self.inner.model_id
+        self.calls = 0
+        self.fail_after = fail_after
+
+    async def answer(self, image: bytes, question: str, taint: bool):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise RuntimeError("the model process died")
+        return await self.inner.answer(image, question, taint)
+
+
+async def test_an_interrupted_measurement_resumes_where_it_stopped(tmp_path: Path, db):
+    import pytest
+
+    from gap.commands.images import generate_pool, measure_accuracies, measure_reliability
+
+    await generate_pool(db, 12, seed=5)
+    reference = await measure_accuracies(db, CountingModel(), questions=3)
+    journal = tmp_path / "measure.jsonl"
+
+    with pytest.raises(RuntimeError, match="died"):
+        await measure_reliability(db, CountingModel(fail_after=16), questions=3, concurrency=2,
+                                  journal_path=journal)
+    kept = len(journal.read_text().splitlines()) - 1  # after the header
+    assert 1 <= kept < 12
+    async with db.read() as conn:  # the pool is untouched until the pass completes
+        assert (await conn.execute(select(images.c.id).where(images.c.model_accuracy.is_not(None)))).all() == []
+
+    model = CountingModel()
+    result = await measure_reliability(db, model, questions=3, threshold=0.5, journal_path=journal)
+    assert model.calls == 3 * (12 - kept)  # only the images the journal did not hold
+    async with db.read() as conn:
+        stored = dict((await conn.execute(select(images.c.id, images.c.model_accuracy))).all())
+    assert stored == reference and result["measured"] == 12  # the same numbers as one uninterrupted pass
+    assert not journal.exists()
+
+    # a journal of another measurement (other question count) is not mixed in
+    with pytest.raises(RuntimeError):
+        await measure_reliability(db, CountingModel(fail_after=9), questions=3, concurrency=1, journal_path=journal)
+    model = CountingModel()
+    await measure_reliability(db, model, questions=2, journal_path=journal)
+    assert model.calls == 2 * 12
