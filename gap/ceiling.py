@@ -44,10 +44,6 @@ class CeilingConfig:
     extra: dict = field(default_factory=dict)   # FinetuneConfig overrides for every variant (tests)
 
 
-def _mean_se(by_type: dict[str, float], n: int) -> float:
-    return sum(p * (1 - p) / n for p in by_type.values()) ** 0.5 / max(1, len(by_type))
-
-
 def write_ground_truth(out: Path, images: int, per_image: int, seed: int) -> dict:
     """Complex training scenes with true answers, as a `vqa` dataset `gap finetune` reads."""
     from models.scenes import EVAL_TYPES, NoQuestion, heldout_fingerprints, render_png, sample_question, scene_from_seed
@@ -80,7 +76,7 @@ def write_ground_truth(out: Path, images: int, per_image: int, seed: int) -> dic
 
 async def _score(path: str, n: int) -> dict:
     from gap.app import load_model
-    from models.evaluation import evaluate
+    from models.evaluation import evaluate, mean_standard_error
     from models.scenes import EVAL_TYPES
 
     model = await load_model(path)
@@ -89,7 +85,7 @@ async def _score(path: str, n: int) -> dict:
     finally:
         await model.aclose()
     return {"by_type": res, "mean": {c: sum(v.values()) / len(v) for c, v in res.items()},
-            "se": {c: _mean_se(v, n) for c, v in res.items()}}
+            "se": {c: mean_standard_error(v, n) for c, v in res.items()}}
 
 
 def run_ceiling(base: str, out: Path, cfg: CeilingConfig, log: Callable[[str], None] = print) -> dict:

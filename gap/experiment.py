@@ -36,6 +36,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from models.evaluation import mean_standard_error
+
 ARMS = ("gap", "random", "unfiltered", "truth")
 
 
@@ -92,13 +94,6 @@ def _bar(desc: str, total: int | None = None):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="step", mininterval=1.0, leave=False)
-
-
-def _mean_se(by_type: dict[str, float], n_per_type: int) -> float:
-    """Standard error of a mean of per-type accuracies, each over `n_per_type` questions (binomial)."""
-    if not by_type:
-        return 0.0
-    return sum(p * (1 - p) / n_per_type for p in by_type.values()) ** 0.5 / len(by_type)
 
 
 class ExperimentMismatch(ValueError):
@@ -490,7 +485,7 @@ class Experiment:
         base = held["base"]["mean"]
         gain = {k: {c: v["mean"][c] - base[c] for c in v["mean"]} for k, v in held.items()}
         per_q = r["heldout"].get("per_type") or self.cfg.eval_per_type
-        se = {k: _mean_se(v["by_type"].get("complex", {}), per_q) for k, v in held.items()}
+        se = {k: mean_standard_error(v["by_type"].get("complex", {}), per_q) for k, v in held.items()}
         se_gain = {k: (se[k] ** 2 + se["base"] ** 2) ** 0.5 for k in held}
         rows = ["| model | training examples | simple | complex | Δ complex vs base | ± 95 % (sampling) |",
                 "|---|---:|---:|---:|---:|---:|"]

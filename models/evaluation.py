@@ -77,6 +77,14 @@ async def evaluate(model: VQAModel, n: int = 1000, types: tuple[str, ...] = TYPE
     return {c: {t: round(sum(v) / len(v), 4) for t in types if (v := correct.get((c, t)))} for c in complexities}
 
 
+def mean_standard_error(by_type: dict[str, float], n_per_type: int) -> float:
+    """Standard error of a mean of per-type accuracies, each over `n_per_type` questions (binomial):
+    what a difference between two checkpoints' means has to beat."""
+    if not by_type:
+        return 0.0
+    return sum(p * (1 - p) / n_per_type for p in by_type.values()) ** 0.5 / len(by_type)
+
+
 def format_table(result: dict[str, dict[str, float]]) -> str:
     cols = list(result)
     types = [t for t in TYPES if any(t in result[c] for c in cols)]
