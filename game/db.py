@@ -36,11 +36,19 @@ def install_sqlite_pragmas(sync_engine, extra: tuple[str, ...] = ()) -> None:
         cursor.close()
 
 
-def ensure_sqlite_dir(url: str) -> None:
-    """Create the parent folder of a SQLite file so a fresh checkout just works."""
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL; None for an in-memory SQLite or a server database.
+    Files that belong beside the database (locks, journals, the demo token) are placed from it."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        return Path(parsed.database).expanduser().resolve()
+    return None
+
+
+def ensure_sqlite_dir(url: str) -> None:
+    """Create the parent folder of a SQLite file so a fresh checkout just works."""
+    if (path := sqlite_file(url)) is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def create_engine(url: str, *, pool_size: int = 8) -> AsyncEngine:

@@ -11,9 +11,8 @@ from typing import Iterator
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.engine import make_url
 
-from game.db import ensure_sqlite_dir, is_sqlite
+from game.db import ensure_sqlite_dir, sqlite_file
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -44,8 +43,8 @@ def _one_migration_at_a_time(url: str) -> Iterator[None]:
     turns on an exclusive lock of `<file>.migrate-lock` (alembic's SQLite DDL is not transactional,
     so the losers would fail on tables the winner just created); PostgreSQL takes an advisory lock
     inside the migration transaction instead (migrations/env.py)."""
-    database = make_url(url).database if is_sqlite(url) else None
-    if not database or database == ":memory:":
+    database = sqlite_file(url)
+    if database is None:
         yield
         return
     with open(f"{database}.migrate-lock", "a") as lock:

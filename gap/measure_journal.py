@@ -16,14 +16,13 @@ import json
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy.engine import make_url
+from game.db import sqlite_file
 
 
 def default_journal_path(database_url: str) -> Path:
     """Next to a SQLite file; in the working directory (named after the URL) for a server database."""
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        return Path(f"{url.database}.reliability.jsonl")
+    if (database := sqlite_file(database_url)) is not None:
+        return Path(f"{database}.reliability.jsonl")
     return Path(f".gap-reliability-{hashlib.sha256(database_url.encode()).hexdigest()[:10]}.jsonl")
 
 

@@ -23,7 +23,8 @@ from typing import Any
 from urllib.parse import quote
 
 from pydantic import SecretStr
-from sqlalchemy.engine import make_url
+
+from game.db import sqlite_file
 
 log = logging.getLogger("gap.demo")
 
@@ -37,9 +38,8 @@ MIN_RELIABLE = 10              # tainted images need the reliable pool (SPEC §1
 
 def token_file_for(database_url: str) -> Path:
     """Where the local demo token lives: next to a SQLite file, else in the working directory."""
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        return Path(url.database).expanduser().resolve().parent / TOKEN_FILE_NAME
+    if (database := sqlite_file(database_url)) is not None:
+        return database.parent / TOKEN_FILE_NAME
     return Path.cwd() / TOKEN_FILE_NAME
 
 
