@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -41,7 +41,6 @@ class CeilingConfig:
     variants: tuple[str, ...] = tuple(VARIANTS)
     seed: int = 0
     batch_size: int = 16
-    extra: dict = field(default_factory=dict)   # FinetuneConfig overrides for every variant (tests)
 
 
 def write_ground_truth(out: Path, images: int, per_image: int, seed: int) -> dict:
@@ -106,7 +105,7 @@ def run_ceiling(base: str, out: Path, cfg: CeilingConfig, log: Callable[[str], N
         path, ft_log = base, None
         if name != "base":
             ft = FinetuneConfig(max_steps=cfg.steps, batch_size=cfg.batch_size, seed=cfg.seed,
-                                **{**VARIANTS[name], **cfg.extra})
+                                **VARIANTS[name])
             with tqdm(total=cfg.steps, desc=f"finetune {name}", unit="step", leave=False) as bar:
                 ft_log = finetune(base, data, out / "adapters" / name, ft, resume=True,
                                   progress=lambda s, t, loss: (bar.update(s - bar.n), bar.set_postfix(loss=f"{loss:.3f}")))
@@ -116,7 +115,7 @@ def run_ceiling(base: str, out: Path, cfg: CeilingConfig, log: Callable[[str], N
         results[name] = {"recipe": VARIANTS.get(name, {}), "finetune": ft_log, **score}
         done.write_text(json.dumps(results[name]))
         log(f"{name}: complex {score['mean']['complex']:.1%}, simple {score['mean']['simple']:.1%}")
-    summary = {"config": {k: v for k, v in asdict(cfg).items() if k != "extra"}, "dataset": info,
+    summary = {"config": asdict(cfg), "dataset": info,
                "base_model": str(base), "results": results}
     (out / "ceiling.json").write_text(json.dumps(summary, indent=1))
     (out / "REPORT.md").write_text(report(summary))
