@@ -43,6 +43,26 @@ class CeilingConfig:
     batch_size: int = 16
 
 
+class CeilingMismatch(ValueError):
+    """The output directory holds a run with other settings; mixing them would report neither."""
+
+
+def _claim(out: Path, base: str, cfg: CeilingConfig) -> None:
+    """Record this run's settings in `out`, or refuse when an earlier run there used others
+    (the recipes may differ: a rerun with more recipes adds them to the same report)."""
+    settings = {**asdict(cfg), "base": str(base)}
+    settings.pop("variants")
+    path = out / "settings.json"
+    if path.exists():
+        earlier = json.loads(path.read_text())
+        if earlier != settings:
+            changed = ", ".join(k for k in settings if earlier.get(k) != settings[k])
+            raise CeilingMismatch(f"{out} holds a run with other settings ({changed}); use another --out")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings))
+
+
 def write_ground_truth(out: Path, images: int, per_image: int, seed: int) -> dict:
     """Complex training scenes with true answers, as a `vqa` dataset `gap finetune` reads."""
     from models.scenes import EVAL_TYPES, NoQuestion, heldout_fingerprints, render_png, sample_question, scene_from_seed
@@ -92,6 +112,7 @@ def run_ceiling(base: str, out: Path, cfg: CeilingConfig, log: Callable[[str], N
     from tqdm import tqdm
 
     out = Path(out)
+    _claim(out, base, cfg)
     data = out / "data"
     info = write_ground_truth(data, cfg.images, cfg.per_image, cfg.seed)
     log(f"ground truth: {info['examples']} questions on {info['images']} complex training scenes")

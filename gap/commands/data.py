@@ -105,7 +105,7 @@ def _experiment(args: argparse.Namespace, settings) -> int:
 
 
 def _ceiling(args: argparse.Namespace, settings) -> int:
-    from gap.ceiling import VARIANTS, CeilingConfig, run_ceiling
+    from gap.ceiling import VARIANTS, CeilingConfig, CeilingMismatch, run_ceiling
 
     variants = tuple(v for v in args.variants.split(",") if v)
     unknown = [v for v in variants if v not in VARIANTS]
@@ -114,7 +114,11 @@ def _ceiling(args: argparse.Namespace, settings) -> int:
         return 2
     cfg = CeilingConfig(images=args.images, per_image=args.per_image, steps=args.steps,
                         eval_per_type=args.eval_per_type, variants=variants, seed=args.seed)
-    run_ceiling(args.base or settings.model, Path(args.out), cfg, log=lambda m: print(m, file=sys.stderr))
+    try:
+        run_ceiling(args.base or settings.model, Path(args.out), cfg, log=lambda m: print(m, file=sys.stderr))
+    except CeilingMismatch as exc:
+        print(f"gap ceiling: {exc}", file=sys.stderr)
+        return 2
     print((Path(args.out) / "REPORT.md").read_text())
     return 0
 

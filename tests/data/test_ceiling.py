@@ -54,3 +54,13 @@ def test_ceiling_cli_refuses_unknown_recipe(tmp_path: Path, capsys):
     assert main(["ceiling", "--out", str(tmp_path), "--variants", "lora,magic"]) == 2
     assert "unknown recipe(s) magic" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()
+
+
+def test_ceiling_refuses_a_directory_holding_other_settings(tmp_path: Path, capsys):
+    cfg = CeilingConfig(images=2, per_image=1, steps=1, eval_per_type=1, variants=())
+    run_ceiling(str(EMBEDDED_MODEL_DIR), tmp_path, cfg, log=lambda m: None)
+    before = (tmp_path / "data" / "train.jsonl").read_text()
+    assert main(["ceiling", "--out", str(tmp_path), "--base", str(EMBEDDED_MODEL_DIR), "--images", "3",
+                 "--per-image", "1", "--steps", "1", "--eval-per-type", "1", "--variants", ""]) == 2
+    assert "other settings (images)" in capsys.readouterr().err
+    assert (tmp_path / "data" / "train.jsonl").read_text() == before
