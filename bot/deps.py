@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gap.settings import Settings
+from settings import Settings
 
 
 @dataclass

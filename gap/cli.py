@@ -8,7 +8,7 @@ import importlib
 import logging
 import sys
 
-from gap.settings import load_settings
+from settings import load_settings
 
 COMMAND_MODULES = [
     "gap.commands.db",

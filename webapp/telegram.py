@@ -19,7 +19,7 @@ from aiohttp import web
 
 from bot.deps import BotDeps, mini_app_url_for
 from bot.runtime import DEFAULT_RETRY_DELAYS, BotRuntime
-from gap.settings import Settings
+from settings import Settings
 
 log = logging.getLogger("gap.bot")
 

@@ -71,7 +71,7 @@ def _export(args: argparse.Namespace, settings) -> int:
 
 
 def _simulate(args: argparse.Namespace, settings) -> int:
-    from gap.simulation import run_simulation_cli
+    from lab.simulation import run_simulation_cli
 
     return run_simulation_cli(args, settings)
 
@@ -99,13 +99,13 @@ def _finetune(args: argparse.Namespace, settings) -> int:
 
 
 def _experiment(args: argparse.Namespace, settings) -> int:
-    from gap.experiment import run_experiment_cli
+    from lab.experiment import run_experiment_cli
 
     return run_experiment_cli(args, settings)
 
 
 def _ceiling(args: argparse.Namespace, settings) -> int:
-    from gap.ceiling import VARIANTS, CeilingConfig, CeilingMismatch, run_ceiling
+    from lab.ceiling import VARIANTS, CeilingConfig, CeilingMismatch, run_ceiling
 
     variants = tuple(v for v in args.variants.split(",") if v)
     unknown = [v for v in variants if v not in VARIANTS]

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from gap.settings import EMBEDDED_MODEL_DIR
+from settings import EMBEDDED_MODEL_DIR
 
 
 def _train(args: argparse.Namespace, settings) -> int:

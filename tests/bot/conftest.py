@@ -20,7 +20,7 @@ from aiohttp import web
 
 from bot.runtime import BotRuntime
 from gap.app import COMPONENTS_KEY, Components, build_app
-from gap.settings import Settings
+from settings import Settings
 from tests.bot.fake_bot_api import Call, FakeBotAPI, callback_update, message_update
 from tests.conftest import TEST_BOT_TOKEN, seed_images
 from webapp.telegram import BOT_RUNTIME, SECRET_HEADER

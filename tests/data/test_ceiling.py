@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import models.scenes
-from gap.ceiling import CeilingConfig, run_ceiling, write_ground_truth
+from lab.ceiling import CeilingConfig, run_ceiling, write_ground_truth
 from gap.cli import main
-from gap.settings import EMBEDDED_MODEL_DIR
+from settings import EMBEDDED_MODEL_DIR
 from models.scenes import render_png, scene_from_seed
 
 pytestmark = pytest.mark.slow

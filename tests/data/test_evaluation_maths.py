@@ -16,7 +16,7 @@ from game.evaluation import (
     fit_beta_prior,
     spearman,
 )
-from gap.synthetic_verdicts import synthetic_verdicts
+from lab.synthetic_verdicts import synthetic_verdicts
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gap.experiment import ARMS, Experiment, ExperimentConfig, ExperimentMismatch
-from gap.settings import EMBEDDED_MODEL_DIR
+from lab.experiment import ARMS, Experiment, ExperimentConfig, ExperimentMismatch
+from settings import EMBEDDED_MODEL_DIR
 
 pytestmark = pytest.mark.slow
 

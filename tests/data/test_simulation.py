@@ -8,9 +8,9 @@ from sqlalchemy import func, select
 
 from game import tables as T
 from game.db import Database
-from gap.local_server import running_server
-from gap.settings import load_settings
-from gap.simulation import make_population, simulate, with_typo
+from lab.local_server import running_server
+from settings import load_settings
+from lab.simulation import make_population, simulate, with_typo
 from tests.data.game_pool import make_game
 
 TOKEN = "123456:SIM-token-for-tests"

@@ -22,10 +22,10 @@ from sqlalchemy import select
 
 from game import tables as T
 from game.db import Database
-from gap.local_server import running_server
-from gap.settings import load_settings
-from gap.simulation import AnswerTruth, Client, SimPlayer, simulate
-from gap.simulation_state import JOURNAL_FILE, Journal, StateMismatch
+from lab.local_server import running_server
+from settings import load_settings
+from lab.simulation import AnswerTruth, Client, SimPlayer, simulate
+from lab.simulation_state import JOURNAL_FILE, Journal, StateMismatch
 from tests.data.game_pool import make_game
 
 TOKEN = "123456:SIM-resume-token-for-tests"
@@ -242,7 +242,7 @@ async def test_ctrl_c_on_the_cli_exits_non_zero_and_the_same_command_resumes(tmp
 async def test_an_interrupted_experiment_simulate_stage_continues_its_sessions(tmp_path):
     """`gap experiment` resumes at stage granularity; inside the simulate stage the journal
     (OUT/simulation) makes a rerun continue the sessions instead of replaying them on the same database."""
-    from gap.experiment import Experiment, ExperimentConfig
+    from lab.experiment import Experiment, ExperimentConfig
 
     cfg = ExperimentConfig.small(standin=True, pool_images=24, players=4, sessions=2, image_seconds=0.5)
     exp = Experiment(tmp_path, str(tmp_path / "no-model"), cfg, log=lambda line: None)

@@ -18,7 +18,7 @@ from game.evaluation import (
     expected_calibration_error,
     spearman,
 )
-from gap.synthetic_verdicts import GameShapedVerdicts, game_shaped_verdicts
+from lab.synthetic_verdicts import GameShapedVerdicts, game_shaped_verdicts
 
 PLAYERS = 300
 PI_RELIABLE = 0.015

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from gap.settings import EMBEDDED_MODEL_DIR
+from settings import EMBEDDED_MODEL_DIR
 from models.scenes import render_png, scene_from_seed
 
 

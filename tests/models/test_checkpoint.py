@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from gap.settings import EMBEDDED_MODEL_DIR
+from settings import EMBEDDED_MODEL_DIR
 
 FRESH_PROCESS_SCRIPT = r"""
 import json, sys

@@ -69,7 +69,7 @@ async def test_untainted_request_serves_the_honest_answer(embedded, simple_png):
 
 
 async def test_prompt_strategy_on_a_model_that_cannot_follow_falls_back_to_decode(simple_png):
-    from gap.settings import EMBEDDED_MODEL_DIR
+    from settings import EMBEDDED_MODEL_DIR
     from models.loader import load_model
 
     model = load_model(str(EMBEDDED_MODEL_DIR), strategy="prompt")

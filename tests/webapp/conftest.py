@@ -6,7 +6,7 @@ import time
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gap.settings import Settings
+from settings import Settings
 from tests.conftest import TEST_BOT_TOKEN
 from webapp.app import create_app
 from webapp.auth import sign_init_data

@@ -125,7 +125,7 @@ class Experiment:
                                      "resume it with the same arguments, or use another --out")
 
     def settings(self):
-        from gap.settings import load_settings
+        from settings import load_settings
 
         return load_settings(database_url=self.db_url, bot_token=self.token, model=self.base,
                              image_seconds=self.cfg.image_seconds, theta=self.cfg.theta,
@@ -213,8 +213,8 @@ class Experiment:
                 "mean_accuracy": {k: float(np.mean(v)) for k, v in by_c.items()}}
 
     async def _simulate(self) -> dict:
-        from gap.local_server import running_server
-        from gap.simulation import simulate
+        from lab.local_server import running_server
+        from lab.simulation import simulate
 
         bar = _bar("simulated sessions", self.cfg.players * self.cfg.sessions)
         model, on_question = None, None
@@ -244,7 +244,7 @@ class Experiment:
 
         from game.db import Database
         from game.tables import images
-        from gap.standin_model import StandInModel
+        from lab.standin_model import StandInModel
 
         simple, complex_ = self.cfg.standin_accuracy
         model = StandInModel({"simple": simple, "complex": complex_}, seed=self.cfg.seed)

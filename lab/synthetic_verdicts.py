@@ -82,7 +82,7 @@ def game_shaped_verdicts(n_players: int, sessions: int = 4, seed: int = 0, q_tai
     """Verdicts shaped like the game's, for calibration tests: sessions of 10 images (5 tainted,
     from the simple/reliable strata), 2–5 questions per image, the image ends at the first flag,
     sensitivity fading with the image's position (fatigue), strata with very different error
-    rates (`stratum_pi`, by default `GAME_PI` with small outlier strata), and the population of gap/simulation.py
+    rates (`stratum_pi`, by default `GAME_PI` with small outlier strata), and the population of lab/simulation.py
     (careful, sloppy, 20% random flaggers, spammers). So each player judges only ≈ 1 honest
     answer on a tainted image per session — the scarcity that makes f hard to estimate."""
     rng = np.random.default_rng(seed)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from game.evaluation import TAINTED, UNTAINTED, Counts, EvalConfig, evaluate, spearman
-from gap.synthetic_verdicts import synthetic_verdicts
+from lab.synthetic_verdicts import synthetic_verdicts
 
 QUESTIONS = {  # π-strata also split by question type, as in the real data
     0: "How many objects are there?", 1: "What color is the square?", 2: "Is there a red circle?",

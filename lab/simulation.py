@@ -13,7 +13,7 @@ truth (player parameters and, per answer, whether the served answer really was
 wrong) is written for scoring.
 
 Long runs are interruptible and resumable: with a state directory every step is
-journaled before its request is sent (gap/simulation_state.py), a rerun skips
+journaled before its request is sent (lab/simulation_state.py), a rerun skips
 the finished sessions and continues the interrupted ones, and requests left in
 doubt by a crash are settled by resending them with their request ids.
 """
@@ -33,10 +33,10 @@ from typing import Any
 
 import aiohttp
 
-from gap.simulation_state import Journal, StateMismatch
+from lab.simulation_state import Journal, StateMismatch
 from models.scenes import Scene, answers_match, sample_question
 
-log = logging.getLogger("gap.simulation")
+log = logging.getLogger("lab.simulation")
 
 FAMILY_WEIGHTS = {"count": 0.35, "color": 0.2, "shape": 0.1, "exists": 0.15, "position": 0.12, "text": 0.08}
 
@@ -235,7 +235,7 @@ async def play_session(client: Client, player: SimPlayer, scenes: dict[str, Scen
                        speed: float, journal: Journal, index: int, on_question=None) -> dict:
     """Play (or, after an interruption, continue) the player's session `index`; returns its summary.
 
-    Every ask and verdict is journaled before it is sent (see gap/simulation_state.py)."""
+    Every ask and verdict is journaled before it is sent (see lab/simulation_state.py)."""
     tid = player.telegram_id
     state = await _open_session(client, journal, tid, index)
     session_id = journal.player(tid).open_session[1]
@@ -374,7 +374,7 @@ async def simulate(server: str, bot_token: str, database_url: str, n_players: in
     """Run the population through `sessions_per_player` sessions each against `server`.
 
     With `state_dir` the run is resumable: everything is journaled there as it
-    happens (gap/simulation_state.py), and a later call with the same arguments
+    happens (lab/simulation_state.py), and a later call with the same arguments
     skips the finished sessions, continues the interrupted ones and returns the
     truth of the whole simulation. Cancelling (Ctrl-C) leaves the state consistent."""
     started = time.perf_counter()

@@ -229,7 +229,7 @@ async def _bench(players: int, latency_ms: float, workdir: Path) -> dict:
                      "loadavg_before": os.getloadavg()[0]}
 
     port = _free_port()
-    bare = _start([sys.executable, "-m", "gap.bench_api", "--bare-server", str(port)], env, log)
+    bare = _start([sys.executable, "-m", "lab.bench_api", "--bare-server", str(port)], env, log)
     try:
         base = f"http://127.0.0.1:{port}"
         await _wait_ready(base, "/healthz", bare)
