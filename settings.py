@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     public_url: str | None = None  # https origin of the Mini App (GAP_PUBLIC_URL); else the webhook URL's origin
     init_data_max_age: int = 24 * 3600
     player_hash_key: SecretStr | None = None
+    # /metrics (Prometheus): behind `Authorization: Bearer <token>` on PORT, or on a second listener
+    # (GAP_METRICS_PORT, bound to GAP_METRICS_HOST); neither set: not served
+    metrics_token: SecretStr | None = None
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
     port: int = Field(8080, validation_alias="PORT")
     host: str = "0.0.0.0"
 
@@ -53,7 +58,7 @@ class Settings(BaseSettings):
         """The live configuration with secrets masked (for /settings and logs)."""
         out: dict[str, object] = {}
         for name, value in self.model_dump().items():
-            if isinstance(getattr(self, name), SecretStr) or name in {"bot_token", "webhook_secret", "player_hash_key"}:
+            if isinstance(getattr(self, name), SecretStr) or name in {"bot_token", "webhook_secret", "player_hash_key", "metrics_token"}:
                 out[name] = "***" if value is not None else None
             else:
                 out[name] = value

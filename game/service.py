@@ -26,6 +26,7 @@ from game import queries as q
 from game.db import Database, fast
 from game.errors import Conflict, Expired, Invalid, NotFound, Unavailable
 from game.locks import KeyedLocks
+from game.metrics import GameMetrics
 from game.players import player_key
 from game.tables import answers, session_images, sessions
 from models.base import VQAModel
@@ -102,9 +103,12 @@ class GameService:
         config: GameConfig | None = None,
         clock: Clock = wall_clock_ms,
         rng: random.Random | None = None,
+        metrics: GameMetrics | None = None,
     ) -> None:
         self.db = db
         self.model = model
+        self.metrics = metrics or GameMetrics()
+        self.metrics.watch_model(model)
         self.config = config or GameConfig()
         self.clock = clock
         self.rng = rng or random.SystemRandom()
@@ -151,9 +155,16 @@ class GameService:
             reliable_ids, all_ids = await self._pools_cached()
             plan_rng = random.Random(self.rng.getrandbits(64))
             try:
-                return await self.db.run_write(self._tx_start, player_id, now, reliable_ids, all_ids, plan_rng)
+                state, created = await self.db.run_write(self._tx_start, player_id, now, reliable_ids, all_ids,
+                                                         plan_rng)
             except IntegrityError:  # another worker started the player's session first: resume it
-                return await self.db.run_write(self._tx_start, player_id, now, reliable_ids, all_ids, plan_rng)
+                state, created = await self.db.run_write(self._tx_start, player_id, now, reliable_ids, all_ids,
+                                                         plan_rng)
+            if created:
+                self.metrics.record_session_started()
+            elif state["status"] == "finished":  # the active session's last image timed out just now
+                self.metrics.record_session_finished("timeout")
+            return state
 
     async def current(self, player_id: int) -> dict[str, Any]:
         """The active session's state; NotFound when the player has none."""
@@ -162,7 +173,10 @@ class GameService:
             state = await self.db.run_read(self._tx_state_if_fresh, player_id, now)
             if state is not None:
                 return state
-            return await self.db.run_write(self._tx_current, player_id, now)
+            state = await self.db.run_write(self._tx_current, player_id, now)
+            if state["status"] == "finished":  # the active session's last image timed out just now
+                self.metrics.record_session_finished("timeout")
+            return state
 
     async def ask(self, player_id: int, session_id: str, request_id: object, text: object) -> dict[str, Any]:
         """Ask the model a question about the current image: `{"answer_id", "answer"}`.
@@ -180,7 +194,7 @@ class GameService:
             if check[0] == "replay":
                 return check[1]
             if check[0] == "expired":
-                await self.db.run_write(self._tx_expire, player_id, session_id, now)
+                await self._expire(player_id, session_id, now)
                 raise Expired("time is up for this image; the session moved on")
             _, si_id, image_id, image_tainted = check
             taint = rules.should_taint(self.rng, image_tainted, self.config.taint_prob)
@@ -199,9 +213,11 @@ class GameService:
                 "asked_at": now, "judged_at": None,
             }
             try:
-                return await self.db.run_write(q.tx_store_answer, player_id, request_id, row, response, now)
+                stored = await self.db.run_write(q.tx_store_answer, player_id, request_id, row, response, now)
             except IntegrityError:
                 return await self._replay_or_conflict(player_id, request_id, "ask")
+            self.metrics.record_answer(row["latency_ms"])
+            return stored
 
     async def verdict(self, player_id: int, answer_id: str, request_id: object, verdict: object,
                       correction: object = None) -> dict[str, Any]:
@@ -223,13 +239,17 @@ class GameService:
             if check[0] == "replay":
                 return check[1]
             if check[0] == "expired":
-                await self.db.run_write(self._tx_expire, player_id, check[1], now)
+                await self._expire(player_id, check[1], now)
                 raise Expired("time is up for this image; the session moved on")
             try:
-                return await self.db.run_write(self._tx_verdict_apply, player_id, request_id, check[1], verdict,
-                                               correction, now)
+                state = await self.db.run_write(self._tx_verdict_apply, player_id, request_id, check[1], verdict,
+                                                correction, now)
             except IntegrityError:
                 return await self._replay_or_conflict(player_id, request_id, "verdict")
+            self.metrics.record_verdict(verdict, find=verdict == "wrong" and not check[1]["image_tainted"])
+            if state["status"] == "finished":
+                self.metrics.record_session_finished("wrong")
+            return state
 
     async def summary(self, player_id: int, session_id: str) -> dict[str, Any]:
         """The reveal (SPEC §1.3): per image tainted or not and the points; only once finished."""
@@ -297,6 +317,11 @@ class GameService:
             self._image_by_opaque.put(opaque_id, value)
         return value
 
+    async def refresh_pool_metrics(self) -> None:
+        """Count the reliable and the whole image pool for the metrics (read when scraped)."""
+        rows = await self.db.run_read(q.tx_pools)
+        self.metrics.set_pool_sizes(sum(1 for _, reliable in rows if reliable), len(rows))
+
     async def ping(self) -> None:
         """Raise if the database cannot answer (for /healthz)."""
         await self.db.run_read(q.tx_ping)
@@ -326,6 +351,11 @@ class GameService:
         self._image_bytes.put(image_id, content)
         return content
 
+    async def _expire(self, player_id: int, session_id: str, now: int) -> None:
+        """End the timed-out image (counting the session when that finished it)."""
+        if await self.db.run_write(self._tx_expire, player_id, session_id, now) == "finished":
+            self.metrics.record_session_finished("timeout")
+
     async def _replay_or_conflict(self, player_id: int, request_id: str, kind: str) -> dict[str, Any]:
         replay = await self.db.run_read(self._tx_replay, player_id, request_id, kind)
         if replay is None:
@@ -344,12 +374,15 @@ class GameService:
             return None
         return self._state(conn, session, si, now)
 
-    def _tx_start(self, conn, player_id: int, now: int, reliable_ids, all_ids, plan_rng) -> dict[str, Any]:
+    def _tx_start(self, conn, player_id: int, now: int, reliable_ids, all_ids,
+                  plan_rng) -> tuple[dict[str, Any], bool]:
+        """(state, whether a new session was created)."""
         session = q.active_session(conn, player_id)
-        if session is None:
+        created = session is None
+        if created:
             session = self._create_session(conn, player_id, now, reliable_ids, all_ids, plan_rng)
         session, si = self._advance_if_expired(conn, session, now)
-        return self._state(conn, session, si, now)
+        return self._state(conn, session, si, now), created
 
     def _tx_current(self, conn, player_id: int, now: int) -> dict[str, Any]:
         session = q.active_session(conn, player_id)
@@ -384,9 +417,13 @@ class GameService:
         replay = self._tx_replay(conn, player_id, request_id, "ask")
         return ("replay", replay) if replay is not None else outcome
 
-    def _tx_expire(self, conn, player_id: int, session_id: str, now: int) -> None:
+    def _tx_expire(self, conn, player_id: int, session_id: str, now: int) -> str | None:
+        """End the current image if it timed out; "finished" when that ended the session."""
         session = q.load_session(conn, player_id, session_id)
-        self._advance_if_expired(conn, session, now)
+        if session.status != "playing":
+            return None
+        session, _ = self._advance_if_expired(conn, session, now)
+        return session.status if session.status == "finished" else None
 
     def _tx_verdict_check(self, conn, player_id: int, answer_id: str, request_id: str, verdict: str, now: int):
         """Read phase of a verdict: everything the write needs, checked against the rules.

@@ -13,6 +13,7 @@ from aiohttp import web
 from game.errors import Conflict, Expired, GameError, Invalid, NotFound, Unavailable
 from game.service import GameService
 from models.base import ModelError, ModelOverloaded
+from webapp.metrics import ERROR_CODE
 from webapp.auth import AuthError, parse_authorization, validate_init_data
 
 log = logging.getLogger("gap.api")
@@ -29,8 +30,10 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status,
-                             headers={**NO_STORE, **(headers or {})})
+    response = web.json_response({"error": {"code": code, "message": message}}, status=status,
+                                 headers={**NO_STORE, **(headers or {})})
+    response[ERROR_CODE] = code  # for the errors-by-code metric (webapp/metrics.py)
+    return response
 
 
 def ok(payload: Any) -> web.Response:

@@ -14,6 +14,7 @@ from aiohttp import web
 from game.service import GameService
 from models.base import VQAModel
 from webapp.api import MAX_BODY_BYTES, error_middleware, error_response, setup_api
+from webapp.metrics import metrics_middleware, setup_metrics
 
 log = logging.getLogger("gap.webapp")
 
@@ -66,9 +67,10 @@ def create_app(
     token = bot_token or (settings.bot_token.get_secret_value() if getattr(settings, "bot_token", None) else None)
     if not token:
         raise ValueError("a bot token is required to authenticate Mini App requests (GAP_BOT_TOKEN)")
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[metrics_middleware, error_middleware], client_max_size=MAX_BODY_BYTES)
     app[SETTINGS_KEY] = settings
     app[MODEL_KEY] = model
+    setup_metrics(app, settings, service)
     setup_api(app, service, token, float(getattr(settings, "init_data_max_age", 86400)))
     app.router.add_get("/healthz", healthz)
     if importlib.util.find_spec("webapp.page") is not None:
