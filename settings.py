@@ -1,6 +1,7 @@
 """The one settings object (SPEC §5.1). Everything else receives values from it."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -39,8 +40,25 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
     metrics_port: int | None = Field(None, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
+    # abuse limits (game/limits.py): "<count>/<seconds>" (or 20/1h, 5/10m); 0/60 switches one off
+    limit_questions: str = "30/60"       # per player
+    limit_verdicts: str = "40/60"        # per player (verdicts and peer-validation votes)
+    limit_sessions: str = "20/1h"        # new sessions per player (resuming is free)
+    limit_ip_questions: str = "300/60"   # per client IPv4 address or IPv6 /64
+    limit_ip_verdicts: str = "400/60"
+    limit_ip_sessions: str = "60/1h"
+    limit_chat_updates: str = "30/60"    # Telegram updates per chat
+    trust_forwarded_for: bool = False    # behind a reverse proxy: the client is X-Forwarded-For's last address
     port: int = Field(8080, validation_alias="PORT")
     host: str = "0.0.0.0"
+
+    @field_validator("limit_questions", "limit_verdicts", "limit_sessions", "limit_ip_questions",
+                     "limit_ip_verdicts", "limit_ip_sessions", "limit_chat_updates")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        if not re.fullmatch(r"\s*\d+\s*/\s*[1-9]\d*\s*[smh]?\s*", value):
+            raise ValueError(f"a limit is <count>/<seconds> such as 30/60 or 20/1h (0/60: off), got {value!r}")
+        return value
 
     @field_validator("admin_ids")
     @classmethod

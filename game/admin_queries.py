@@ -199,6 +199,17 @@ async def set_muted(db: Database, player_id: int, muted: bool) -> bool:
     return bool(result.rowcount)
 
 
+async def set_banned(db: Database, player_id: int, reason: str | None, now_ms: int) -> bool:
+    """Ban a player (with a reason) or lift the ban (reason None). A banned player is refused
+    every play request and leaves the leaderboards; nothing of theirs is deleted (SPEC §1.4).
+    True if the player exists."""
+    values = ({"banned_at": now_ms, "ban_reason": (reason or "")[:200] or None} if reason is not None
+              else {"banned_at": None, "ban_reason": None})
+    async with db.write() as conn:
+        result = await conn.execute(update(players).where(players.c.id == player_id).values(**values))
+    return bool(result.rowcount)
+
+
 async def remember_chat(db: Database, player_id: int, chat_id: int, referrer: str | None = None) -> None:
     """Store the player's private chat (for /broadcast) and, once, who referred them.
 

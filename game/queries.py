@@ -162,7 +162,7 @@ def tx_leaderboard(conn, since: int | None) -> list[tuple]:
     total = func.sum(points_ledger.c.points).label("points")
     query = (select(players.c.id, players.c.display_name, players.c.player_key, total)
              .join(players, players.c.id == points_ledger.c.player_id)
-             .where(players.c.muted.is_(False))
+             .where(players.c.muted.is_(False), players.c.banned_at.is_(None))
              .group_by(players.c.id, players.c.display_name, players.c.player_key)
              .order_by(total.desc(), players.c.id))
     if since is not None:

@@ -25,6 +25,8 @@ from game import rules, validation
 from game import queries as q
 from game.db import Database, fast
 from game.errors import Conflict, Expired, Invalid, NotFound, Unavailable
+from game import limits as lim
+from game.limits import Banned, Limits
 from game.locks import KeyedLocks
 from game.metrics import GameMetrics
 from game.players import player_key
@@ -40,6 +42,8 @@ def wall_clock_ms() -> int:
 
 
 REQUEST_ID_MAX = 128
+BANNED_MESSAGE = "an admin has banned this account from the game"
+LIMITED_WHAT = {"question": "questions", "verdict": "verdicts", "session": "new sessions"}
 
 _ID_RNG = random.Random(secrets.randbits(128))
 
@@ -67,6 +71,13 @@ class GameConfig:
     false_alarm_penalty: int = 10
     pool_cache_seconds: float = 10.0
     leaderboard_cache_seconds: float = 5.0
+
+
+def _tx_guard(conn, player_id: int, buckets, now: int):
+    """None for a banned player (nothing counted), else each bucket's count after this hit."""
+    if lim.tx_is_banned(conn, player_id):
+        return None
+    return lim.tx_hit(conn, buckets, now)
 
 
 class _LRU(OrderedDict):
@@ -104,11 +115,13 @@ class GameService:
         clock: Clock = wall_clock_ms,
         rng: random.Random | None = None,
         metrics: GameMetrics | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.db = db
         self.model = model
         self.metrics = metrics or GameMetrics()
         self.metrics.watch_model(model)
+        self.limits = limits or Limits()
         self.config = config or GameConfig()
         self.clock = clock
         self.rng = rng or random.SystemRandom()
@@ -145,21 +158,27 @@ class GameService:
 
     # ------------------------------------------------------------------ sessions
 
-    async def start_or_resume(self, player_id: int) -> dict[str, Any]:
-        """The player's active session (SPEC §1.1: at most one), created if none."""
+    async def start_or_resume(self, player_id: int, *, origin: str | None = None) -> dict[str, Any]:
+        """The player's active session (SPEC §1.1: at most one), created if none.
+
+        Creating one counts against the session-start limits of the player and of
+        `origin` (the client's network, game/limits.py); resuming does not."""
         async with self._locks.hold(player_id):
             now = self.clock()
+            if await self.db.run_read(lim.tx_is_banned, player_id):
+                raise Banned(BANNED_MESSAGE)
             state = await self.db.run_read(self._tx_state_if_fresh, player_id, now)
             if state is not None:
                 return state
             reliable_ids, all_ids = await self._pools_cached()
             plan_rng = random.Random(self.rng.getrandbits(64))
+            buckets = self.limits.rates("session", player_id, origin, None)
             try:
                 state, created = await self.db.run_write(self._tx_start, player_id, now, reliable_ids, all_ids,
-                                                         plan_rng)
+                                                         plan_rng, buckets)
             except IntegrityError:  # another worker started the player's session first: resume it
                 state, created = await self.db.run_write(self._tx_start, player_id, now, reliable_ids, all_ids,
-                                                         plan_rng)
+                                                         plan_rng, buckets)
             if created:
                 self.metrics.record_session_started()
             elif state["status"] == "finished":  # the active session's last image timed out just now
@@ -178,12 +197,15 @@ class GameService:
                 self.metrics.record_session_finished("timeout")
             return state
 
-    async def ask(self, player_id: int, session_id: str, request_id: object, text: object) -> dict[str, Any]:
+    async def ask(self, player_id: int, session_id: str, request_id: object, text: object, *,
+                  origin: str | None = None) -> dict[str, Any]:
         """Ask the model a question about the current image: `{"answer_id", "answer"}`.
 
         Validates before touching anything; after the deadline the image ends,
-        the session advances and `Expired` is raised. The model runs outside any
-        transaction; the answer and the idempotency record commit together."""
+        the session advances and `Expired` is raised. A new question (not a
+        replay) counts against the question limits before the model is asked.
+        The model runs outside any transaction; the answer and the idempotency
+        record commit together."""
         request_id = clean_request_id(request_id)
         question = rules.clean_question(text)
         if not isinstance(session_id, str):
@@ -197,6 +219,13 @@ class GameService:
                 await self._expire(player_id, session_id, now)
                 raise Expired("time is up for this image; the session moved on")
             _, si_id, image_id, image_tainted = check
+            try:
+                await self._guard("question", player_id, origin, now)
+            except lim.RateLimited:  # a retry of an answered question is replayed, never refused
+                replay = await self.db.run_read(self._tx_replay, player_id, request_id, "ask")
+                if replay is None:
+                    raise
+                return replay
             taint = rules.should_taint(self.rng, image_tainted, self.config.taint_prob)
             image = await self._image_content(image_id)
             result = await self.model.answer(image, question, taint)
@@ -220,7 +249,7 @@ class GameService:
             return stored
 
     async def verdict(self, player_id: int, answer_id: str, request_id: object, verdict: object,
-                      correction: object = None) -> dict[str, Any]:
+                      correction: object = None, *, origin: str | None = None) -> dict[str, Any]:
         """Judge an answer. Correct keeps the image; Wrong (with a required
         correction) scores, ends the image and serves the next. Returns the state."""
         request_id = clean_request_id(request_id)
@@ -241,6 +270,7 @@ class GameService:
             if check[0] == "expired":
                 await self._expire(player_id, check[1], now)
                 raise Expired("time is up for this image; the session moved on")
+            await self._guard("verdict", player_id, origin, now)
             try:
                 state = await self.db.run_write(self._tx_verdict_apply, player_id, request_id, check[1], verdict,
                                                 correction, now)
@@ -288,13 +318,14 @@ class GameService:
         return await self.db.run_read(validation.tx_next_find, player_id)
 
     async def validate_find(self, player_id: int, find_id: object, request_id: object,
-                            agrees: object) -> dict[str, Any]:
+                            agrees: object, *, origin: str | None = None) -> dict[str, Any]:
         """Vote on a find (agrees = the answer is wrong); idempotent on request_id.
         A confirming vote pays the finder's bonus once, so the leaderboards are refreshed."""
         request_id = clean_request_id(request_id)
         agrees = validation.clean_agrees(agrees)
         find_id = validation.clean_find_id(find_id)
         async with self._locks.hold(player_id):
+            await self._guard("verdict", player_id, origin, self.clock())
             try:
                 result = await self.db.run_write(validation.tx_record_vote, player_id, find_id, request_id,
                                                  agrees, self.clock())
@@ -351,6 +382,21 @@ class GameService:
         self._image_bytes.put(image_id, content)
         return content
 
+    async def _guard(self, action: str, player_id: int, origin: str | None, now: int) -> None:
+        """Refuse a banned player, then count one `action` against the player's and the
+        origin's limits (one write, shared by every worker); RateLimited when over."""
+        buckets = self.limits.rates(action, player_id, origin, None)
+        if not buckets:
+            if await self.db.run_read(lim.tx_is_banned, player_id):
+                raise Banned(BANNED_MESSAGE)
+            return
+        results = await self.db.run_write(_tx_guard, player_id, buckets, now)
+        if results is None:
+            raise Banned(BANNED_MESSAGE)
+        refused = lim.refusal(results, LIMITED_WHAT[action])
+        if refused is not None:
+            raise refused
+
     async def _expire(self, player_id: int, session_id: str, now: int) -> None:
         """End the timed-out image (counting the session when that finished it)."""
         if await self.db.run_write(self._tx_expire, player_id, session_id, now) == "finished":
@@ -375,11 +421,15 @@ class GameService:
         return self._state(conn, session, si, now)
 
     def _tx_start(self, conn, player_id: int, now: int, reliable_ids, all_ids,
-                  plan_rng) -> tuple[dict[str, Any], bool]:
-        """(state, whether a new session was created)."""
+                  plan_rng, buckets) -> tuple[dict[str, Any], bool]:
+        """(state, whether a new session was created). A creation over the session-start
+        limits raises RateLimited, which rolls back its own count too."""
         session = q.active_session(conn, player_id)
         created = session is None
         if created:
+            refused = lim.refusal(lim.tx_hit(conn, buckets, now), LIMITED_WHAT["session"])
+            if refused is not None:
+                raise refused
             session = self._create_session(conn, player_id, now, reliable_ids, all_ids, plan_rng)
         session, si = self._advance_if_expired(conn, session, now)
         return self._state(conn, session, si, now), created

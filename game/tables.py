@@ -33,6 +33,8 @@ players = Table(
     Column("muted", Boolean, nullable=False, default=False),  # admin or anti-gaming mute
     Column("chat_id", BigInteger),           # for bot replies / broadcast; not the user id
     Column("created_at", BigInteger, nullable=False),
+    Column("banned_at", BigInteger),         # set by an admin's /ban: no play, no points (game/limits.py)
+    Column("ban_reason", String(200)),
 )
 
 images = Table(
@@ -170,4 +172,14 @@ validation_posteriors = Table(
     Column("posterior", Float, nullable=False),    # after the counting votes
     Column("votes", Integer, nullable=False),      # counting votes used
     Column("updated_at", BigInteger, nullable=False),
+)
+
+# Abuse limits (game/limits.py): hits per subject ("question:p:12", "session:o:203.0.113.0/24",
+# "update:c:4711") in one fixed time window; shared by every web worker.
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("bucket", String(160), primary_key=True),
+    Column("window_start", BigInteger, primary_key=True),
+    Column("hits", Integer, nullable=False),
 )

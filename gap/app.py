@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from game.db import Database
+from game.limits import Limits, Rate
 from game.migrate import upgrade
 from game.players import derive_hash_key
 from game.service import GameConfig, GameService
@@ -36,6 +37,17 @@ def player_hash_key(settings: Any) -> bytes:
 def game_config(settings: Any) -> GameConfig:
     return GameConfig(image_seconds=float(settings.image_seconds), taint_prob=float(settings.taint_prob),
                       false_alarm_penalty=int(settings.false_alarm_penalty))
+
+
+def limits(settings: Any) -> Limits:
+    """The abuse limits of the settings (README "Abuse limits")."""
+    return Limits(
+        player={"question": Rate.parse(settings.limit_questions), "verdict": Rate.parse(settings.limit_verdicts),
+                "session": Rate.parse(settings.limit_sessions)},
+        origin={"question": Rate.parse(settings.limit_ip_questions),
+                "verdict": Rate.parse(settings.limit_ip_verdicts),
+                "session": Rate.parse(settings.limit_ip_sessions)},
+        chat={"update": Rate.parse(settings.limit_chat_updates)})
 
 
 async def load_model(spec: str, strategy: str | None = None) -> VQAModel:
@@ -72,7 +84,8 @@ async def build_components(settings: Any, *, model: VQAModel | None = None, migr
     db = Database(settings.database_url)
     if model is None:
         model = await load_model(settings.model, getattr(settings, "taint_strategy", None))
-    service = GameService(db, model, hash_key=player_hash_key(settings), config=game_config(settings))
+    service = GameService(db, model, hash_key=player_hash_key(settings), config=game_config(settings),
+                          limits=limits(settings))
     return Components(settings=settings, db=db, model=model, service=service)
 
 

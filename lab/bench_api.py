@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from lab.local_server import UNLIMITED
+
 BENCH_TOKEN = "424242:bench-token"
 REQUESTS_PER_PLAYER = 41
 
@@ -223,7 +225,8 @@ async def _bench(players: int, latency_ms: float, workdir: Path) -> dict:
     await _seed(url)
     repo = str(Path(__file__).resolve().parent.parent)
     env = {**os.environ, "GAP_DATABASE_URL": url, "GAP_MODEL": f"fake:{latency_ms:g}", "GAP_BOT_TOKEN": BENCH_TOKEN,
-           "GAP_IMAGE_SECONDS": "3600", "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")}
+           "GAP_IMAGE_SECONDS": "3600", "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           **{f"GAP_{name.upper()}": rate for name, rate in UNLIMITED.items()}}
     log = workdir / "server.log"
     results: dict = {"players": players, "model_latency_ms": latency_ms, "cpus": os.cpu_count(),
                      "loadavg_before": os.getloadavg()[0]}

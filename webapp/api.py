@@ -2,6 +2,7 @@
 GameService method and render. Errors are `{"error": {"code", "message"}}`."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import time
@@ -11,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from game.errors import Conflict, Expired, GameError, Invalid, NotFound, Unavailable
+from game.limits import Banned, RateLimited
 from game.service import GameService
 from models.base import ModelError, ModelOverloaded
 from webapp.metrics import ERROR_CODE
@@ -22,9 +24,11 @@ MAX_BODY_BYTES = 64 * 1024
 
 SERVICE_KEY = web.AppKey("gap_service", GameService)
 AUTH_KEY = web.AppKey("gap_auth", object)
+TRUST_FORWARDED_KEY = web.AppKey("gap_trust_forwarded_for", bool)
 
 STATUS_BY_ERROR: list[tuple[type[GameError], int]] = [
-    (Invalid, 400), (NotFound, 404), (Expired, 409), (Conflict, 409), (Unavailable, 503),
+    (Invalid, 400), (NotFound, 404), (Expired, 409), (Conflict, 409), (Unavailable, 503), (Banned, 403),
+    (RateLimited, 429),
 ]
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -34,6 +38,35 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
                                  headers={**NO_STORE, **(headers or {})})
     response[ERROR_CODE] = code  # for the errors-by-code metric (webapp/metrics.py)
     return response
+
+
+def rate_limited_response(exc: RateLimited) -> web.Response:
+    """429 with Retry-After, and the same seconds in the body for the page's countdown."""
+    response = web.json_response({"error": {"code": exc.code, "message": exc.message,
+                                            "retry_after": exc.retry_after}}, status=429,
+                                 headers={**NO_STORE, "Retry-After": str(exc.retry_after)})
+    response[ERROR_CODE] = exc.code
+    return response
+
+
+def client_origin(request: web.Request) -> str | None:
+    """The network a request comes from, for per-origin limits: the client's IPv4
+    address or IPv6 /64 (one subscriber's usual allocation). Behind a reverse proxy
+    (GAP_TRUST_FORWARDED_FOR) it is the address the proxy appended last to
+    X-Forwarded-For. Loopback is never limited: it is the proxy itself when the
+    header is not trusted, or a local tool."""
+    raw = request.remote
+    if request.app.get(TRUST_FORWARDED_KEY) and request.headers.get("X-Forwarded-For"):
+        raw = request.headers["X-Forwarded-For"].split(",")[-1].strip()
+    try:
+        address = ipaddress.ip_address((raw or "").strip("[]"))
+    except ValueError:
+        return None
+    if address.is_loopback:
+        return None
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 def ok(payload: Any) -> web.Response:
@@ -78,6 +111,8 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         return await handler(request)
     except AuthError as exc:
         return error_response(401, "unauthorized", str(exc), {"WWW-Authenticate": "tma"})
+    except RateLimited as exc:
+        return rate_limited_response(exc)
     except GameError as exc:
         for cls, status in STATUS_BY_ERROR:
             if isinstance(exc, cls):
@@ -128,7 +163,7 @@ async def _player(request: web.Request) -> int:
 
 async def start_session(request: web.Request) -> web.Response:
     player = await _player(request)
-    return ok(await _service(request).start_or_resume(player))
+    return ok(await _service(request).start_or_resume(player, origin=client_origin(request)))
 
 
 async def current_session(request: web.Request) -> web.Response:
@@ -140,14 +175,15 @@ async def ask_question(request: web.Request) -> web.Response:
     player = await _player(request)
     body = await read_object(request)
     return ok(await _service(request).ask(player, request.match_info["session_id"],
-                                          body.get("request_id"), body.get("text")))
+                                          body.get("request_id"), body.get("text"), origin=client_origin(request)))
 
 
 async def give_verdict(request: web.Request) -> web.Response:
     player = await _player(request)
     body = await read_object(request)
     return ok(await _service(request).verdict(player, request.match_info["answer_id"], body.get("request_id"),
-                                              body.get("verdict"), body.get("correction")))
+                                              body.get("verdict"), body.get("correction"),
+                                              origin=client_origin(request)))
 
 
 async def session_summary(request: web.Request) -> web.Response:
@@ -170,7 +206,8 @@ async def validate_find(request: web.Request) -> web.Response:
     player = await _player(request)
     body = await read_object(request)
     return ok(await _service(request).validate_find(player, request.match_info["find_id"],
-                                                    body.get("request_id"), body.get("agrees")))
+                                                    body.get("request_id"), body.get("agrees"),
+                                                    origin=client_origin(request)))
 
 
 async def image(request: web.Request) -> web.StreamResponse:
@@ -186,9 +223,11 @@ async def image(request: web.Request) -> web.StreamResponse:
     return web.Response(body=content, content_type=mime, headers=headers)
 
 
-def setup_api(app: web.Application, service: GameService, bot_token: str, max_age: float) -> None:
+def setup_api(app: web.Application, service: GameService, bot_token: str, max_age: float,
+              trust_forwarded_for: bool = False) -> None:
     """Register the JSON API and the image route on `app`."""
     app[SERVICE_KEY] = service
+    app[TRUST_FORWARDED_KEY] = trust_forwarded_for
     app[AUTH_KEY] = Authenticator(service, bot_token, max_age)
     app.router.add_post("/api/sessions", start_session)
     app.router.add_get("/api/sessions/current", current_session)

@@ -71,7 +71,8 @@ def create_app(
     app[SETTINGS_KEY] = settings
     app[MODEL_KEY] = model
     setup_metrics(app, settings, service)
-    setup_api(app, service, token, float(getattr(settings, "init_data_max_age", 86400)))
+    setup_api(app, service, token, float(getattr(settings, "init_data_max_age", 86400)),
+              bool(getattr(settings, "trust_forwarded_for", False)))
     app.router.add_get("/healthz", healthz)
     if importlib.util.find_spec("webapp.page") is not None:
         from webapp import page

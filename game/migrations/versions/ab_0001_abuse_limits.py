@@ -1,0 +1,35 @@
+"""Abuse limits: the shared `rate_limits` counters and players' bans (game/limits.py).
+
+Revision ID: ab_0001
+Revises: pv_0001
+Create Date: 2026-12-06
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "ab_0001"
+down_revision = "pv_0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "rate_limits",
+        sa.Column("bucket", sa.String(length=160), nullable=False),
+        sa.Column("window_start", sa.BigInteger(), nullable=False),
+        sa.Column("hits", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("bucket", "window_start"),
+    )
+    with op.batch_alter_table("players") as batch:
+        batch.add_column(sa.Column("banned_at", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("ban_reason", sa.String(length=200), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("players") as batch:
+        batch.drop_column("ban_reason")
+        batch.drop_column("banned_at")
+    op.drop_table("rate_limits")

@@ -1,0 +1,185 @@
+"""Abuse limits and bans over a real server and a real database (SQLite file and PostgreSQL):
+429 + Retry-After, nothing stored when refused, shared by several workers, per origin."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from game import admin_queries
+from sqlalchemy import insert
+
+from game.db import Database
+from game.tables import points_ledger
+from game.limits import Limits, Rate, refusal, tx_hit
+from game.service import GameService
+from tests.webapp.conftest import auth_header, make_app
+from tests.webapp.test_api import snapshot
+
+pytestmark = pytest.mark.both_backends
+
+ALICE = auth_header(1111, first_name="Alice")
+BOB = auth_header(2222, first_name="Bob")
+
+
+def limited(service: GameService, **limits) -> GameService:
+    """The suite's service (seeded pools, fake clock) with these limits."""
+    service.limits = Limits(**limits)
+    return service
+
+
+async def post(client, path: str, body: dict, headers=ALICE):
+    return await client.post(path, data=json.dumps(body), headers={**headers, "Content-Type": "application/json"})
+
+
+@pytest.mark.parametrize("text,rate", [("30/60", Rate(30, 60)), (" 20 / 1h ", Rate(20, 3600)),
+                                       ("5/10m", Rate(5, 600)), ("0/60", Rate(0, 60))])
+def test_rates_parse(text, rate):
+    assert Rate.parse(text) == rate
+    assert Rate.parse(text).enabled == (rate.count > 0)
+
+
+@pytest.mark.parametrize("text", ["", "30", "30/0", "-1/60", "a/b", "30/60d", "1/2/3"])
+def test_bad_rates_are_refused(text):
+    with pytest.raises(ValueError):
+        Rate.parse(text)
+
+
+async def test_question_limit_answers_429_with_retry_after_and_stores_nothing(service, db, model, clock, settings):
+    clock.now = clock.now - clock.now % 60_000 + 15_000  # 15 s into a minute window: 45 s left
+    service = limited(service, player={"question": Rate(3, 60)})
+    async with TestClient(TestServer(make_app(service, settings, model), host="127.0.0.1")) as client:
+        sid = (await (await client.post("/api/sessions", headers=ALICE)).json())["session_id"]
+        last = None
+        for i in range(3):
+            asked = await (await post(client, f"/api/sessions/{sid}/questions",
+                                      {"request_id": f"q{i}", "text": "What is it?"})).json()
+            last = asked
+            resp = await post(client, f"/api/answers/{asked['answer_id']}/verdict",
+                              {"request_id": f"v{i}", "verdict": "correct"})
+            assert resp.status == 200
+        before = await snapshot(db)
+        refused = await post(client, f"/api/sessions/{sid}/questions", {"request_id": "q3", "text": "And now?"})
+        assert refused.status == 429
+        assert refused.headers["Retry-After"] == "45"
+        body = await refused.json()
+        assert body["error"]["code"] == "rate_limited" and body["error"]["retry_after"] == 45
+        assert "45 s" in body["error"]["message"]
+        assert await snapshot(db) == before
+        # a retried question that was already answered is replayed, not refused
+        replay = await post(client, f"/api/sessions/{sid}/questions", {"request_id": "q2", "text": "What is it?"})
+        assert replay.status == 200 and (await replay.json()) == last
+        # Bob has his own allowance
+        bob_sid = (await (await client.post("/api/sessions", headers=BOB)).json())["session_id"]
+        assert (await post(client, f"/api/sessions/{bob_sid}/questions", {"request_id": "b", "text": "Hm?"},
+                           BOB)).status == 200
+        clock.advance(30)
+        again = await post(client, f"/api/sessions/{sid}/questions", {"request_id": "q4", "text": "And now?"})
+        assert again.status == 429 and again.headers["Retry-After"] == "15"
+        clock.advance(15)  # a new window
+        assert (await post(client, f"/api/sessions/{sid}/questions",
+                           {"request_id": "q5", "text": "And now?"})).status == 200
+
+
+async def test_verdict_and_session_limits(service, db, model, clock, settings):
+    service = limited(service, player={"verdict": Rate(1, 60), "session": Rate(1, 3600)})
+    async with TestClient(TestServer(make_app(service, settings, model), host="127.0.0.1")) as client:
+        sid = (await (await client.post("/api/sessions", headers=ALICE)).json())["session_id"]
+        # resuming the active session is not a new start
+        assert (await client.post("/api/sessions", headers=ALICE)).status == 200
+        ids = []
+        for i in range(2):
+            asked = await (await post(client, f"/api/sessions/{sid}/questions",
+                                      {"request_id": f"q{i}", "text": "What?"})).json()
+            ids.append(asked["answer_id"])
+            verdict = await post(client, f"/api/answers/{asked['answer_id']}/verdict",
+                                 {"request_id": f"v{i}", "verdict": "correct"})
+            if i == 0:
+                assert verdict.status == 200
+        assert verdict.status == 429 and int(verdict.headers["Retry-After"]) >= 1
+        async with db.read() as conn:
+            from sqlalchemy import select
+
+            from game.tables import answers
+            rows = (await conn.execute(select(answers.c.verdict).where(answers.c.id == ids[1]))).all()
+        assert rows == [(None,)]  # the refused verdict was not stored
+        for i in range(10):  # the session ends by timeouts; a new one is over the session-start limit
+            clock.advance(121)
+            await client.get("/api/sessions/current", headers=ALICE)
+        started = await client.post("/api/sessions", headers=ALICE)
+        assert started.status == 429 and (await started.json())["error"]["code"] == "rate_limited"
+
+
+async def test_origin_limit_counts_every_account_of_one_address(service, db, model, clock, settings):
+    service = limited(service, origin={"session": Rate(2, 3600)})
+    trusting = settings.model_copy(update={"trust_forwarded_for": True})
+    async with TestClient(TestServer(make_app(service, trusting, model), host="127.0.0.1")) as client:
+        far = {"X-Forwarded-For": "198.51.100.9, 203.0.113.7"}  # the proxy appended the last one
+        statuses = [(await client.post("/api/sessions", headers={**auth_header(9000 + u), **far})).status
+                    for u in range(3)]
+        assert statuses == [200, 200, 429]
+        other = {"X-Forwarded-For": "203.0.113.8"}
+        assert (await client.post("/api/sessions", headers={**auth_header(9100), **other})).status == 200
+        v6 = [(await client.post("/api/sessions", headers={**auth_header(9200 + u),
+                                                            "X-Forwarded-For": f"2001:db8::{u + 1}"})).status
+              for u in range(3)]
+        assert v6 == [200, 200, 429]  # one /64
+        # loopback (a local tool, or an untrusted proxy) is never limited
+        local = [(await client.post("/api/sessions", headers=auth_header(9300 + u))).status for u in range(3)]
+        assert local == [200, 200, 200]
+    async with TestClient(TestServer(make_app(service, settings, model), host="127.0.0.1")) as client:
+        # without GAP_TRUST_FORWARDED_FOR the header is ignored: a client cannot pick its bucket
+        assert (await client.post("/api/sessions", headers={**auth_header(9400), **far})).status == 200
+
+
+async def test_limits_hold_across_workers(db_url, clock):
+    """Two workers (two engines on one database) hit one bucket concurrently: exactly `count` pass."""
+    workers = [Database(db_url), Database(db_url)]
+    rate = Rate(7, 60)
+    try:
+        async def hit(i: int):
+            return await workers[i % 2].run_write(tx_hit, [("question:p:1", rate)], clock())
+
+        results = await asyncio.gather(*(hit(i) for i in range(20)))
+    finally:
+        for w in workers:
+            await w.dispose()
+    passed = [r for r in results if refusal(r, "questions") is None]
+    assert len(passed) == 7
+    assert sorted(r[0][0] for r in results) == list(range(1, 21))  # every hit counted once
+
+
+async def test_banned_player_cannot_play_or_score(service, db, model, clock, settings):
+    service = limited(service)
+    async with TestClient(TestServer(make_app(service, settings, model), host="127.0.0.1")) as client:
+        sid = (await (await client.post("/api/sessions", headers=ALICE)).json())["session_id"]
+        asked = await (await post(client, f"/api/sessions/{sid}/questions", {"request_id": "q", "text": "Hm?"})).json()
+        player = await admin_queries.find_player(db, "1")
+        assert player is not None
+        assert await admin_queries.set_banned(db, player.id, "spam", clock()) is True
+        refused = [await client.post("/api/sessions", headers=ALICE),
+                   await post(client, f"/api/answers/{asked['answer_id']}/verdict",
+                              {"request_id": "v", "verdict": "correct"})]
+        await admin_queries.set_banned(db, player.id, None, clock())  # unban: the verdict now counts
+        assert (await post(client, f"/api/answers/{asked['answer_id']}/verdict",
+                           {"request_id": "v", "verdict": "correct"})).status == 200
+        await admin_queries.set_banned(db, player.id, "spam again", clock())
+        refused.append(await post(client, f"/api/sessions/{sid}/questions", {"request_id": "q2", "text": "Hm?"}))
+        for resp in refused:
+            assert resp.status == 403
+            body = await resp.json()
+            assert body["error"]["code"] == "banned" and "banned" in body["error"]["message"]
+        assert await admin_queries.set_banned(db, player.id, None, clock()) is True
+        assert (await post(client, f"/api/sessions/{sid}/questions", {"request_id": "q2", "text": "Hm?"})).status == 200
+        async with db.write() as conn:  # Alice has points on the board...
+            await conn.execute(insert(points_ledger).values(player_id=player.id, answer_id=asked["answer_id"],
+                                                            reason="find_bonus", points=20, created_at=clock()))
+        service._boards.clear()
+        board = await (await client.get("/api/leaderboard?period=all", headers=BOB)).json()
+        assert [p["name"] for p in board["players"]] == ["Alice"]
+        await admin_queries.set_banned(db, player.id, "", clock())  # ...until banned (no reason given)
+        service._boards.clear()
+        board = await (await client.get("/api/leaderboard?period=all", headers=BOB)).json()
+        assert board["players"] == []
