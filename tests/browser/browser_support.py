@@ -113,9 +113,10 @@ async def _seed_pool(db_url: str, count: int) -> None:
 
 
 def start_demo(tmp: Path, *, model: str | None, image_seconds: float, seed_images: int = 0,
-               bot_token: str | None = BOT_TOKEN) -> Server:
+               bot_token: str | None = BOT_TOKEN, env_extra: dict[str, str] | None = None) -> Server:
     """Start `gap demo --no-browser --port 0` and wait for the URL it prints.
-    `bot_token=None` leaves GAP_BOT_TOKEN unset: the demo makes its local token."""
+    `bot_token=None` leaves GAP_BOT_TOKEN unset: the demo makes its local token;
+    `env_extra` adds settings (GAP_* variables)."""
     tmp.mkdir(parents=True, exist_ok=True)
     db_path = tmp / "gap.sqlite3"
     db_url = f"sqlite+aiosqlite:///{db_path}"
@@ -126,6 +127,7 @@ def start_demo(tmp: Path, *, model: str | None, image_seconds: float, seed_image
     env.update({"GAP_DATABASE_URL": db_url, "GAP_IMAGE_SECONDS": str(image_seconds), "PYTHONUNBUFFERED": "1"})
     if bot_token:
         env["GAP_BOT_TOKEN"] = bot_token
+    env.update(env_extra or {})
     if model:
         env["GAP_MODEL"] = model
     log_path = tmp / "server.log"

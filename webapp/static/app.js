@@ -140,8 +140,9 @@
   }
 
   // ------------------------------------------------------------------ API
-  function ApiError(status, code, message, retryable) {
+  function ApiError(status, code, message, retryable, retryAfter) {
     this.status = status; this.code = code; this.message = message; this.retryable = !!retryable;
+    this.retryAfter = retryAfter || 0;  // seconds, for 429 (rate limited)
   }
 
   var initData = '';
@@ -171,9 +172,10 @@
         }
         throw new ApiError(0, 'network', 'No connection to the game server.', true);
       }
-      if ((res.status === 502 || res.status === 503 || res.status === 504 || res.status === 429) && attempt < delays.length) {
+      // 429 is never retried on its own: every attempt counts against the limit (game/limits.py)
+      if ((res.status === 502 || res.status === 503 || res.status === 504) && attempt < delays.length) {
         var after = parseFloat(res.headers.get('Retry-After') || '');
-        banner(res.status === 429 ? 'Busy — retrying…' : 'The server is busy — retrying…', 'info');
+        banner('The server is busy — retrying…', 'info');
         await sleep(isFinite(after) && after > 0 ? Math.min(after * 1000, 8000) : delays[attempt]);
         continue;
       }
@@ -183,8 +185,9 @@
       try { data = await res.json(); } catch (e) { data = null; }
       if (!res.ok) {
         var err = (data && data.error) || {};
+        var wait = parseFloat(res.headers.get('Retry-After') || err.retry_after || '');
         throw new ApiError(res.status, err.code || ('http_' + res.status), err.message || res.statusText || 'Request failed',
-                           res.status >= 500);
+                           res.status >= 500, isFinite(wait) ? wait : 0);
       }
       return data;
     }
@@ -192,7 +195,9 @@
 
   // ------------------------------------------------------------------ banner
   var bannerKind = null;
-  function banner(text, kind, retry) {
+  var countdown = null;  // the interval of a rate-limit countdown in the banner
+  function banner(text, kind, retry, keepCountdown) {
+    if (!keepCountdown) stopCountdown();
     var b = $('banner');
     b.textContent = '';
     b.className = 'banner' + (kind === 'error' ? ' error' : '');
@@ -208,8 +213,28 @@
   }
   function bannerClear(onlyKind) {
     if (onlyKind && bannerKind !== onlyKind) return;
+    stopCountdown();
     $('banner').hidden = true;
     bannerKind = null;
+  }
+  function stopCountdown() {
+    if (countdown !== null) { clearInterval(countdown); countdown = null; }
+  }
+  // 429: how long until the player may go on, counted down each second; then the
+  // banner says so (with Retry when the refused action can be re-sent as it was).
+  function rateLimited(err, retry) {
+    var until = performance.now() + Math.max(1, Math.ceil(err.retryAfter || 1)) * 1000;
+    var tick = function () {
+      var left = Math.ceil((until - performance.now()) / 1000);
+      if (left <= 0) { banner('You can go on now.', 'info', retry); return; }
+      var mm = Math.floor(left / 60), ss = left % 60;
+      banner('Too many requests. Please wait ' + (mm ? mm + ':' + (ss < 10 ? '0' : '') + ss : left + ' s') + '.',
+             'error', null, true);
+      $('banner').setAttribute('data-wait', String(left));
+    };
+    stopCountdown();
+    tick();
+    countdown = setInterval(tick, 1000);
   }
 
   // ------------------------------------------------------------------ screens
@@ -283,6 +308,7 @@
         ? 'Your sign-in has expired. Close this page and open the game again from Telegram.' : null);
       return;
     }
+    if (err.status === 429) return rateLimited(err, retry);
     if (err.status === 0 || err.retryable) {
       banner(err.status === 0 ? 'No connection.' : (err.message || 'Server error.'), 'error', retry);
       return;
@@ -470,7 +496,11 @@
           return;
         }
         q.remove(); thinking.remove();
-        if (err instanceof ApiError && err.status === 400) {
+        if (err instanceof ApiError && err.status === 429) {
+          $('question').value = text; updateCounters();   // kept for when the wait is over
+          setMode('ask');
+          rateLimited(err);
+        } else if (err instanceof ApiError && err.status === 400) {
           $('question').value = text; updateCounters();
           setMode('ask');
           setFieldError('question', err.message);
