@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     limit_ip_questions: str = "300/60"   # per client IPv4 address or IPv6 /64
     limit_ip_verdicts: str = "400/60"
     limit_ip_sessions: str = "60/1h"
-    limit_chat_updates: str = "30/60"    # Telegram updates per chat
+    limit_chat_updates: str = "60/60"    # Telegram updates per chat
     trust_forwarded_for: bool = False    # behind a reverse proxy: the client is X-Forwarded-For's last address
     port: int = Field(8080, validation_alias="PORT")
     host: str = "0.0.0.0"

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, insert, update
+from sqlalchemy import and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from game import rules, validation
@@ -30,7 +30,7 @@ from game.limits import Banned, Limits
 from game.locks import KeyedLocks
 from game.metrics import GameMetrics
 from game.players import player_key
-from game.tables import answers, session_images, sessions
+from game.tables import answers, players, session_images, sessions
 from models.base import VQAModel
 
 Clock = Callable[[], int]
@@ -78,6 +78,12 @@ def _tx_guard(conn, player_id: int, buckets, now: int):
     if lim.tx_is_banned(conn, player_id):
         return None
     return lim.tx_hit(conn, buckets, now)
+
+
+def _tx_chat_guard(conn, key: str, buckets, now: int):
+    """(each bucket's count after this hit, whether the player with this key is banned)."""
+    banned = conn.execute(select(players.c.banned_at).where(players.c.player_key == key)).scalar() is not None
+    return lim.tx_hit(conn, buckets, now), banned
 
 
 class _LRU(OrderedDict):
@@ -155,6 +161,22 @@ class GameService:
             player_id = row[0]
         self._player_ids.put(key, (player_id, name))
         return player_id
+
+    def player_key_for(self, telegram_id: int) -> str:
+        """The stored (keyed-hash) identity of a Telegram user, e.g. for an admin's /ban."""
+        return player_key(self._hash_key, telegram_id)
+
+    async def check_chat(self, telegram_id: int, chat_id: int | None) -> None:
+        """Before the bot handles an update: count it against the chat's limit
+        (RateLimited when over), then refuse a banned sender (Banned)."""
+        buckets = self.limits.rates("update", None, None, chat_id)
+        results, banned = await self.db.run_write(_tx_chat_guard, self.player_key_for(telegram_id), buckets,
+                                                  self.clock())
+        refused = lim.refusal(results, "messages")
+        if refused is not None:
+            raise refused
+        if banned:
+            raise Banned(BANNED_MESSAGE)
 
     # ------------------------------------------------------------------ sessions
 

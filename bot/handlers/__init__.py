@@ -1,13 +1,15 @@
 """All handlers, registered in one place so the routing is readable at a glance.
 
+Group -1: the guard (per-chat update limits, bans) sees every update first.
 Group 0 (first match wins): private-chat commands, the players' text messages
 and buttons, then the catch-alls for anything else. Only new messages in
 private chats are played with; edits and group chatter get a hint or silence."""
 from __future__ import annotations
 
-from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, filters
+from telegram import Update
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, TypeHandler, filters
 
-from bot.handlers import admin, fallback, play, players
+from bot.handlers import admin, fallback, guard, play, players
 
 PRIVATE_NEW = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
 
@@ -23,9 +25,12 @@ def register_handlers(application: Application) -> None:
         "export": admin.export,
         "mute": admin.mute,
         "unmute": admin.unmute,
+        "ban": admin.ban,
+        "unban": admin.unban,
         "broadcast": admin.broadcast,
         "settings": admin.settings_command,
     }
+    application.add_handler(TypeHandler(Update, guard.guard), group=-1)
     for name, callback in commands.items():
         application.add_handler(CommandHandler(name, callback, filters=PRIVATE_NEW))
     application.add_handler(CallbackQueryHandler(play.verdict_button, pattern=rf"^{play.VERDICT_PREFIX}\|"))

@@ -1,4 +1,4 @@
-"""Admin commands: /stats /pool /export /mute /unmute /broadcast /settings.
+"""Admin commands: /stats /pool /export /mute /unmute /ban /unban /broadcast /settings.
 
 Every handler starts with the admin check; anyone else gets the same polite
 words as an unknown command (common.NOT_AVAILABLE), so nothing is revealed.
@@ -185,6 +185,48 @@ async def mute(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 @admin_only
 async def unmute(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await _set_muted(update, context, False)
+
+
+# ---------------------------------------------------------------- /ban /unban
+async def _player_ref(context: ContextTypes.DEFAULT_TYPE, ref: str):
+    """A player by `#<number>`, a key prefix, or `tg:<Telegram user id>` (e.g. from a forwarded message)."""
+    service = deps_of(context).service
+    if ref.lower().startswith("tg:") and ref[3:].lstrip("-").isdigit():
+        ref = service.player_key_for(int(ref[3:]))
+    return await admin_queries.find_player(service.db, ref)
+
+
+@admin_only
+async def ban(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/ban <player> [reason]: no play, no points, off the leaderboards; nothing is deleted."""
+    if not context.args:
+        await _reply(update, "Usage: /ban <player> [reason] — #12, the start of their key, or tg:<Telegram user id>.")
+        return
+    player = await _player_ref(context, context.args[0])
+    if player is None:
+        await _reply(update, "No single player matches that. Use #12, a longer key prefix or tg:<Telegram user id>.")
+        return
+    reason = " ".join(context.args[1:]).strip()
+    service = deps_of(context).service
+    await admin_queries.set_banned(service.db, player.id, reason, service.clock())
+    name = player.display_name or f"player {player.player_key[:6]}"
+    await _reply(update, f"Player #{player.id} ({name}) is banned" + (f": {reason}" if reason else "")
+                 + ". They can't play or earn points and are off the leaderboards. /unban undoes it.")
+
+
+@admin_only
+async def unban(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    if not context.args or len(context.args) != 1:
+        await _reply(update, "Usage: /unban <player> — #12, the start of their key, or tg:<Telegram user id>.")
+        return
+    player = await _player_ref(context, context.args[0])
+    if player is None:
+        await _reply(update, "No single player matches that. Use #12, a longer key prefix or tg:<Telegram user id>.")
+        return
+    service = deps_of(context).service
+    await admin_queries.set_banned(service.db, player.id, None, service.clock())
+    name = player.display_name or f"player {player.player_key[:6]}"
+    await _reply(update, f"Player #{player.id} ({name}) is no longer banned.")
 
 
 # ------------------------------------------------------------------ /broadcast

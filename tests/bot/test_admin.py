@@ -15,7 +15,8 @@ from game.evaluation_store import SETTLE_MS
 from game.tables import answers, players, session_images
 from tests.bot.conftest import ADMIN_ID, TEST_BOT_TOKEN, WEBHOOK_SECRET, World, new_user_id
 
-ADMIN_COMMANDS = ["/stats", "/pool", "/export", "/export vqa 0.5", "/mute 1", "/unmute 1", "/broadcast hello all",
+ADMIN_COMMANDS = ["/stats", "/pool", "/export", "/export vqa 0.5", "/mute 1", "/unmute 1", "/ban 1", "/unban 1",
+                  "/broadcast hello all",
                   "/settings"]
 
 
