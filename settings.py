@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     limit_ip_verdicts: str = "400/60"
     limit_ip_sessions: str = "60/1h"
     limit_chat_updates: str = "60/60"    # Telegram updates per chat
+    gate_new_minutes: float = Field(0.0, ge=0)      # accounts first seen this recently play gold-only sessions
+    gate_accounts_per_network: int = Field(0, ge=0)  # this many accounts from one /24 (/48) in 24 h: gold-only
     trust_forwarded_for: bool = False    # behind a reverse proxy: the client is X-Forwarded-For's last address
     port: int = Field(8080, validation_alias="PORT")
     host: str = "0.0.0.0"

@@ -16,15 +16,16 @@ above what a person playing (120-second images, SPEC §1.1) can reach.
 """
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from game.errors import GameError
-from game.tables import players, rate_limits
+from game.tables import player_networks, players, rate_limits
 
 ACTIONS = ("question", "verdict", "session", "update")
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*(s|m|h)?\s*$")
@@ -73,11 +74,15 @@ class Rate:
 
 @dataclass(frozen=True)
 class Limits:
-    """Rates per action for each kind of subject ("player", "origin", "chat")."""
+    """Rates per action for each kind of subject ("player", "origin", "chat"), and when a
+    new session is gold-only (see `tx_gold_only`); zeros switch the gates off."""
 
     player: dict[str, Rate] = field(default_factory=dict)
     origin: dict[str, Rate] = field(default_factory=dict)
     chat: dict[str, Rate] = field(default_factory=dict)
+    gate_new_minutes: float = 0.0
+    gate_network_accounts: int = 0
+    gate_network_hours: float = 24.0
 
     def rates(self, action: str, player_id: int | None, origin: str | None,
               chat_id: int | None) -> list[tuple[str, Rate]]:
@@ -91,8 +96,8 @@ class Limits:
         return out
 
 
-def _upsert(conn):
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(rate_limits)
+def _upsert(conn, table=rate_limits):
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
 def tx_hit(conn, buckets: list[tuple[str, Rate]], now_ms: int) -> list[tuple[int, int, int]]:
@@ -123,6 +128,45 @@ def refusal(results: list[tuple[int, int, int]], what: str) -> RateLimited | Non
     left_ms, first = max(over)
     seconds = max(1, math.ceil(left_ms / 1000))
     return RateLimited(f"too many {what}; try again in {seconds} s", seconds, first=all(f for _, f in over))
+
+
+def network_of(origin: str | None) -> str | None:
+    """The network an origin belongs to for the many-accounts gate: IPv4 /24, IPv6 /48
+    (a hosting provider hands out neighbouring addresses; a home user has one)."""
+    if not origin:
+        return None
+    try:
+        net = ipaddress.ip_network(origin, strict=False)
+    except ValueError:
+        return None
+    return str(net.supernet(new_prefix=24 if net.version == 4 else 48))
+
+
+def tx_gold_only(conn, limits: Limits, player_id: int, origin: str | None, now_ms: int) -> bool:
+    """Whether the player's new session is gold-only: every image from the reliable pool,
+    so each verdict is checkable and an untrusted account's flags cost the data nothing.
+
+    Two gates (SPEC §2's hidden gold gating, applied before any observation): an
+    account this game first saw less than `gate_new_minutes` ago (Telegram does not
+    tell a bot when an account was made, so first sight is the only trustworthy
+    date), and a network from which `gate_network_accounts` or more accounts started
+    sessions within `gate_network_hours` (scripted farms run from data-centre ranges;
+    a shared home or office network rarely reaches the count). Sightings are stored
+    only while that gate is on."""
+    gated = False
+    if limits.gate_new_minutes > 0:
+        created = conn.execute(select(players.c.created_at).where(players.c.id == player_id)).scalar()
+        gated = created is not None and now_ms - created < limits.gate_new_minutes * 60_000
+    network = network_of(origin)
+    if limits.gate_network_accounts > 0 and network is not None:
+        stmt = _upsert(conn, player_networks).values(network=network, player_id=player_id, last_seen=now_ms)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["network", "player_id"],
+                                                set_={"last_seen": now_ms}))
+        since = now_ms - int(limits.gate_network_hours * 3_600_000)
+        accounts = conn.execute(select(func.count()).select_from(player_networks).where(
+            player_networks.c.network == network, player_networks.c.last_seen >= since)).scalar_one()
+        gated = gated or accounts >= limits.gate_network_accounts
+    return gated
 
 
 def tx_is_banned(conn, player_id: int) -> bool:

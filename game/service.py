@@ -197,10 +197,10 @@ class GameService:
             buckets = self.limits.rates("session", player_id, origin, None)
             try:
                 state, created = await self.db.run_write(self._tx_start, player_id, now, reliable_ids, all_ids,
-                                                         plan_rng, buckets)
+                                                         plan_rng, buckets, origin)
             except IntegrityError:  # another worker started the player's session first: resume it
                 state, created = await self.db.run_write(self._tx_start, player_id, now, reliable_ids, all_ids,
-                                                         plan_rng, buckets)
+                                                         plan_rng, buckets, origin)
             if created:
                 self.metrics.record_session_started()
             elif state["status"] == "finished":  # the active session's last image timed out just now
@@ -443,7 +443,7 @@ class GameService:
         return self._state(conn, session, si, now)
 
     def _tx_start(self, conn, player_id: int, now: int, reliable_ids, all_ids,
-                  plan_rng, buckets) -> tuple[dict[str, Any], bool]:
+                  plan_rng, buckets, origin: str | None) -> tuple[dict[str, Any], bool]:
         """(state, whether a new session was created). A creation over the session-start
         limits raises RateLimited, which rolls back its own count too."""
         session = q.active_session(conn, player_id)
@@ -452,6 +452,9 @@ class GameService:
             refused = lim.refusal(lim.tx_hit(conn, buckets, now), LIMITED_WHAT["session"])
             if refused is not None:
                 raise refused
+            if lim.tx_gold_only(conn, self.limits, player_id, origin, now) \
+                    and len(set(reliable_ids)) >= rules.IMAGES_PER_SESSION:
+                all_ids = reliable_ids  # the split stays 5/5; only the untainted five are gold too
             session = self._create_session(conn, player_id, now, reliable_ids, all_ids, plan_rng)
         session, si = self._advance_if_expired(conn, session, now)
         return self._state(conn, session, si, now), created

@@ -183,3 +183,14 @@ rate_limits = Table(
     Column("window_start", BigInteger, primary_key=True),
     Column("hits", Integer, nullable=False),
 )
+
+# Networks (IPv4 /24, IPv6 /48) new sessions came from, kept only while network gating is on
+# (GAP_GATE_ACCOUNTS_PER_NETWORK): many accounts from one network play gold-only sessions.
+player_networks = Table(
+    "player_networks",
+    metadata,
+    Column("network", String(64), primary_key=True),
+    Column("player_id", Integer, ForeignKey("players.id"), primary_key=True),
+    Column("last_seen", BigInteger, nullable=False),
+    Index("ix_player_networks_seen", "network", "last_seen"),
+)

@@ -47,7 +47,9 @@ def limits(settings: Any) -> Limits:
         origin={"question": Rate.parse(settings.limit_ip_questions),
                 "verdict": Rate.parse(settings.limit_ip_verdicts),
                 "session": Rate.parse(settings.limit_ip_sessions)},
-        chat={"update": Rate.parse(settings.limit_chat_updates)})
+        chat={"update": Rate.parse(settings.limit_chat_updates)},
+        gate_new_minutes=float(settings.gate_new_minutes),
+        gate_network_accounts=int(settings.gate_accounts_per_network))
 
 
 async def load_model(spec: str, strategy: str | None = None) -> VQAModel:

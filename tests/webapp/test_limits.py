@@ -183,3 +183,51 @@ async def test_banned_player_cannot_play_or_score(service, db, model, clock, set
         service._boards.clear()
         board = await (await client.get("/api/leaderboard?period=all", headers=BOB)).json()
         assert board["players"] == []
+
+
+async def session_reliability(db, session_id: str) -> list[bool]:
+    """Per position, whether the session's image is in the reliable pool."""
+    from sqlalchemy import select
+
+    from game.tables import images, session_images
+    async with db.read() as conn:
+        rows = (await conn.execute(select(images.c.reliable).select_from(
+            session_images.join(images, images.c.id == session_images.c.image_id))
+            .where(session_images.c.session_id == session_id).order_by(session_images.c.position))).all()
+    return [bool(r[0]) for r in rows]
+
+
+async def play_out(client, clock, headers) -> None:
+    for _ in range(10):  # every image times out: the session finishes
+        clock.advance(121)
+        await client.get("/api/sessions/current", headers=headers)
+
+
+async def test_new_accounts_play_gold_only_sessions(service, db, model, clock, settings):
+    service.limits = Limits(gate_new_minutes=30)
+    async with TestClient(TestServer(make_app(service, settings, model), host="127.0.0.1")) as client:
+        first = await (await client.post("/api/sessions", headers=ALICE)).json()
+        gold = await session_reliability(db, first["session_id"])
+        assert gold == [True] * 10
+        await play_out(client, clock, ALICE)
+        clock.advance(30 * 60)  # Alice is no longer new
+        later = await (await client.post("/api/sessions", headers=ALICE)).json()
+        assert await session_reliability(db, later["session_id"]) != [True] * 10
+        summary = await (await client.get(f"/api/sessions/{first['session_id']}/summary", headers=ALICE)).json()
+        assert sum(image["tainted"] for image in summary["images"]) == 5  # still the 5/5 split (SPEC §1.1)
+
+
+async def test_many_accounts_from_one_network_play_gold_only(service, db, model, clock, settings):
+    service.limits = Limits(gate_network_accounts=3)
+    trusting = settings.model_copy(update={"trust_forwarded_for": True})
+    async with TestClient(TestServer(make_app(service, trusting, model), host="127.0.0.1")) as client:
+        async def start(user: int, address: str) -> list[bool]:
+            state = await (await client.post("/api/sessions", headers={**auth_header(user),
+                                                                       "X-Forwarded-For": address})).json()
+            return await session_reliability(db, state["session_id"])
+
+        farm = [await start(7000 + i, f"203.0.113.{10 + i}") for i in range(4)]
+        home = await start(7100, "198.51.100.1")
+    assert farm[0] != [True] * 10 and farm[1] != [True] * 10
+    assert farm[2] == [True] * 10 and farm[3] == [True] * 10  # the third and later accounts of one /24
+    assert home != [True] * 10

@@ -1,4 +1,5 @@
-"""Abuse limits: the shared `rate_limits` counters and players' bans (game/limits.py).
+"""Abuse limits: the shared `rate_limits` counters, players' bans and the networks
+new sessions came from (game/limits.py).
 
 Revision ID: ab_0001
 Revises: pv_0001
@@ -23,6 +24,14 @@ def upgrade() -> None:
         sa.Column("hits", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("bucket", "window_start"),
     )
+    op.create_table(
+        "player_networks",
+        sa.Column("network", sa.String(length=64), nullable=False),
+        sa.Column("player_id", sa.Integer(), sa.ForeignKey("players.id"), nullable=False),
+        sa.Column("last_seen", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("network", "player_id"),
+    )
+    op.create_index("ix_player_networks_seen", "player_networks", ["network", "last_seen"])
     with op.batch_alter_table("players") as batch:
         batch.add_column(sa.Column("banned_at", sa.BigInteger(), nullable=True))
         batch.add_column(sa.Column("ban_reason", sa.String(length=200), nullable=True))
@@ -32,4 +41,6 @@ def downgrade() -> None:
     with op.batch_alter_table("players") as batch:
         batch.drop_column("ban_reason")
         batch.drop_column("banned_at")
+    op.drop_index("ix_player_networks_seen", table_name="player_networks")
+    op.drop_table("player_networks")
     op.drop_table("rate_limits")
