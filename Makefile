@@ -4,7 +4,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test browser-deps postgres-deps
+.PHONY: setup demo test browser-deps postgres-deps messages
 
 $(BIN)/gap: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,3 +31,11 @@ demo: setup
 
 test: setup browser-deps postgres-deps
 	$(BIN)/python -m pytest -q
+
+# Translations (game/i18n.py): every marked string into game/locales/messages.pot, then merged
+# into each language's .po (translate the new entries; tests/test_i18n.py fails until they are).
+KEYWORDS := -k _ -k N_ -k t:2 -k tn:2,3 -k ngettext:1,2 -k Invalid -k NotFound -k Conflict -k Expired -k Unavailable -k Banned
+messages: setup
+	$(BIN)/pybabel extract -F babel.cfg $(KEYWORDS) --no-wrap --sort-by-file --project GAP \
+	  -o game/locales/messages.pot .
+	$(BIN)/pybabel update -i game/locales/messages.pot -d game/locales -D messages --no-wrap --no-fuzzy-matching

@@ -27,6 +27,8 @@ from telegram.error import InvalidToken
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, PersistenceInput, PicklePersistence
 
 from bot.deps import BotDeps
+from game import i18n
+from game.i18n import N_
 from bot.handlers import register_handlers
 from bot.update_processor import PerChatUpdateProcessor
 
@@ -35,10 +37,10 @@ log = logging.getLogger("gap.bot")
 DEFAULT_RETRY_DELAYS: tuple[float, ...] = (1, 2, 5, 10, 30, 60, 300)
 DEFAULT_WEBHOOK_PATH = "/telegram/webhook"
 PLAYER_COMMANDS = [
-    BotCommand("start", "Open the game"),
-    BotCommand("play", "Play in this chat"),
-    BotCommand("score", "Your points, rank and reliability"),
-    BotCommand("help", "How the game works"),
+    BotCommand("start", N_("Open the game")),
+    BotCommand("play", N_("Play in this chat")),
+    BotCommand("score", N_("Your points, rank and reliability")),
+    BotCommand("help", N_("How the game works")),
 ]
 
 # A Bot API URL contains the token: httpx logs request URLs at INFO, httpcore and
@@ -246,7 +248,13 @@ class BotRuntime:
         )
 
     async def _set_commands(self) -> None:
+        """The command menu, in English by default and in each shipped language for its users."""
         await self.application.bot.set_my_commands(PLAYER_COMMANDS)
+        for lang in i18n.SUPPORTED:
+            if lang != i18n.DEFAULT:
+                await self.application.bot.set_my_commands(
+                    [BotCommand(c.command, i18n.gettext(lang, c.description)) for c in PLAYER_COMMANDS],
+                    language_code=lang)
 
     # ---------------------------------------------------------------- webhook
     async def accept_webhook_update(self, data: dict[str, Any]) -> None:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 
 class GameError(Exception):
-    """Base class: `code` is a stable machine-readable string, the message is safe to show."""
+    """Base class: `code` is a stable machine-readable string, the message is safe to show.
+
+    The message is an English template with `{named}` parameters; adapters show it in the
+    player's language by looking the template up in the catalogues (game/i18n.py)."""
 
     code = "game_error"
 
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, **params: object):
+        self.template = message
+        self.params = params
+        self.message = message.format(**params) if params else message
+        super().__init__(self.message)
 
 
 class Invalid(GameError):

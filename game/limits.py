@@ -38,7 +38,7 @@ class RateLimited(GameError):
     code = "rate_limited"
 
     def __init__(self, message: str, retry_after: int, first: bool = True) -> None:
-        super().__init__(message)
+        super().__init__(message, seconds=retry_after)
         self.retry_after = retry_after
         self.first = first  # the first refused hit of its window (the bot answers only that one)
 
@@ -120,14 +120,15 @@ def tx_hit(conn, buckets: list[tuple[str, Rate]], now_ms: int) -> list[tuple[int
     return out
 
 
-def refusal(results: list[tuple[int, int, int]], what: str) -> RateLimited | None:
-    """The error for the most restrictive exceeded bucket, or None when all are within their counts."""
+def refusal(results: list[tuple[int, int, int]], template: str) -> RateLimited | None:
+    """The error for the most restrictive exceeded bucket (its message `template` has
+    a `{seconds}` parameter), or None when all are within their counts."""
     over = [(left, hits == count + 1) for hits, count, left in results if hits > count]
     if not over:
         return None
     left_ms, first = max(over)
     seconds = max(1, math.ceil(left_ms / 1000))
-    return RateLimited(f"too many {what}; try again in {seconds} s", seconds, first=all(f for _, f in over))
+    return RateLimited(template, seconds, first=all(f for _, f in over))
 
 
 def network_of(origin: str | None) -> str | None:

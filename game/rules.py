@@ -7,6 +7,7 @@ import random
 import unicodedata
 from dataclasses import dataclass
 
+from game.i18n import N_
 from game.errors import Invalid
 
 IMAGES_PER_SESSION = 10
@@ -43,17 +44,18 @@ def clean_text(value: object, *, field: str, max_len: int) -> str:
     than `max_len` characters after trimming. Control characters other than
     ordinary whitespace are refused outright, so nothing odd is ever stored."""
     if not isinstance(value, str):
-        raise Invalid(f"{field} must be a string")
+        raise Invalid("{field} must be a string", field=field)
     text = value.strip()
     if not text:
-        raise Invalid(f"{field} must not be empty")
+        raise Invalid("{field} must not be empty", field=field)
     if len(text) > max_len:
-        raise Invalid(f"{field} must be at most {max_len} characters (got {len(text)})")
+        raise Invalid("{field} must be at most {max_len} characters (got {length})", field=field, max_len=max_len,
+                      length=len(text))
     if not _has_visible_text(text):
-        raise Invalid(f"{field} must contain visible characters")
+        raise Invalid("{field} must contain visible characters", field=field)
     for ch in text:
         if unicodedata.category(ch) == "Cc" and ch not in "\n\t":
-            raise Invalid(f"{field} must not contain control characters")
+            raise Invalid("{field} must not contain control characters", field=field)
     return text
 
 
@@ -67,12 +69,12 @@ def storable_text(value: str, max_len: int | None = None) -> str:
 
 def clean_question(value: object) -> str:
     """A question: 1–300 characters after trimming (SPEC §1.1)."""
-    return clean_text(value, field="question", max_len=QUESTION_MAX)
+    return clean_text(value, field=N_("question"), max_len=QUESTION_MAX)
 
 
 def clean_correction(value: object) -> str:
     """A correction after a Wrong verdict: 1–200 characters after trimming (SPEC §1.1)."""
-    return clean_text(value, field="correction", max_len=CORRECTION_MAX)
+    return clean_text(value, field=N_("correction"), max_len=CORRECTION_MAX)
 
 
 def clean_verdict(value: object) -> str:

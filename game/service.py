@@ -27,6 +27,7 @@ from game.db import Database, fast
 from game.errors import Conflict, Expired, Invalid, NotFound, Unavailable
 from game import limits as lim
 from game.limits import Banned, Limits
+from game.i18n import N_
 from game.locks import KeyedLocks
 from game.metrics import GameMetrics
 from game.players import player_key
@@ -42,8 +43,10 @@ def wall_clock_ms() -> int:
 
 
 REQUEST_ID_MAX = 128
-BANNED_MESSAGE = "an admin has banned this account from the game"
-LIMITED_WHAT = {"question": "questions", "verdict": "verdicts", "session": "new sessions"}
+BANNED_MESSAGE = N_("an admin has banned this account from the game")
+LIMITED = {"question": N_("too many questions; try again in {seconds} s"),
+           "verdict": N_("too many verdicts; try again in {seconds} s"),
+           "session": N_("too many new games; try again in {seconds} s")}
 
 _ID_RNG = random.Random(secrets.randbits(128))
 
@@ -58,7 +61,7 @@ def new_id() -> str:
 def clean_request_id(value: object) -> str:
     """A client-generated idempotency key: 1–128 printable characters."""
     if not isinstance(value, str) or not value or len(value) > REQUEST_ID_MAX or not value.isprintable():
-        raise Invalid(f"request_id must be a string of 1 to {REQUEST_ID_MAX} printable characters")
+        raise Invalid("request_id must be a string of 1 to {max_len} printable characters", max_len=REQUEST_ID_MAX)
     return value
 
 
@@ -172,7 +175,7 @@ class GameService:
         buckets = self.limits.rates("update", None, None, chat_id)
         results, banned = await self.db.run_write(_tx_chat_guard, self.player_key_for(telegram_id), buckets,
                                                   self.clock())
-        refused = lim.refusal(results, "messages")
+        refused = lim.refusal(results, N_("too many messages; try again in {seconds} s"))
         if refused is not None:
             raise refused
         if banned:
@@ -415,7 +418,7 @@ class GameService:
         results = await self.db.run_write(_tx_guard, player_id, buckets, now)
         if results is None:
             raise Banned(BANNED_MESSAGE)
-        refused = lim.refusal(results, LIMITED_WHAT[action])
+        refused = lim.refusal(results, LIMITED[action])
         if refused is not None:
             raise refused
 
@@ -449,7 +452,7 @@ class GameService:
         session = q.active_session(conn, player_id)
         created = session is None
         if created:
-            refused = lim.refusal(lim.tx_hit(conn, buckets, now), LIMITED_WHAT["session"])
+            refused = lim.refusal(lim.tx_hit(conn, buckets, now), LIMITED["session"])
             if refused is not None:
                 raise refused
             if lim.tx_gold_only(conn, self.limits, player_id, origin, now) \
@@ -600,7 +603,7 @@ class GameService:
         try:
             plan = rules.plan_session(plan_rng, reliable_ids, all_ids)
         except ValueError as exc:
-            raise Unavailable(f"the game is not ready: {exc}") from exc
+            raise Unavailable("the game is not ready: {reason}", reason=str(exc)) from exc
         session_id = new_id()
         conn.execute(insert(sessions).values(id=session_id, player_id=player_id, status="playing",
                                              current_index=0, created_at=now))

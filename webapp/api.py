@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from game import i18n
 from game.errors import Conflict, Expired, GameError, Invalid, NotFound, Unavailable
 from game.limits import Banned, RateLimited
 from game.service import GameService
@@ -40,9 +41,15 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return response
 
 
-def rate_limited_response(exc: RateLimited) -> web.Response:
+def request_language(request: web.Request) -> str:
+    """The language of error messages: the request's Accept-Language (the page sends the
+    player's), English by default; `error.code` stays the same in every language."""
+    return i18n.from_accept_language(request.headers.get("Accept-Language"))
+
+
+def rate_limited_response(exc: RateLimited, lang: str = i18n.DEFAULT) -> web.Response:
     """429 with Retry-After, and the same seconds in the body for the page's countdown."""
-    response = web.json_response({"error": {"code": exc.code, "message": exc.message,
+    response = web.json_response({"error": {"code": exc.code, "message": i18n.error_text(lang, exc),
                                             "retry_after": exc.retry_after}}, status=429,
                                  headers={**NO_STORE, "Retry-After": str(exc.retry_after)})
     response[ERROR_CODE] = exc.code
@@ -112,12 +119,13 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     except AuthError as exc:
         return error_response(401, "unauthorized", str(exc), {"WWW-Authenticate": "tma"})
     except RateLimited as exc:
-        return rate_limited_response(exc)
+        return rate_limited_response(exc, request_language(request))
     except GameError as exc:
+        message = i18n.error_text(request_language(request), exc)
         for cls, status in STATUS_BY_ERROR:
             if isinstance(exc, cls):
-                return error_response(status, exc.code, exc.message)
-        return error_response(400, exc.code, exc.message)
+                return error_response(status, exc.code, message)
+        return error_response(400, exc.code, message)
     except ModelOverloaded as exc:
         retry = max(1, int(round(exc.retry_after)))
         return error_response(503, "model_overloaded", str(exc), {"Retry-After": str(retry)})

@@ -15,6 +15,7 @@ Why this shape:
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import mimetypes
@@ -24,6 +25,8 @@ from typing import Any
 
 import jinja2
 from aiohttp import web
+
+from game import i18n
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +119,32 @@ def page_config(settings: Any) -> dict[str, Any]:
     }
 
 
+def js_messages(body: bytes) -> tuple[list[str], list[tuple[str, str]]]:
+    """The msgids the page's JS translates: `_('…')` and `ngettext('…', '…', n)` calls,
+    found by Babel's JavaScript extractor (the same one `pybabel extract` runs)."""
+    from babel.messages.extract import extract
+
+    singles: list[str] = []
+    plurals: list[tuple[str, str]] = []
+    for _lineno, message, _comments, _context in extract("javascript", io.BytesIO(body),
+                                                          keywords={"_": None, "ngettext": (1, 2)}):
+        if isinstance(message, tuple):
+            plurals.append((message[0], message[1]))
+        else:
+            singles.append(message)
+    return singles, plurals
+
+
+def page_i18n(lang: str, assets: dict[str, StaticAsset]) -> dict[str, Any]:
+    """The JS's messages in `lang` (English: none needed, the msgids are the text)."""
+    singles, plurals = js_messages(assets["app.js"].body)
+    out: dict[str, Any] = {"lang": lang, "supported": list(i18n.SUPPORTED), "messages": {}, "plurals": {}}
+    if lang != i18n.DEFAULT:
+        out["messages"] = {m: i18n.gettext(lang, m) for m in singles}
+        out["plurals"] = {s: i18n.plural_forms(lang, s, p) for s, p in plurals}
+    return out
+
+
 def _template_env() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
@@ -125,11 +154,14 @@ def _template_env() -> jinja2.Environment:
     )
 
 
-def render_index(settings: Any, assets: dict[str, StaticAsset]) -> str:
-    """The page HTML; rendered once at start-up (it only depends on settings and assets)."""
+def render_index(settings: Any, assets: dict[str, StaticAsset], lang: str = i18n.DEFAULT) -> str:
+    """The page HTML in `lang`; rendered once per language (it only depends on settings and assets)."""
     template = _template_env().get_template("index.html")
-    config = page_config(settings)
+    config = {**page_config(settings), "i18n": page_i18n(lang, assets)}
     return template.render(
+        lang=lang,
+        _=lambda message: i18n.gettext(lang, message),
+        ngettext=lambda singular, plural, n: i18n.ngettext(lang, singular, plural, n),
         css_url=assets["app.css"].url,
         js_url=assets["app.js"].url,
         telegram_script=TELEGRAM_SCRIPT,
@@ -150,12 +182,18 @@ def setup(app: web.Application, settings: Any) -> None:
     """Add `GET /` and `GET /static/{digest}/{name}` to `app`."""
     assets = load_static_assets()
     app[APP_KEY_STATIC] = assets
-    html = render_index(settings, assets).encode("utf-8")
+    pages = {lang: render_index(settings, assets, lang).encode("utf-8") for lang in i18n.SUPPORTED}
 
     async def index(request: web.Request) -> web.Response:
+        """The page in `?lang=` (the bot's buttons carry the player's language_code),
+        else in the browser's Accept-Language, else English."""
+        lang = (i18n.negotiate(request.query["lang"]) if request.query.get("lang")
+                else i18n.from_accept_language(request.headers.get("Accept-Language")))
         headers = security_headers()
         headers["Cache-Control"] = "no-cache"
-        response = web.Response(body=html, content_type="text/html", charset="utf-8", headers=headers)
+        headers["Content-Language"] = lang
+        headers["Vary"] = "Accept-Language"
+        response = web.Response(body=pages[lang], content_type="text/html", charset="utf-8", headers=headers)
         response.enable_compression()
         return response
 

@@ -18,7 +18,7 @@ from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import ContextTypes
 
 from bot import charts
-from bot.handlers.common import NOT_AVAILABLE, clip, deps_of, is_admin
+from bot.handlers.common import NOT_AVAILABLE, clip, deps_of, is_admin, t
 from game import admin_queries
 
 log = logging.getLogger("gap.bot.admin")
@@ -36,9 +36,9 @@ def admin_only(handler: Handler) -> Handler:
     async def wrapper(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if not is_admin(update, context):
             if update.callback_query is not None:
-                await update.callback_query.answer(NOT_AVAILABLE[:190])
+                await update.callback_query.answer(t(update, NOT_AVAILABLE)[:190])
             elif update.effective_message is not None:
-                await update.effective_message.reply_text(NOT_AVAILABLE)
+                await update.effective_message.reply_text(t(update, NOT_AVAILABLE))
             return
         await handler(update, context)
 

@@ -10,16 +10,17 @@ from typing import TYPE_CHECKING
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from game import admin_queries
+from game import admin_queries, i18n
 from game.errors import GameError
+from game.i18n import N_
 
 if TYPE_CHECKING:
     from bot.deps import BotDeps
 
 # Same words for unknown commands and for admin commands sent by non-admins, so a
 # refusal reveals nothing — not even that an admin command exists.
-NOT_AVAILABLE = "Sorry, that's not something I can do. Send /help to see what I can do."
-APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment."
+NOT_AVAILABLE = N_("Sorry, that's not something I can do. Send /help to see what I can do.")
+APOLOGY = N_("Sorry, something went wrong on my side. Please try again in a moment.")
 MAX_TEXT = 4000  # Telegram allows 4096 characters per message
 
 
@@ -53,9 +54,25 @@ async def player_id_for(update: Update, context: ContextTypes.DEFAULT_TYPE, *, r
     return player_id
 
 
-def game_error_text(exc: GameError) -> str:
-    """A game error in a player's words (the core's messages are already safe to show)."""
-    message = exc.message.rstrip(".")
+def lang_of(update: object) -> str:
+    """The sender's language: Telegram's language_code, English when we do not ship it."""
+    user = getattr(update, "effective_user", None)
+    return i18n.negotiate(getattr(user, "language_code", None))
+
+
+def t(update: object, message: str, **params: object) -> str:
+    """`message` (a catalogue msgid) in the sender's language, parameters filled in."""
+    return i18n.gettext(lang_of(update), message, **params)
+
+
+def tn(update: object, singular: str, plural: str, n: int, **params: object) -> str:
+    """The plural form for `n` in the sender's language ("{n} point" / "{n} points")."""
+    return i18n.ngettext(lang_of(update), singular, plural, n, **params)
+
+
+def game_error_text(update: object, exc: GameError) -> str:
+    """A game error in a player's words and language (the core's messages are safe to show)."""
+    message = i18n.error_text(lang_of(update), exc).rstrip(".")
     return message[:1].upper() + message[1:] + "."
 
 

@@ -10,15 +10,17 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
-from bot.handlers.common import deps_of, is_admin
+from bot.handlers.common import deps_of, is_admin, t, tn
+from game.i18n import N_
 from game.limits import Banned, RateLimited
 
-BANNED_TEXT = ("An admin has banned this account from GAP, so you can't play or earn points. "
-               "If you think this is a mistake, contact the bot's operators.")
+BANNED_TEXT = N_("An admin has banned this account from GAP, so you can't play or earn points. "
+                 "If you think this is a mistake, contact the bot's operators.")
 
 
-def too_fast_text(seconds: int) -> str:
-    return f"You're sending messages too fast. Please wait {seconds} s, then go on."
+def too_fast_text(update: object, seconds: int) -> str:
+    return tn(update, "You're sending messages too fast. Please wait {n} second, then go on.",
+              "You're sending messages too fast. Please wait {n} seconds, then go on.", seconds)
 
 
 async def guard(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -30,10 +32,10 @@ async def guard(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         await deps_of(context).service.check_chat(update.effective_user.id, chat.id if chat else None)
     except RateLimited as exc:
         if exc.first:
-            await _tell(update, too_fast_text(exc.retry_after))
+            await _tell(update, too_fast_text(update, exc.retry_after))
         raise ApplicationHandlerStop from None
     except Banned:
-        await _tell(update, BANNED_TEXT)
+        await _tell(update, t(update, BANNED_TEXT))
         raise ApplicationHandlerStop from None
 
 

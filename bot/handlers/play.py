@@ -20,7 +20,7 @@ from telegram import ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, Upd
 from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
-from bot.handlers.common import clip, clock_text, deps_of, game_error_text, player_id_for
+from bot.handlers.common import clip, clock_text, deps_of, game_error_text, player_id_for, t, tn
 from game import admin_queries
 from game.errors import Expired, GameError, NotFound
 
@@ -28,10 +28,10 @@ PENDING_CORRECTION = "correction_for"
 VERDICT_PREFIX = "v"
 
 
-def verdict_keyboard(answer_id: str) -> InlineKeyboardMarkup:
+def verdict_keyboard(update: object, answer_id: str) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup([[
-        InlineKeyboardButton("✅ Correct", callback_data=f"{VERDICT_PREFIX}|c|{answer_id}"),
-        InlineKeyboardButton("❌ Wrong", callback_data=f"{VERDICT_PREFIX}|w|{answer_id}"),
+        InlineKeyboardButton(t(update, "✅ Correct"), callback_data=f"{VERDICT_PREFIX}|c|{answer_id}"),
+        InlineKeyboardButton(t(update, "❌ Wrong"), callback_data=f"{VERDICT_PREFIX}|w|{answer_id}"),
     ]])
 
 
@@ -53,20 +53,20 @@ async def send_image(update: Update, context: ContextTypes.DEFAULT_TYPE, state: 
     image = state["image"]
     opaque = image["url"].rsplit("/", 1)[-1]
     found = await deps.service.image_by_opaque_id(opaque)
-    caption = (
-        f"Picture {image['index'] + 1} of {image['total']} · {clock_text(image['seconds_left'])} left\n"
-        "Type a question about this picture."
-    )
+    caption = (t(update, "Picture {index} of {total} · {left} left", index=image["index"] + 1, total=image["total"],
+                   left=clock_text(image["seconds_left"]))
+               + "\n" + t(update, "Type a question about this picture."))
     if found is None:  # cannot happen for a served image; say something useful anyway
-        await context.bot.send_message(chat_id, "This picture is not available right now; send /play to continue.")
+        await context.bot.send_message(chat_id, t(update, "This picture is not available right now; send /play to continue."))
         return
     _mime, content = found
     await context.bot.send_photo(chat_id, photo=content, caption=caption)
     pending = _pending_answer(state)
     if pending is not None:
         await context.bot.send_message(
-            chat_id, clip(f"Your question: {pending['question']}\nAI: {pending['answer']}\n\nIs that right?"),
-            reply_markup=verdict_keyboard(pending["answer_id"]),
+            chat_id, clip(t(update, "Your question: {question}\nAI: {answer}\n\nIs that right?",
+                            question=pending["question"], answer=pending["answer"])),
+            reply_markup=verdict_keyboard(update, pending["answer_id"]),
         )
 
 
@@ -75,13 +75,16 @@ async def send_summary(update: Update, context: ContextTypes.DEFAULT_TYPE, sessi
     deps = deps_of(context)
     player_id = await player_id_for(update, context)
     summary = await deps.service.summary(player_id, session_id)
-    lines = [f"Game over! You scored {summary['total_points']} points.", ""]
+    lines = [tn(update, "Game over! You scored {n} point.", "Game over! You scored {n} points.",
+                summary["total_points"]), ""]
     for item in summary["images"]:
-        kind = "the AI was told to mislead you" if item["tainted"] else "the AI answered honestly"
+        kind = t(update, "the AI was told to mislead you") if item["tainted"] else t(update, "the AI answered honestly")
         finds = item.get("finds") or 0
-        extra = f" ({finds} possible real mistake{'s' if finds != 1 else ''} found — checked by other players)" if finds else ""
-        lines.append(f"Picture {item['index'] + 1}: {kind} — {item['points']:+d}{extra}")
-    lines += ["", "Send /play for another game or /score for your totals."]
+        extra = (" " + tn(update, "({n} possible real mistake found — checked by other players)",
+                          "({n} possible real mistakes found — checked by other players)", finds)) if finds else ""
+        lines.append(t(update, "Picture {index}: {kind} — {points}", index=item["index"] + 1, kind=kind,
+                       points=f"{item['points']:+d}") + extra)
+    lines += ["", t(update, "Send /play for another game or /score for your totals.")]
     await context.bot.send_message(update.effective_chat.id, clip("\n".join(lines)))  # type: ignore[union-attr]
 
 
@@ -103,17 +106,17 @@ async def text_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     try:
         state = await deps.service.current(player_id)
     except NotFound:
-        await message.reply_text("You're not in a game right now. Send /play to start one.")
+        await message.reply_text(t(update, "You're not in a game right now. Send /play to start one."))
         return
     if state.get("status") != "playing":
-        await message.reply_text("That game is over. Send /play to start a new one.")
+        await message.reply_text(t(update, "That game is over. Send /play to start a new one."))
         return
     request_id = f"tg-{update.update_id}"
     pending = _pending_answer(state)
     owed = context.user_data.get(PENDING_CORRECTION)  # type: ignore[union-attr]
     if owed is not None and (pending is None or pending["answer_id"] != owed):
         context.user_data.pop(PENDING_CORRECTION, None)  # type: ignore[union-attr]
-        await message.reply_text("Time ran out for that picture, so the correction could not be saved.")
+        await message.reply_text(t(update, "Time ran out for that picture, so the correction could not be saved."))
         await send_image(update, context, state)
         return
     if owed is not None:
@@ -121,33 +124,34 @@ async def text_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
             new_state = await deps.service.verdict(player_id, owed, request_id, "wrong", message.text)
         except Expired:
             context.user_data.pop(PENDING_CORRECTION, None)  # type: ignore[union-attr]
-            await message.reply_text("Time ran out for that picture, so the correction could not be saved.")
+            await message.reply_text(t(update, "Time ran out for that picture, so the correction could not be saved."))
             await _send_current(update, context, player_id)
             return
         except GameError as exc:  # e.g. too long: keep waiting for a valid correction
-            await message.reply_text(game_error_text(exc) + " Please send the correct answer again.")
+            await message.reply_text(game_error_text(update, exc) + " " + t(update, "Please send the correct answer again."))
             return
         context.user_data.pop(PENDING_CORRECTION, None)  # type: ignore[union-attr]
-        await message.reply_text("Thanks — noted! On to the next picture.")
+        await message.reply_text(t(update, "Thanks — noted! On to the next picture."))
         await send_image(update, context, new_state)
         return
     if pending is not None:
         await message.reply_text(
-            clip(f"First tell me whether my last answer was right:\n{pending['answer']}"),
-            reply_markup=verdict_keyboard(pending["answer_id"]),
+            clip(t(update, "First tell me whether my last answer was right:\n{answer}", answer=pending["answer"])),
+            reply_markup=verdict_keyboard(update, pending["answer_id"]),
         )
         return
     await context.bot.send_chat_action(message.chat_id, "typing")
     try:
         answer = await deps.service.ask(player_id, state["session_id"], request_id, message.text)
     except Expired:
-        await message.reply_text("Time is up for that picture! Here comes the next one.")
+        await message.reply_text(t(update, "Time is up for that picture! Here comes the next one."))
         await _send_current(update, context, player_id)
         return
     except GameError as exc:
-        await message.reply_text(game_error_text(exc))
+        await message.reply_text(game_error_text(update, exc))
         return
-    await message.reply_text(clip(f"AI: {answer['answer']}\n\nIs that right?"), reply_markup=verdict_keyboard(answer["answer_id"]))
+    await message.reply_text(clip(t(update, "AI: {answer}\n\nIs that right?", answer=answer["answer"])),
+                             reply_markup=verdict_keyboard(update, answer["answer_id"]))
 
 
 async def _send_current(update: Update, context: ContextTypes.DEFAULT_TYPE, player_id: int) -> None:
@@ -179,33 +183,33 @@ async def verdict_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         try:
             state = await deps.service.verdict(player_id, answer_id, f"tg-cb-{query.id}", "correct")
         except Expired:
-            await query.answer("Time is up for that picture.")
-            await _edit(query, original, "⏰ Time ran out.")
+            await query.answer(t(update, "Time is up for that picture."))
+            await _edit(query, original, t(update, "⏰ Time ran out."))
             await _send_current(update, context, player_id)
             return
         except GameError as exc:
-            await query.answer(game_error_text(exc)[:190])
+            await query.answer(game_error_text(update, exc)[:190])
             return
-        await query.answer("Noted: correct")
+        await query.answer(t(update, "Noted: correct"))
         left = clock_text((state.get("image") or {}).get("seconds_left", 0))
-        await _edit(query, original, f"✅ You said: correct. Ask another question ({left} left).")
+        await _edit(query, original, t(update, "✅ You said: correct. Ask another question ({left} left).", left=left))
         return
     try:
         state = await deps.service.current(player_id)
     except NotFound:
-        await query.answer("That game is over.")
+        await query.answer(t(update, "That game is over."))
         return
     pending = _pending_answer(state)
     if pending is None or pending["answer_id"] != answer_id:
-        await query.answer("That answer can't be judged any more.")
+        await query.answer(t(update, "That answer can't be judged any more."))
         return
     context.user_data[PENDING_CORRECTION] = answer_id  # type: ignore[index]
-    await query.answer("Noted: wrong")
-    await _edit(query, original, "❌ You said: wrong.")
+    await query.answer(t(update, "Noted: wrong"))
+    await _edit(query, original, t(update, "❌ You said: wrong."))
     await context.bot.send_message(
         update.effective_chat.id,  # type: ignore[union-attr]
-        "What is the correct answer? Type it in a message (up to 200 characters).",
-        reply_markup=ForceReply(input_field_placeholder="The correct answer"),
+        t(update, "What is the correct answer? Type it in a message (up to 200 characters)."),
+        reply_markup=ForceReply(input_field_placeholder=t(update, "The correct answer")),
     )
 
 

@@ -7,12 +7,13 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, MenuButtonWebAp
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
-from bot.handlers.common import deps_of, player_id_for
-from game import admin_queries
+from bot.handlers.common import deps_of, lang_of, player_id_for, t
+from game import admin_queries, i18n
+from game.i18n import N_
 
 log = logging.getLogger("gap.bot")
 
-HELP = (
+HELP = N_(
     "How to play GAP:\n"
     "• Each game has 10 pictures and 2 minutes per picture.\n"
     "• Ask the AI any question about the picture, then judge its answer: Correct or Wrong.\n"
@@ -28,8 +29,15 @@ HELP = (
 )
 
 
-def play_keyboard(url: str) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup([[InlineKeyboardButton("▶️ Play GAP", web_app=WebAppInfo(url=url))]])
+def page_url(url: str, update: object) -> str:
+    """The Mini App URL in the sender's language (the page reads `?lang=`; English needs nothing)."""
+    lang = lang_of(update)
+    return url if lang == i18n.DEFAULT else f"{url}{'&' if '?' in url else '?'}lang={lang}"
+
+
+def play_keyboard(url: str, update: object) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup([[InlineKeyboardButton(t(update, "▶️ Play GAP"),
+                                                       web_app=WebAppInfo(url=page_url(url, update)))]])
 
 
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -38,59 +46,59 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     referrer = context.args[0] if context.args else None
     await player_id_for(update, context, referrer=referrer)
     assert update.effective_message is not None and update.effective_chat is not None
-    name = update.effective_user.first_name if update.effective_user else "there"
-    greeting = (
-        f"Hi {name}! 👋 This is GAP, a game of spotting the AI's mistakes.\n"
-        "You see a picture, ask the AI about it, and decide whether its answer is right. "
-        "Your catches help teach the AI to see better."
-    )
+    name = update.effective_user.first_name if update.effective_user else t(update, "there")
+    greeting = t(update, "Hi {name}! 👋 This is GAP, a game of spotting the AI's mistakes.\n"
+                 "You see a picture, ask the AI about it, and decide whether its answer is right. "
+                 "Your catches help teach the AI to see better.", name=name)
     if deps.mini_app_url:
         await update.effective_message.reply_text(
-            greeting + "\n\nTap the button to play (or send /play to play here in the chat).",
-            reply_markup=play_keyboard(deps.mini_app_url),
+            greeting + "\n\n" + t(update, "Tap the button to play (or send /play to play here in the chat)."),
+            reply_markup=play_keyboard(deps.mini_app_url, update),
         )
         try:  # this chat's menu button; the default one is set at start-up
             await context.bot.set_chat_menu_button(
                 chat_id=update.effective_chat.id,
-                menu_button=MenuButtonWebApp(text="Play", web_app=WebAppInfo(url=deps.mini_app_url)),
+                menu_button=MenuButtonWebApp(text=t(update, "Play"),
+                                             web_app=WebAppInfo(url=page_url(deps.mini_app_url, update))),
             )
         except TelegramError as exc:
             log.info("setChatMenuButton for a chat failed: %s", exc.__class__.__name__)
     else:
-        await update.effective_message.reply_text(greeting + "\n\nSend /play to start a game right here in the chat.")
+        await update.effective_message.reply_text(
+            greeting + "\n\n" + t(update, "Send /play to start a game right here in the chat."))
 
 
 async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     assert update.effective_message is not None
-    await update.effective_message.reply_text(HELP)
+    await update.effective_message.reply_text(t(update, HELP))
 
 
-def reliability_words(caught: int, judged: int) -> str:
+def reliability_words(update: object, caught: int, judged: int) -> str:
     """Sensitivity s = P(Wrong | the AI was wrong) in plain words, from the Beta(1,1) posterior mean."""
     if judged < 5:
-        return "I can't tell yet how reliable you are — play a few more pictures."
+        return t(update, "I can't tell yet how reliable you are — play a few more pictures.")
     s = (caught + 1) / (judged + 2)
     share = round(s * 10)
     if s >= 0.85:
-        word = "Excellent"
+        word = t(update, "Excellent")
     elif s >= 0.7:
-        word = "Good"
+        word = t(update, "Good")
     elif s >= 0.5:
-        word = "Fair"
+        word = t(update, "Fair")
     else:
-        word = "Still learning"
-    return f"{word}: you catch about {share} of every 10 deliberate mistakes."
+        word = t(update, "Still learning")
+    return t(update, "{word}: you catch about {share} of every 10 deliberate mistakes.", word=word, share=share)
 
 
-def false_alarm_words(false_alarms: int, judged: int) -> str:
+def false_alarm_words(update: object, false_alarms: int, judged: int) -> str:
     if judged < 5:
         return ""
     f = (false_alarms + 1) / (judged + 2)
     if f <= 0.15:
-        return " You rarely call a right answer wrong."
+        return " " + t(update, "You rarely call a right answer wrong.")
     if f <= 0.35:
-        return " Sometimes you call a right answer wrong — look twice."
-    return " You often call right answers wrong — a flag only counts when the AI really erred."
+        return " " + t(update, "Sometimes you call a right answer wrong — look twice.")
+    return " " + t(update, "You often call right answers wrong — a flag only counts when the AI really erred.")
 
 
 async def score(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -101,15 +109,17 @@ async def score(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     mine = await admin_queries.player_score(deps.service.db, player_id, now_ms=now)
     board = await deps.service.leaderboard("all", player_id=player_id, limit=1)
     me = board.get("me")
-    rank = f"#{me['rank']}" if me else "not ranked yet (no points)"
+    rank = f"#{me['rank']}" if me else t(update, "not ranked yet (no points)")
     lines = [
-        f"Your score (player #{player_id}):",
-        f"• Points: {mine.total_points} in total, {mine.week_points} in the last 7 days",
-        f"• Rank: {rank}",
-        f"• Games: {mine.sessions}",
-        f"• Mistakes caught: {mine.tainted_caught}; finds of real AI mistakes: {mine.finds}",
-        "• Reliability: " + reliability_words(mine.tainted_caught, mine.tainted_judged)
-        + false_alarm_words(mine.false_alarms, mine.honest_judged),
+        t(update, "Your score (player #{player}):", player=player_id),
+        t(update, "• Points: {total} in total, {week} in the last 7 days", total=mine.total_points,
+          week=mine.week_points),
+        t(update, "• Rank: {rank}", rank=rank),
+        t(update, "• Games: {games}", games=mine.sessions),
+        t(update, "• Mistakes caught: {caught}; finds of real AI mistakes: {finds}", caught=mine.tainted_caught,
+          finds=mine.finds),
+        t(update, "• Reliability: ") + reliability_words(update, mine.tainted_caught, mine.tainted_judged)
+        + false_alarm_words(update, mine.false_alarms, mine.honest_judged),
     ]
     assert update.effective_message is not None
     await update.effective_message.reply_text("\n".join(lines))

@@ -18,6 +18,27 @@
   var TG_WAIT_MS = 2500;           // how long to wait for Telegram's script when the URL has no initData
   var TIMEUP_SHOW_MS = 1400;       // how long "Time's up" stays before the next image
 
+  // ------------------------------------------------------------------ language
+  // The server renders the page in one language and hands the JS its messages
+  // (from the same gettext catalogue, game/locales) in data-config; `_` and
+  // `ngettext` are what `pybabel extract` looks for in this file.
+  var L = cfg.i18n || { lang: 'en', messages: {}, plurals: {} };
+  function fill(text, params) {
+    return params ? text.replace(/\{(\w+)\}/g, function (m, k) { return k in params ? String(params[k]) : m; }) : text;
+  }
+  function _(msgid, params) { return fill(L.messages[msgid] || msgid, params); }
+  function ngettext(singular, plural, n, params) {
+    var forms = L.plurals[singular], text;
+    if (forms) {
+      var category = 'other';
+      try { category = new Intl.PluralRules(L.lang).select(n); } catch (e) { /* very old webview */ }
+      text = forms[category] || forms.other;
+    } else text = n === 1 ? singular : plural;
+    var all = { n: n };
+    for (var k in (params || {})) all[k] = params[k];
+    return fill(text, all);
+  }
+
   function $(id) { return document.getElementById(id); }
   function el(tag, cls, text) {
     var node = document.createElement(tag);
@@ -152,7 +173,8 @@
     // Every call has one client-generated id, reused by its retries: the body's
     // request_id makes submits idempotent on the server; the header correlates logs.
     var requestId = (body && body.request_id) || newRequestId();
-    var headers = { 'Accept': 'application/json', 'Authorization': 'tma ' + initData, 'X-Request-ID': requestId };
+    var headers = { 'Accept': 'application/json', 'Accept-Language': L.lang, 'Authorization': 'tma ' + initData,
+                    'X-Request-ID': requestId };
     var opts = { method: method, headers: headers, cache: 'no-store', credentials: 'same-origin' };
     if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
@@ -166,16 +188,16 @@
         res = await fetch(path, opts);
       } catch (e) {
         if (attempt < delays.length) {
-          banner('Connection lost — retrying…', 'info');
+          banner(_('Connection lost — retrying…'), 'info');
           await sleep(delays[attempt]);
           continue;
         }
-        throw new ApiError(0, 'network', 'No connection to the game server.', true);
+        throw new ApiError(0, 'network', _('No connection to the game server.'), true);
       }
       // 429 is never retried on its own: every attempt counts against the limit (game/limits.py)
       if ((res.status === 502 || res.status === 503 || res.status === 504) && attempt < delays.length) {
         var after = parseFloat(res.headers.get('Retry-After') || '');
-        banner('The server is busy — retrying…', 'info');
+        banner(_('The server is busy — retrying…'), 'info');
         await sleep(isFinite(after) && after > 0 ? Math.min(after * 1000, 8000) : delays[attempt]);
         continue;
       }
@@ -186,7 +208,7 @@
       if (!res.ok) {
         var err = (data && data.error) || {};
         var wait = parseFloat(res.headers.get('Retry-After') || err.retry_after || '');
-        throw new ApiError(res.status, err.code || ('http_' + res.status), err.message || res.statusText || 'Request failed',
+        throw new ApiError(res.status, err.code || ('http_' + res.status), err.message || res.statusText || _('Request failed'),
                            res.status >= 500, isFinite(wait) ? wait : 0);
       }
       return data;
@@ -203,7 +225,7 @@
     b.className = 'banner' + (kind === 'error' ? ' error' : '');
     b.appendChild(el('span', null, text));
     if (retry) {
-      var btn = el('button', 'btn secondary', 'Retry');
+      var btn = el('button', 'btn secondary', _('Retry'));
       btn.type = 'button';
       btn.addEventListener('click', function () { bannerClear(); retry(); });
       b.appendChild(btn);
@@ -226,9 +248,10 @@
     var until = performance.now() + Math.max(1, Math.ceil(err.retryAfter || 1)) * 1000;
     var tick = function () {
       var left = Math.ceil((until - performance.now()) / 1000);
-      if (left <= 0) { banner('You can go on now.', 'info', retry); return; }
+      if (left <= 0) { banner(_('You can go on now.'), 'info', retry); return; }
       var mm = Math.floor(left / 60), ss = left % 60;
-      banner('Too many requests. Please wait ' + (mm ? mm + ':' + (ss < 10 ? '0' : '') + ss : left + ' s') + '.',
+      banner(mm ? _('Too many requests. Please wait {time}.', { time: mm + ':' + (ss < 10 ? '0' : '') + ss })
+                : ngettext('Too many requests. Please wait {n} second.', 'Too many requests. Please wait {n} seconds.', left),
              'error', null, true);
       $('banner').setAttribute('data-wait', String(left));
     };
@@ -252,9 +275,9 @@
   var mode = 'ask'; // within the game screen: 'ask' | 'verdict' | 'correct' | 'busy' | 'ended'
 
   function mainAction() {
-    if (screen === 'home') return { text: 'Play', run: startGame };
-    if (screen === 'summary') return { text: 'Play again', run: startGame };
-    if (screen === 'game' && mode === 'correct') return { text: 'Send correction', run: submitCorrection };
+    if (screen === 'home') return { text: _('Play'), run: startGame };
+    if (screen === 'summary') return { text: _('Play again'), run: startGame };
+    if (screen === 'game' && mode === 'correct') return { text: _('Send correction'), run: submitCorrection };
     return null;
   }
   function onMainButton() { var a = mainAction(); if (a) a.run(); }
@@ -291,7 +314,7 @@
   function showAuth(detail) {
     stopTimer();
     $('auth-detail').textContent = detail ||
-      'This page needs your Telegram sign-in. Open it with the bot\u2019s \u201cPlay\u201d button.';
+      _('This page needs your Telegram sign-in. Open it with the bot\u2019s \u201cPlay\u201d button.');
     show('auth');
   }
 
@@ -300,20 +323,20 @@
   function handleError(err, retry) {
     if (!(err instanceof ApiError)) {
       console.error(err);
-      banner('Something went wrong. Please try again.', 'error', retry);
+      banner(_('Something went wrong. Please try again.'), 'error', retry);
       return;
     }
     if (err.status === 401) {
       showAuth(err.code === 'expired_init_data' || /expire/i.test(err.message || '')
-        ? 'Your sign-in has expired. Close this page and open the game again from Telegram.' : null);
+        ? _('Your sign-in has expired. Close this page and open the game again from Telegram.') : null);
       return;
     }
     if (err.status === 429) return rateLimited(err, retry);
     if (err.status === 0 || err.retryable) {
-      banner(err.status === 0 ? 'No connection.' : (err.message || 'Server error.'), 'error', retry);
+      banner(err.status === 0 ? _('No connection.') : (err.message || _('Server error.')), 'error', retry);
       return;
     }
-    banner(err.message || 'Something went wrong.', 'error');
+    banner(err.message || _('Something went wrong.'), 'error');
   }
 
   // ------------------------------------------------------------------ timer
@@ -341,7 +364,7 @@
     var secs = Math.ceil(ms / 1000);
     var frac = Math.max(0, Math.min(1, ms / (timer.total * 1000)));
     $('timer-text').textContent = formatSeconds(secs);
-    $('timer').setAttribute('aria-label', 'Time left: ' + secs + ' seconds');
+    $('timer').setAttribute('aria-label', ngettext('Time left: {n} second', 'Time left: {n} seconds', secs));
     $('ring-bar').style.strokeDashoffset = String(100 - frac * 100);
     $('timer').classList.toggle('low', secs <= 10);
     if (ms <= 0 && !timer.fired && screen === 'game') {
@@ -375,7 +398,7 @@
       $('zoom-image').src = image.url;
       $('progress-index').textContent = String(humanIndex(image));
       $('progress-total').textContent = String(image.total || 10);
-      $('progress').setAttribute('aria-label', 'Image ' + humanIndex(image) + ' of ' + (image.total || 10));
+      $('progress').setAttribute('aria-label', _('Image {index} of {total}', { index: humanIndex(image), total: image.total || 10 }));
       $('question').value = '';
       $('correction').value = '';
       updateCounters();
@@ -397,7 +420,7 @@
     answers.forEach(function (a) {
       chat.appendChild(el('li', 'bubble q', a.question));
       var bubble = el('li', 'bubble a', a.answer);
-      if (a.verdict) bubble.appendChild(el('span', 'tag', a.verdict === 'correct' ? 'You said: correct' : 'You said: wrong'));
+      if (a.verdict) bubble.appendChild(el('span', 'tag', a.verdict === 'correct' ? _('You said: correct') : _('You said: wrong')));
       chat.appendChild(bubble);
       if (a.correction) chat.appendChild(el('li', 'bubble c', a.correction));
     });
@@ -436,13 +459,13 @@
   }
 
   // Mirrors the server's rule (1..max characters after trimming, not only control characters).
-  function validateText(value, max, what) {
+  function validateText(value, max, empty) {
     var text = value.trim();
     // eslint-disable-next-line no-control-regex
     if (!text || !text.replace(/[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]/g, '').trim()) {
-      return { error: 'Please type ' + what + '.' };
+      return { error: empty };
     }
-    if (text.length > max) return { error: 'At most ' + max + ' characters.' };
+    if (text.length > max) return { error: ngettext('At most {n} character.', 'At most {n} characters.', max) };
     return { text: text };
   }
 
@@ -469,7 +492,7 @@
     var sessionId = game.sessionId, index = game.index;
     var chat = $('chat');
     var q = el('li', 'bubble q', text);
-    var thinking = el('li', 'bubble a pending', 'Thinking…');
+    var thinking = el('li', 'bubble a pending', _('Thinking…'));
     chat.appendChild(q); chat.appendChild(thinking);
     chat.scrollTop = chat.scrollHeight;
     $('examples').hidden = true;
@@ -491,7 +514,7 @@
         $('btn-correct').focus({ preventScroll: true });
       } catch (err) {
         if (err instanceof ApiError && (err.status === 0 || err.retryable)) {
-          thinking.textContent = 'Not sent yet — waiting for the connection.';
+          thinking.textContent = _('Not sent yet — waiting for the connection.');
           handleError(err, run);   // Retry re-sends the same request_id: never asked twice
           return;
         }
@@ -563,7 +586,7 @@
   }
   function submitCorrection() {
     if (mode !== 'correct') return;
-    var v = validateText($('correction').value, MAX_C, 'the correct answer');
+    var v = validateText($('correction').value, MAX_C, _('Please type the correct answer.'));
     if (v.error) { setFieldError('correction', v.error); $('correction').focus(); return; }
     setFieldError('correction', '');
     sendVerdict('wrong', v.text);
@@ -572,7 +595,7 @@
   // 409: the image is over (deadline) or the state moved on elsewhere — show why, then resync.
   async function onConflict(err) {
     if (err.code === 'expired') return onTimeUp();
-    banner(err.message || 'The game moved on.', 'info');
+    banner(err.message || _('The game moved on.'), 'info');
     setTimeout(function () { bannerClear('info'); }, 3000);
     await refreshState();
   }
@@ -600,9 +623,9 @@
     timeUpRunning = true;
     var index = game.index;
     setMode('ended');
-    $('timeup-text').textContent = "Time's up";
+    $('timeup-text').textContent = _("Time's up");
     var last = game.image && Number(game.image.index) + 1 >= Number(game.image.total || 10);
-    $('timeup-next').textContent = last ? 'Your results…' : 'Next picture…';
+    $('timeup-next').textContent = last ? _('Your results…') : _('Next picture…');
     $('timeup').hidden = false;
     haptic('error');
     var shownAt = performance.now();
@@ -633,7 +656,7 @@
         }
         await sleep(400);
       }
-      banner('The server did not move on to the next image.', 'error', refreshState);
+      banner(_('The server did not move on to the next image.'), 'error', refreshState);
     } finally {
       timeUpRunning = false;
     }
@@ -642,14 +665,14 @@
   // ------------------------------------------------------------------ summary
   function verdictLine(answer, tainted) {
     var text, cls = null;
-    if (answer.verdict === 'wrong' && answer.tainted) { text = '❌ Caught a lie'; }
-    else if (answer.verdict === 'wrong' && tainted) { text = '❌ False alarm — that answer was true'; }
-    else if (answer.verdict === 'wrong' && answer.validation === 'confirmed') { text = '🔎 Find confirmed by other players'; cls = 'find confirmed'; }
-    else if (answer.verdict === 'wrong' && answer.validation === 'rejected') { text = '🔎 Find not confirmed by other players'; cls = 'find'; }
-    else if (answer.verdict === 'wrong') { text = '🔎 Find — awaiting validation (+20 if confirmed)'; cls = 'find'; }
-    else if (answer.verdict === 'correct' && answer.tainted) { text = '✅ Missed — that answer was a lie'; }
-    else if (answer.verdict === 'correct') { text = '✅ Correct'; }
-    else { text = '… Not judged'; }
+    if (answer.verdict === 'wrong' && answer.tainted) { text = _('❌ Caught a lie'); }
+    else if (answer.verdict === 'wrong' && tainted) { text = _('❌ False alarm — that answer was true'); }
+    else if (answer.verdict === 'wrong' && answer.validation === 'confirmed') { text = _('🔎 Find confirmed by other players'); cls = 'find confirmed'; }
+    else if (answer.verdict === 'wrong' && answer.validation === 'rejected') { text = _('🔎 Find not confirmed by other players'); cls = 'find'; }
+    else if (answer.verdict === 'wrong') { text = _('🔎 Find — awaiting validation (+20 if confirmed)'); cls = 'find'; }
+    else if (answer.verdict === 'correct' && answer.tainted) { text = _('✅ Missed — that answer was a lie'); }
+    else if (answer.verdict === 'correct') { text = _('✅ Correct'); }
+    else { text = _('… Not judged'); }
     var pts = (Number(answer.points) || 0) + (Number(answer.bonus) || 0);
     if (pts) text += ' (' + (pts > 0 ? '+' : '−') + Math.abs(pts) + ')';
     return { text: text, cls: cls };
@@ -684,8 +707,8 @@
       var row = el('div', 'summary-row');
       row.appendChild(el('span', 'idx', '#' + (Number(image.index) + 1)));
       var kind = el('span', 'kind');
-      kind.appendChild(el('span', 'badge ' + (image.tainted ? 'tainted' : 'honest'), image.tainted ? 'Lying model' : 'Honest model'));
-      if (image.end_reason === 'timeout') kind.appendChild(el('span', 'muted', ' · time ran out'));
+      kind.appendChild(el('span', 'badge ' + (image.tainted ? 'tainted' : 'honest'), image.tainted ? _('Lying model') : _('Honest model')));
+      if (image.end_reason === 'timeout') kind.appendChild(el('span', 'muted', ' · ' + _('time ran out')));
       row.appendChild(kind);
       var pts = Number(image.points) || 0;
       row.appendChild(el('span', 'score ' + (pts > 0 ? 'pos' : pts < 0 ? 'neg' : ''), (pts > 0 ? '+' : pts < 0 ? '−' : '') + Math.abs(pts)));
@@ -699,7 +722,7 @@
           var item = el('li');
           if (a.question) {
             item.appendChild(el('span', 'q', '“' + a.question + '” → ' + (a.answer || '')));
-            if (a.correction) item.appendChild(el('span', null, ' (you: ' + a.correction + ')'));
+            if (a.correction) item.appendChild(el('span', null, ' ' + _('(you: {correction})', { correction: a.correction })));
             item.appendChild(document.createElement('br'));
           }
           item.appendChild(el('span', line.cls, line.text));
@@ -711,9 +734,8 @@
     });
     var findsLine = $('summary-finds');
     findsLine.hidden = finds === 0;
-    findsLine.textContent = finds === 1
-      ? '1 find awaits validation by other players (+20 when confirmed).'
-      : finds + ' finds await validation by other players (+20 each when confirmed).';
+    findsLine.textContent = ngettext('{n} find awaits validation by other players (+20 when confirmed).',
+                                     '{n} finds await validation by other players (+20 each when confirmed).', finds);
   }
 
   // ------------------------------------------------------------------ leaderboard
@@ -746,7 +768,7 @@
     rows.forEach(function (p) {
       var li = el('li', p.me ? 'me' : null);
       li.appendChild(el('span', 'rank', String(p.rank)));
-      li.appendChild(el('span', 'name', (p.name || p.display_name || 'player') + (p.me ? ' (you)' : '')));
+      li.appendChild(el('span', 'name', (p.name || p.display_name || _('player')) + (p.me ? ' ' + _('(you)') : '')));
       li.appendChild(el('span', 'lp', String(p.points)));
       list.appendChild(li);
     });
@@ -754,7 +776,7 @@
     if (me && !rows.some(function (p) { return p.me; })) {
       var li = el('li', 'me');
       li.appendChild(el('span', 'rank', String(me.rank)));
-      li.appendChild(el('span', 'name', (me.name || 'you') + ' (you)'));
+      li.appendChild(el('span', 'name', (me.name || _('you')) + ' ' + _('(you)')));
       li.appendChild(el('span', 'lp', String(me.points)));
       list.appendChild(li);
     }
@@ -810,7 +832,7 @@
         await api('POST', '/api/validations/' + encodeURIComponent(find.find_id), body);
         haptic('light');
         check.done++;
-        $('validate-count').textContent = 'Checked: ' + check.done;
+        $('validate-count').textContent = ngettext('Checked: {n} find', 'Checked: {n} finds', check.done);
       } catch (err) {
         if (err instanceof ApiError && (err.status === 0 || err.retryable)) { check.busy = false; return handleError(err, run); }
         // 404/409: the find went away or was already checked here — simply move on.
@@ -863,7 +885,6 @@
   }
 
   function wire() {
-    document.querySelectorAll('.js-seconds').forEach(function (n) { n.textContent = String(Math.round(cfg.imageSeconds || 120)); });
     document.querySelectorAll('.js-penalty').forEach(function (n) { n.textContent = String(cfg.falseAlarmPenalty === undefined ? 10 : cfg.falseAlarmPenalty); });
     $('question').setAttribute('maxlength', String(MAX_Q));
     $('correction').setAttribute('maxlength', String(MAX_C));
@@ -890,7 +911,7 @@
 
     $('question-form').addEventListener('submit', function (e) {
       e.preventDefault();
-      var v = validateText($('question').value, MAX_Q, 'a question');
+      var v = validateText($('question').value, MAX_Q, _('Please type a question.'));
       if (v.error) { setFieldError('question', v.error); $('question').focus(); return; }
       setFieldError('question', '');
       ask(v.text);
@@ -909,7 +930,7 @@
     $('image').addEventListener('error', function () {
       if (!game.image) return;
       imageBanner = true;
-      banner('The picture did not load.', 'error', function () { imageBanner = false; $('image').src = game.image.url; });
+      banner(_('The picture did not load.'), 'error', function () { imageBanner = false; $('image').src = game.image.url; });
     });
     $('image').addEventListener('load', function () { if (imageBanner) { imageBanner = false; bannerClear('error'); } });
     $('zoom').addEventListener('click', closeZoom);
@@ -959,7 +980,23 @@
       initData = readInitData();
     }
     if (!initData) return showAuth();
+    if (switchLanguage()) return;
     await loadInitial();
+  }
+
+  // The page came in the language the URL (?lang=) or the browser asked for; the
+  // player's Telegram language_code wins once: reload in it when we have it.
+  function switchLanguage() {
+    var wanted = '';
+    try { wanted = (JSON.parse(new URLSearchParams(initData).get('user') || '{}').language_code || ''); } catch (e) { return false; }
+    wanted = String(wanted).toLowerCase().split(/[-_]/)[0];
+    var supported = L.supported || ['en'];
+    if (supported.indexOf(wanted) < 0) wanted = 'en';
+    var query = new URLSearchParams(location.search);
+    if (wanted === L.lang || query.get('lang')) return false;
+    query.set('lang', wanted);
+    location.replace(location.pathname + '?' + query.toString() + location.hash);
+    return true;
   }
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', boot);
