@@ -15,6 +15,7 @@ from game.service import GameService
 from models.base import VQAModel
 from webapp.api import MAX_BODY_BYTES, error_middleware, error_response, setup_api
 from webapp.metrics import metrics_middleware, setup_metrics
+from webapp.openapi import setup_openapi
 
 log = logging.getLogger("gap.webapp")
 
@@ -73,6 +74,7 @@ def create_app(
     setup_metrics(app, settings, service)
     setup_api(app, service, token, float(getattr(settings, "init_data_max_age", 86400)),
               bool(getattr(settings, "trust_forwarded_for", False)))
+    setup_openapi(app)
     app.router.add_get("/healthz", healthz)
     if importlib.util.find_spec("webapp.page") is not None:
         from webapp import page

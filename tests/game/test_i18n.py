@@ -162,5 +162,6 @@ def test_the_page_carries_its_js_messages_in_its_language():
                         .replace("&amp;", "&").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">"))
     assert config["i18n"]["lang"] == "ru"
     assert config["i18n"]["messages"]["Thinking…"] == "Думаю…"
-    assert config["i18n"]["plurals"]["Checked: {n} find"]["few"] == "Проверены {n} находки"
+    assert config["i18n"]["plurals"]["{n} find awaits validation by other players (+20 when confirmed)."]["few"] \
+        == "{n} находки ждут проверки другими игроками (+20 за каждую, когда подтвердят)."
     assert Path(REPO_ROOT / "game" / "locales" / "ru" / "LC_MESSAGES" / "messages.po").exists()

@@ -832,7 +832,7 @@
         await api('POST', '/api/validations/' + encodeURIComponent(find.find_id), body);
         haptic('light');
         check.done++;
-        $('validate-count').textContent = ngettext('Checked: {n} find', 'Checked: {n} finds', check.done);
+        $('validate-count').textContent = _('Checked: {n}', { n: check.done });
       } catch (err) {
         if (err instanceof ApiError && (err.status === 0 || err.retryable)) { check.busy = false; return handleError(err, run); }
         // 404/409: the find went away or was already checked here — simply move on.
