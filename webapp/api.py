@@ -20,7 +20,6 @@ log = logging.getLogger("gap.api")
 MAX_BODY_BYTES = 64 * 1024
 
 SERVICE_KEY = web.AppKey("gap_service", GameService)
-AUTH_KEY = web.AppKey("gap_auth", object)
 
 STATUS_BY_ERROR: list[tuple[type[GameError], int]] = [
     (Invalid, 400), (NotFound, 404), (Expired, 409), (Conflict, 409), (Unavailable, 503),
@@ -80,6 +79,9 @@ class Authenticator:
         return player_id
 
 
+AUTH_KEY = web.AppKey("gap_auth", Authenticator)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     """Map every failure to the JSON error shape, so clients handle one format."""
@@ -132,7 +134,7 @@ def _service(request: web.Request) -> GameService:
 
 
 async def _player(request: web.Request) -> int:
-    return await request.app[AUTH_KEY].player_id(request)  # type: ignore[attr-defined]
+    return await request.app[AUTH_KEY].player_id(request)
 
 
 async def start_session(request: web.Request) -> web.Response:
