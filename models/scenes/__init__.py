@@ -26,7 +26,7 @@ replace it on this package.
 """
 from __future__ import annotations
 
-from models.scenes.answers import answer_vocabulary, answers_match, guess_qtype, measure_accuracy, normalize_answer
+from models.scenes.answers import answer_vocabulary, answers_match, measure_accuracy, normalize_answer
 from models.scenes.generation import (BACKGROUND, COLORS, COMPLEXITIES, GLYPHS, GRID, SEED_RANGES, SHAPE_PLURALS,
                                       SHAPES, SIZES, Scene, SceneObject, generate_scene, heldout_fingerprints,
                                       scene_from_seed)
@@ -37,7 +37,7 @@ from models.scenes.rendering import render, render_png
 __all__ = [
     "BACKGROUND", "CANT_TELL", "COLORS", "COMPLEXITIES", "EVAL_TYPES", "FAMILIES", "FAMILY", "GLYPHS", "GRID",
     "OFF_TOPIC", "QA", "QUESTION_TYPES", "SEED_RANGES", "SHAPES", "SHAPE_PLURALS", "SIZES", "NoQuestion", "Scene",
-    "SceneObject", "answer_vocabulary", "answers_match", "example_questions", "generate_scene", "guess_qtype",
+    "SceneObject", "answer_vocabulary", "answers_match", "example_questions", "generate_scene",
     "heldout_fingerprints", "measure_accuracy", "normalize_answer", "referring_expressions", "render", "render_png",
     "sample_question", "scene_from_seed",
 ]

@@ -11,8 +11,9 @@ import asyncio
 import functools
 import random
 
+from models.question_types import FAMILY
 from models.scenes.generation import COLORS, GLYPHS, SHAPES, Scene
-from models.scenes.questions import CANT_TELL, FAMILY, NoQuestion, sample_question
+from models.scenes.questions import NoQuestion, sample_question
 
 
 _NUMBER_WORDS = {
@@ -77,34 +78,6 @@ def answer_vocabulary(family_or_type: str) -> list[str]:
     if fam == "text":
         return list(GLYPHS)
     return []
-
-
-_COUNT_CUES = ("how many", "count", "number of")
-_COLOR_CUES = ("color", "colour")
-_LR_CUES = ("left or", "right or", "which side", "left side or", "left half")
-_TB_CUES = ("top or", "bottom or", "upper or", "high or", "top half")
-
-
-def guess_qtype(question: str) -> str:
-    """Best guess at the type of a free-text question (drives type-plausible tainting)."""
-    q = " " + " ".join("".join(c if c.isalnum() or c.isspace() else " " for c in question.lower()).split()) + " "
-    if any(c in q for c in _COUNT_CUES):
-        return "count_all"
-    if any(c in q for c in _LR_CUES):
-        return "position_lr"
-    if any(c in q for c in _TB_CUES):
-        return "position_tb"
-    if any(f" {c} " in q for c in _COLOR_CUES):
-        return "color"
-    if " shape " in q and (q.startswith(" what") or q.startswith(" which") or " kind of " in q):
-        return "shape"
-    if any(w in q for w in (" letter ", " written ", " digit ", " character ", " say ", " printed ", " text ", " symbol ")):
-        return "text"
-    if any(q.startswith(" " + w + " ") for w in ("is", "are", "do", "does", "can", "was", "were", "has", "have")):
-        if any(w in q for w in (" left of ", " right of ", " above ", " below ", " under ", " over ", " higher ", " lower ")):
-            return "relation"
-        return "exists_shape"
-    return "other"
 
 
 async def measure_accuracy(model, image_bytes: bytes, scene: Scene, rng: random.Random, n: int = 8) -> float:

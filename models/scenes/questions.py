@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from models.question_types import FAMILY
 from models.scenes.generation import COLORS, SHAPE_PLURALS, SHAPES, Scene, SceneObject
 
 
@@ -111,14 +112,8 @@ OFF_TOPIC = [
     "What season is it?", "Which animal is this?", "How tall is the building?", "What is behind the tree?",
 ]
 
-FAMILY: dict[str, str] = {
-    "count_all": "count", "count_shape": "count", "count_color": "count", "count_color_shape": "count",
-    "color": "color", "shape": "shape",
-    "exists_shape": "exists", "exists_color": "exists", "exists_color_shape": "exists",
-    "position_lr": "position", "position_tb": "position", "relation": "position",
-    "text": "text", "other": "other",
-}
-QUESTION_TYPES: tuple[str, ...] = tuple(t for t in FAMILY if t != "other")
+# The types the generator asks (every fine type of the one classifier but "where"), and their families.
+QUESTION_TYPES: tuple[str, ...] = tuple(t for t in FAMILY if t not in ("other", "where"))
 FAMILIES: tuple[str, ...] = ("count", "color", "shape", "exists", "position", "text")
 # The types the accuracy targets of issue 4 name (simple scenes: >= 95% / >= 85% for position).
 EVAL_TYPES: tuple[str, ...] = ("count_all", "count_shape", "count_color", "color", "shape",
@@ -286,10 +281,10 @@ def sample_question(scene: Scene, rng: random.Random, qtype: str | None = None) 
     requested type cannot be asked about this scene (e.g. "text" with no text).
     """
     if qtype in FAMILIES:
-        candidates = [t for t, f in FAMILY.items() if f == qtype]
+        candidates = [t for t in QUESTION_TYPES if FAMILY[t] == qtype]
     elif qtype is None:
         candidates = list(QUESTION_TYPES)
-    elif qtype in FAMILY:
+    elif qtype in QUESTION_TYPES or qtype == "other":
         candidates = [qtype]
     else:
         raise ValueError(f"unknown question type {qtype!r}")

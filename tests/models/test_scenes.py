@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from models import scenes
+from models.question_types import fine_type
 from models.scenes import questions as scene_questions
 from models.scenes import (QUESTION_TYPES, NoQuestion, Scene, answer_vocabulary, answers_match, example_questions,
                            generate_scene, heldout_fingerprints, normalize_answer, render, render_png,
@@ -146,4 +147,4 @@ def test_answers_differ(a, b):
 def test_example_questions_are_known_types():
     qs = example_questions()
     assert len(qs) >= 8
-    assert all(scenes.guess_qtype(q) != "other" for q in qs)
+    assert all(fine_type(q) != "other" for q in qs)
