@@ -13,12 +13,12 @@ from tqdm import tqdm
 
 
 def _database(args: argparse.Namespace, settings):
-    from game.db import Database
     from game.migrate import upgrade
+    from gap.app import open_database
 
     url = getattr(args, "database", None) or settings.database_url
     upgrade(url)
-    return Database(url)
+    return open_database(settings, url)
 
 
 def _eval_config(args: argparse.Namespace, settings):
