@@ -1,5 +1,5 @@
 """The bot inside the aiohttp app: one process serves the Mini App, the API and
-the Telegram bot (issue 6).
+the Telegram bot (SPEC §4: webapp/ and bot/ are adapters over one core; §4.2 webhook).
 
 `setup_telegram(app, ...)` is the one call the composition root makes. It adds
 the webhook route (webhook mode) and ties the PTB Application's life to the

@@ -1,4 +1,4 @@
-"""`gap evaluate | export | simulate | finetune | experiment`: the data pipeline (issue 7).
+"""`gap evaluate | export | simulate | finetune | experiment`: the data pipeline (SPEC §2 evaluation, §3.1 exports, §3.2 fine-tuning and proof).
 
 Thin: each subcommand parses, calls one function of game/, gap/ or models/, prints."""
 from __future__ import annotations
