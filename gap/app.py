@@ -69,11 +69,17 @@ class Components:
 COMPONENTS_KEY = web.AppKey("gap_components", Components)
 
 
+def open_database(settings: Any, url: str | None = None) -> Database:
+    """The game database at `url` (default: the settings' URL) with the settings' GAP_DB_* tuning."""
+    return Database(url or settings.database_url, inline_reads=settings.db_inline_reads,
+                    inline_writes=settings.db_inline_writes, synchronous=settings.db_synchronous)
+
+
 async def build_components(settings: Any, *, model: VQAModel | None = None, migrate: bool = True) -> Components:
     """Migrate the database (unless told not to), load the model, build the service."""
     if migrate:
         await asyncio.to_thread(upgrade, settings.database_url)
-    db = Database(settings.database_url)
+    db = open_database(settings)
     if model is None:
         model = await load_model(settings.model, getattr(settings, "taint_strategy", None))
     service = GameService(db, model, hash_key=player_hash_key(settings), config=game_config(settings))

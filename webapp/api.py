@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import OrderedDict
 from typing import Any
 
 from aiohttp import web
+from cachetools import LRUCache
 
 from game.errors import Conflict, Expired, GameError, Invalid, NotFound, Unavailable
 from game.service import GameService
@@ -59,7 +59,7 @@ class Authenticator:
         self.bot_token = bot_token
         self.max_age = max_age
         self.cache_size = cache_size
-        self._cache: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._cache: LRUCache[str, tuple[int, int]] = LRUCache(cache_size)
 
     async def player_id(self, request: web.Request) -> int:
         init_data = parse_authorization(request.headers.get("Authorization"))
@@ -74,8 +74,6 @@ class Authenticator:
         data = validate_init_data(init_data, self.bot_token, max_age=self.max_age, now=now)
         player_id = await self.service.upsert_player(data.user_id, data.display_name)
         self._cache[init_data] = (player_id, data.auth_date)
-        if len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
         return player_id
 
 

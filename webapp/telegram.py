@@ -1,5 +1,5 @@
 """The Telegram webhook inside the aiohttp app: one process serves the Mini App,
-the API and the Telegram bot (SPEC §4.2).
+the API and the Telegram bot (SPEC §4: webapp/ and bot/ are adapters over one core; §4.2 webhook).
 
 The composition root (gap/app.py) builds the bot runtime and hands it to
 `attach_bot`, like python-telegram-bot's custom-webhook example: our route
