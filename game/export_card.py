@@ -31,7 +31,7 @@ def size_category(n: int) -> str:
 
 def _metadata(counts, fmt: str, theta: float | None, *, title: str, n_images: int, data_file: str,
               license: str, filtering: str, date_range: str, mean_posterior: float | None,
-              model: str | None) -> dict:
+              model: str | None, data_bytes: int) -> dict:
     pattern = "data/train-*" if fmt == "hf" else data_file
     meta = {
         "license": license,
@@ -44,8 +44,9 @@ def _metadata(counts, fmt: str, theta: float | None, *, title: str, n_images: in
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": pattern}]}],
     }
     if fmt == "hf":
-        meta["dataset_info"] = {"features": HF_FEATURES_YAML,
-                                "splits": [{"name": "train", "num_examples": counts.examples}]}
+        meta["dataset_info"] = {"features": HF_FEATURES_YAML, "splits": [
+            {"name": "train", "num_bytes": data_bytes, "num_examples": counts.examples}],
+            "download_size": data_bytes, "dataset_size": data_bytes}
     meta["gap"] = {
         "format": fmt, "theta": theta, "examples": counts.examples, "images": n_images,
         "skipped_same_sides": counts.skipped_same, "question_types": dict(counts.types.most_common()),
@@ -57,12 +58,13 @@ def _metadata(counts, fmt: str, theta: float | None, *, title: str, n_images: in
 
 def dataset_card(counts, fmt: str, theta: float | None, *, title: str, n_images: int,
                  notes: Iterable[str] = (), filtering: str = "", data_file: str = "train.jsonl",
-                 license: str = "other", model: str | None = None) -> dict:
+                 license: str = "other", model: str | None = None, data_bytes: int = 0) -> dict:
     """The card's Markdown (YAML front matter + prose) and its numbers, from running `counts`."""
     date_range = f"{stamp(counts.first_ms)} – {stamp(counts.last_ms)}" if counts.first_ms else "n/a"
     mean_post = round(counts.posterior_sum / counts.posterior_n, 6) if counts.posterior_n else None
     meta = _metadata(counts, fmt, theta, title=title, n_images=n_images, data_file=data_file, license=license,
-                     filtering=filtering, date_range=date_range, mean_posterior=mean_post, model=model)
+                     filtering=filtering, date_range=date_range, mean_posterior=mean_post, model=model,
+                     data_bytes=data_bytes)
     n = counts.examples
     lines = [
         "---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(), "---", "",

@@ -136,7 +136,7 @@ class ExportWriter:
     def _finish(self) -> None:
         self.card = dataset_card(self.counts, self.fmt, self.theta, title=self.title, n_images=len(self._image_keys),
                                  notes=self.notes, filtering=self.filtering, data_file=data_file(self.fmt),
-                                 license=LICENSE, model=self.model)
+                                 license=LICENSE, model=self.model, data_bytes=self._target.stat().st_size)
         (self.out / "README.md").write_text(self.card["markdown"], encoding="utf-8")
         if self.fmt == "sharegpt":
             info = llamafactory_dataset_info(DATASET_NAME, DATA_FILE)
