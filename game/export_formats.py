@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.scenes import answers_match
-
 FORMATS = ("sharegpt", "llava", "trl-sft", "dpo", "vqa", "hf")
 _EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 IMAGE_TOKEN = "<image>"
@@ -55,6 +53,8 @@ def sides_agree(rec: ExportRecord, fmt: str) -> bool:
     words, synonyms): such a pair teaches nothing and contradicts itself, so it is never exported."""
     if not (rec.flagged or fmt == "dpo"):
         return False
+    from models.scenes import answers_match  # imported on use: `gap --help` lists the formats without it
+
     return answers_match(rec.model_answer, rec.correct_answer)
 
 
