@@ -105,11 +105,25 @@ async def test_evaluate_is_incremental_and_exports_every_format(service, clock, 
     assert all(statuses[a] == "ok" for a in exported)
     json.dumps(third.lines())
 
+    # streaming: pages of 2 rows make the same export as one page
+    paged = await export_finds(db, "vqa", 0.5, tmp_path / "paged", chunk=2)
+    assert [r["id"] for r in read_records(tmp_path / "paged")] == [r["id"] for r in vqa] and paged["examples"] > 2
+    # a find whose correction says the same as the served answer is skipped in every format, and counted
+    same = vqa[0]["id"]
+    async with db.write() as conn:
+        served = (await conn.execute(select(T.answers.c.served_answer).where(T.answers.c.id == same))).scalar_one()
+        await conn.execute(T.answers.update().where(T.answers.c.id == same).values(correction=f" {served.upper()}! "))
+    for fmt in ("vqa", "dpo", "trl-sft"):
+        card = await export_finds(db, fmt, 0.5, tmp_path / f"same-{fmt}")
+        assert card["skipped_same_sides"] == 1 and card["examples"] == len(vqa) - 1
+        assert same not in {r["id"] for r in read_records(tmp_path / f"same-{fmt}")}
+        assert "skipped_same_sides: 1" in (tmp_path / f"same-{fmt}" / "README.md").read_text()
+
     # confirmations: "correct" verdicts of trusted players on untainted images, the model's answer as target
     card = await export_finds(db, "vqa", 0.5, tmp_path / "confirmed", confirmed=True)
     both = read_records(tmp_path / "confirmed")
     conf = [r for r in both if r["id"] not in exported]
-    assert len(both) == card["examples"] == len(vqa) + len(conf) and conf
+    assert len(both) == card["examples"] == len(vqa) - 1 + len(conf) and conf
     async with db.read() as conn:
         rows = {r.id: r for r in (await conn.execute(
             select(T.answers.c.id, T.answers.c.verdict, T.answers.c.tainted, T.answers.c.served_answer,
@@ -125,7 +139,7 @@ async def test_evaluate_is_incremental_and_exports_every_format(service, clock, 
     strict = await export_finds(db, "vqa", 0.95, tmp_path / "strict", confirmed=True)
     assert strict["examples"] < card["examples"]
     dpo_card = await export_finds(db, "dpo", 0.5, tmp_path / "dpo-confirmed", confirmed=True)
-    assert dpo_card["examples"] == len(vqa) and "not exported in `dpo`" in (tmp_path / "dpo-confirmed" / "README.md").read_text()
+    assert dpo_card["examples"] == len(vqa) - 1 and "not exported in `dpo`" in (tmp_path / "dpo-confirmed" / "README.md").read_text()
 
 
 
