@@ -31,7 +31,7 @@ def size_category(n: int) -> str:
 
 def _metadata(counts, fmt: str, theta: float | None, *, title: str, n_images: int, data_file: str,
               license: str, filtering: str, date_range: str, mean_posterior: float | None,
-              model: str | None, data_bytes: int) -> dict:
+              data_bytes: int) -> dict:
     pattern = "data/train-*" if fmt == "hf" else data_file
     meta = {
         "license": license,
@@ -50,7 +50,7 @@ def _metadata(counts, fmt: str, theta: float | None, *, title: str, n_images: in
     meta["gap"] = {
         "format": fmt, "theta": theta, "examples": counts.examples, "images": n_images,
         "skipped_same_sides": counts.skipped_same, "question_types": dict(counts.types.most_common()),
-        "model_ids": dict(counts.models.most_common()), "serving_model": model,
+        "model_ids": dict(counts.models.most_common()),
         "mean_posterior": mean_posterior, "date_range": date_range, "filter": filtering or None,
     }
     return {k: v for k, v in meta.items() if v is not None}
@@ -58,13 +58,12 @@ def _metadata(counts, fmt: str, theta: float | None, *, title: str, n_images: in
 
 def dataset_card(counts, fmt: str, theta: float | None, *, title: str, n_images: int,
                  notes: Iterable[str] = (), filtering: str = "", data_file: str = "train.jsonl",
-                 license: str = "other", model: str | None = None, data_bytes: int = 0) -> dict:
+                 license: str = "other", data_bytes: int = 0) -> dict:
     """The card's Markdown (YAML front matter + prose) and its numbers, from running `counts`."""
     date_range = f"{stamp(counts.first_ms)} – {stamp(counts.last_ms)}" if counts.first_ms else "n/a"
     mean_post = round(counts.posterior_sum / counts.posterior_n, 6) if counts.posterior_n else None
     meta = _metadata(counts, fmt, theta, title=title, n_images=n_images, data_file=data_file, license=license,
-                     filtering=filtering, date_range=date_range, mean_posterior=mean_post, model=model,
-                     data_bytes=data_bytes)
+                     filtering=filtering, date_range=date_range, mean_posterior=mean_post, data_bytes=data_bytes)
     n = counts.examples
     lines = [
         "---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(), "---", "",

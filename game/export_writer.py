@@ -65,11 +65,11 @@ class ExportWriter:
     written once. Pairs whose sides say the same are skipped and counted (:func:`sides_agree`)."""
 
     def __init__(self, out: Path, fmt: str, *, theta: float | None, title: str = "GAP export",
-                 notes: Iterable[str] = (), filtering: str = "", model: str | None = None):
+                 notes: Iterable[str] = (), filtering: str = ""):
         if fmt not in FORMATS:
             raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
         self.out, self.fmt, self.theta, self.title = Path(out), fmt, theta, title
-        self.notes, self.filtering, self.model = list(notes), filtering, model
+        self.notes, self.filtering = list(notes), filtering
         self.counts = CardCounts()
         self._image_keys: set[str] = set()   # one short key per distinct image, not per row
         self.card: dict | None = None
@@ -79,6 +79,10 @@ class ExportWriter:
         self._parquet = None
 
     def __enter__(self) -> "ExportWriter":
+        other = [f for f in {DATA_FILE, LLAVA_FILE, HF_FILE} - {data_file(self.fmt)} if (self.out / f).exists()]
+        if other:  # two formats in one directory: loaders would pick up the wrong file (or both)
+            raise ValueError(f"{self.out} already holds another export ({', '.join(sorted(other))}); "
+                             f"choose an empty directory for the `{self.fmt}` export")
         self._target.parent.mkdir(parents=True, exist_ok=True)
         if self.fmt == "hf":
             self._parquet = _parquet_writer(self._tmp)
@@ -136,7 +140,7 @@ class ExportWriter:
     def _finish(self) -> None:
         self.card = dataset_card(self.counts, self.fmt, self.theta, title=self.title, n_images=len(self._image_keys),
                                  notes=self.notes, filtering=self.filtering, data_file=data_file(self.fmt),
-                                 license=LICENSE, model=self.model, data_bytes=self._target.stat().st_size)
+                                 license=LICENSE, data_bytes=self._target.stat().st_size)
         (self.out / "README.md").write_text(self.card["markdown"], encoding="utf-8")
         if self.fmt == "sharegpt":
             info = llamafactory_dataset_info(DATASET_NAME, DATA_FILE)

@@ -68,7 +68,11 @@ def _export(args: argparse.Namespace, settings) -> int:
             await db.dispose()
 
     with tqdm(desc="export", unit="row", file=sys.stderr, disable=None) as bar:
-        card = asyncio.run(go(bar))
+        try:
+            card = asyncio.run(go(bar))
+        except ValueError as exc:  # e.g. --out holds an export of another format
+            print(f"gap export: {exc}", file=sys.stderr)
+            return 2
     print(f"wrote {card['examples']} examples ({card['images']} images) to {args.out} "
           f"[{args.format}, θ={card['theta']}]; skipped {card['skipped_same_sides']} pairs whose answer and "
           f"correction say the same; types: {card['question_types']}")

@@ -173,8 +173,15 @@ def test_cli_evaluate_and_export(empty_db_url, tmp_path, capsys):
     assert main(["evaluate", "--database", url, "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["new_answers"] == 0
     assert main(["export", "--database", url, "--format", "trl-sft", "--theta", "0.0", "--out", str(tmp_path / "x")]) == 0
-    assert "examples" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "examples" in out and "skipped 0 pairs" in out and len(out.splitlines()) == 1
     assert (tmp_path / "x" / "train.jsonl").exists() and (tmp_path / "x" / "README.md").exists()
+    # another format into the same directory is refused, and the export there is kept
+    assert main(["export", "--database", url, "--format", "hf", "--theta", "0.0", "--out", str(tmp_path / "x")]) == 2
+    assert "already holds another export" in capsys.readouterr().err
+    assert (tmp_path / "x" / "train.jsonl").exists() and not (tmp_path / "x" / "data").exists()
+    assert main(["export", "--database", url, "--format", "hf", "--theta", "0.0", "--out", str(tmp_path / "h")]) == 0
+    assert (tmp_path / "h" / "data" / "train-00000-of-00001.parquet").is_file()
 
 
 async def test_player_model_time_is_time_to_the_first_tainted_verdict(service, clock, db):

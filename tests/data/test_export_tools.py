@@ -186,6 +186,16 @@ def test_empty_export_is_valid_everywhere(tmp_path):
     assert json.loads((tmp_path / "llava" / "train.json").read_text()) == []
 
 
+def test_a_directory_holds_one_format(tmp_path):
+    recs, images = _records()
+    write_export(recs, images, "trl-sft", tmp_path / "x", theta=0.8)
+    write_export(recs[:2], images, "trl-sft", tmp_path / "x", theta=0.8)  # the same format: rewritten
+    assert len((tmp_path / "x" / "train.jsonl").read_text().splitlines()) == 2
+    with pytest.raises(ValueError, match="already holds another export"):
+        write_export(recs, images, "llava", tmp_path / "x", theta=0.8)
+    assert len((tmp_path / "x" / "train.jsonl").read_text().splitlines()) == 2  # nothing lost
+
+
 def _peak_bytes(fmt: str, n_rows: int, out: Path) -> int:
     """Peak traced memory while writing `n_rows` rows in chunks of 200 from a generator."""
     png = render_png(generate_scene(random.Random(0), "simple"), 64)
