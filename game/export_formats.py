@@ -49,13 +49,13 @@ def image_path(rec: ExportRecord) -> str:
 
 def sides_agree(rec: ExportRecord, fmt: str) -> bool:
     """True when the record is a pair (a flagged answer and its correction, or any `dpo` row) whose two
-    sides say the same after the answer normalisation the game uses everywhere (case, punctuation, number
-    words, synonyms): such a pair teaches nothing and contradicts itself, so it is never exported."""
+    sides say the same by the game's rule (game.rules.same_answer, which also refuses such a correction
+    when it is typed): such a pair teaches nothing and contradicts itself, so it is never exported."""
     if not (rec.flagged or fmt == "dpo"):
         return False
-    from models.scenes import answers_match  # imported on use: `gap --help` lists the formats without it
+    from game.rules import same_answer  # imported on use: `gap --help` lists the formats without the model code
 
-    return answers_match(rec.model_answer, rec.correct_answer)
+    return same_answer(rec.model_answer, rec.correct_answer)
 
 
 def _text(text: str) -> list[dict]:

@@ -33,6 +33,18 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
                              headers={**NO_STORE, **(headers or {})})
 
 
+def image_url(image_id: str) -> str:
+    return f"/img/{image_id}"
+
+
+def with_image_url(payload: dict[str, Any]) -> dict[str, Any]:
+    """The core names images by opaque id; the web client gets the URL to load (SPEC §5.2 `image.url`)."""
+    image = payload.get("image")
+    if isinstance(image, dict) and "image_id" in image:
+        payload = {**payload, "image": {**image, "url": image_url(image["image_id"])}}
+    return payload
+
+
 def ok(payload: Any) -> web.Response:
     return web.Response(text=json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
                         content_type="application/json", headers=NO_STORE)
@@ -125,12 +137,12 @@ async def _player(request: web.Request) -> int:
 
 async def start_session(request: web.Request) -> web.Response:
     player = await _player(request)
-    return ok(await _service(request).start_or_resume(player))
+    return ok(with_image_url(await _service(request).start_or_resume(player)))
 
 
 async def current_session(request: web.Request) -> web.Response:
     player = await _player(request)
-    return ok(await _service(request).current(player))
+    return ok(with_image_url(await _service(request).current(player)))
 
 
 async def ask_question(request: web.Request) -> web.Response:
@@ -143,8 +155,8 @@ async def ask_question(request: web.Request) -> web.Response:
 async def give_verdict(request: web.Request) -> web.Response:
     player = await _player(request)
     body = await read_object(request)
-    return ok(await _service(request).verdict(player, request.match_info["answer_id"], body.get("request_id"),
-                                              body.get("verdict"), body.get("correction")))
+    return ok(with_image_url(await _service(request).verdict(
+        player, request.match_info["answer_id"], body.get("request_id"), body.get("verdict"), body.get("correction"))))
 
 
 async def session_summary(request: web.Request) -> web.Response:
@@ -160,7 +172,7 @@ async def leaderboard(request: web.Request) -> web.Response:
 async def next_find(request: web.Request) -> web.Response:
     """Peer validation (SPEC §3.3): another player's find to check, or 404 when none is left."""
     player = await _player(request)
-    return ok(await _service(request).next_find(player))
+    return ok(with_image_url(await _service(request).next_find(player)))
 
 
 async def validate_find(request: web.Request) -> web.Response:

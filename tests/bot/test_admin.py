@@ -13,7 +13,6 @@ from sqlalchemy import select
 from bot.handlers.common import NOT_AVAILABLE
 from game.evaluation_store import SETTLE_MS
 from game.tables import answers, players, session_images
-from models.scenes import answers_match
 from tests.bot.conftest import ADMIN_ID, TEST_BOT_TOKEN, WEBHOOK_SECRET, World, new_user_id
 
 ADMIN_COMMANDS = ["/stats", "/pool", "/export", "/export vqa 0.5", "/mute 1", "/unmute 1", "/broadcast hello all",
@@ -37,9 +36,8 @@ async def play_sessions(world: World, telegram_id: int, sessions: int) -> int:
                                                                     answers.c.session_image_id == session_images.c.id))
                                           .where(answers.c.id == got["answer_id"]))).one()
             verdict = "wrong" if row.tainted or not row.image_tainted else "correct"
-            correction = "red" if answers_match(got["answer"], "green") else "green"  # never the answer itself
             state = await service.verdict(player, got["answer_id"], f"sim-{s}-{step}-v", verdict,
-                                          correction if verdict == "wrong" else None)
+                                          "chartreuse" if verdict == "wrong" else None)
     return player
 
 
@@ -97,8 +95,7 @@ async def test_export_sends_a_zip_document_with_the_training_data(make_world):
         lines = zf.read("train.jsonl").decode().splitlines()
         assert len(lines) == count
         first = json.loads(lines[0])
-        assert first["correct_answer"] in ("green", "red") and first["question"] == "What colour is the circle?"
-        assert not answers_match(first["correct_answer"], first["model_answer"])
+        assert first["correct_answer"] == "chartreuse" and first["question"] == "What colour is the circle?"
         assert "README.md" in zf.namelist() and any(n.startswith("images/") for n in zf.namelist())
 
     mark = world.mark()  # with confirmations (answers judged correct; the exporter's own test checks which)
