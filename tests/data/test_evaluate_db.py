@@ -106,8 +106,10 @@ async def test_evaluate_is_incremental_and_exports_every_format(service, clock, 
     json.dumps(third.lines())
 
     # streaming: pages of 2 rows make the same export as one page
-    paged = await export_finds(db, "vqa", 0.5, tmp_path / "paged", chunk=2)
+    calls = []
+    paged = await export_finds(db, "vqa", 0.5, tmp_path / "paged", chunk=2, progress=lambda *a: calls.append(a))
     assert [r["id"] for r in read_records(tmp_path / "paged")] == [r["id"] for r in vqa] and paged["examples"] > 2
+    assert len(calls) == (len(vqa) + 1) // 2 and calls[-1] == (len(vqa), len(vqa))  # a progress bar's feed
     # a find whose correction says the same as the served answer is skipped in every format, and counted
     same = vqa[0]["id"]
     async with db.write() as conn:
