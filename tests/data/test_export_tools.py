@@ -218,3 +218,17 @@ def test_memory_is_flat_in_the_number_of_rows(fmt, tmp_path):
     small = _peak_bytes(fmt, 1_000, tmp_path / "small")
     large = _peak_bytes(fmt, 4_000, tmp_path / "large")
     assert large < small * 1.5 + 256_000, (small, large)
+
+
+def test_shipped_chat_template_is_the_one_the_code_builds_and_marks_the_answer():
+    """`gap model train` writes the processor of models/tiny_vlm.py, so the shipped template must be that
+    one; it marks the assistant's turn (answer and end token) for TRL's `assistant_only_loss`."""
+    from models.tiny_vlm import CHAT_TEMPLATE
+
+    assert (MODEL / "chat_template.jinja").read_text() == CHAT_TEMPLATE
+    tokenizer = AutoProcessor.from_pretrained(MODEL).tokenizer
+    messages = [{"role": "user", "content": [{"type": "text", "text": "How many circles are there?"}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "2"}]}]
+    out = tokenizer.apply_chat_template(messages, return_dict=True, return_assistant_tokens_mask=True)
+    answer = [t for t, m in zip(out["input_ids"], out["assistant_masks"]) if m]
+    assert tokenizer.convert_ids_to_tokens(answer) == ["2", "</s>"]
