@@ -75,7 +75,7 @@ def dataset_card(counts, fmt: str, theta: float | None, *, title: str, n_images:
         f"- pairs skipped because both sides say the same (after normalisation): {counts.skipped_same}",
         f"- date range: {date_range}",
         f"- model ids: {', '.join(f'{m} ({k})' for m, k in counts.models.most_common()) or 'n/a'}",
-        f"- licence: {license} — set by the operator before publishing",
+        f"- licence: {license}" + (" — to be set by the operator before publishing" if license == "other" else ""),
         "", "| question type | examples | share |", "|---|---:|---:|",
     ]
     lines += [f"| {t} | {k} | {k / max(n, 1):.1%} |" for t, k in counts.types.most_common()]

@@ -25,7 +25,7 @@ DATA_FILE = "train.jsonl"
 LLAVA_FILE = "train.json"
 HF_FILE = "data/train-00000-of-00001.parquet"
 DATASET_NAME = "gap_export"
-LICENSE = "other"   # the operator's to choose: the card says so; players' text and the images are theirs to license
+LICENSE = "other"   # unless the operator names one (`gap export --license`): the data is theirs to license
 
 
 def data_file(fmt: str) -> str:
@@ -65,11 +65,11 @@ class ExportWriter:
     written once. Pairs whose sides say the same are skipped and counted (:func:`sides_agree`)."""
 
     def __init__(self, out: Path, fmt: str, *, theta: float | None, title: str = "GAP export",
-                 notes: Iterable[str] = (), filtering: str = ""):
+                 notes: Iterable[str] = (), filtering: str = "", license: str = LICENSE):
         if fmt not in FORMATS:
             raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
         self.out, self.fmt, self.theta, self.title = Path(out), fmt, theta, title
-        self.notes, self.filtering = list(notes), filtering
+        self.notes, self.filtering, self.license = list(notes), filtering, license
         self.counts = CardCounts()
         self._image_keys: set[str] = set()   # one short key per distinct image, not per row
         self.card: dict | None = None
@@ -140,7 +140,7 @@ class ExportWriter:
     def _finish(self) -> None:
         self.card = dataset_card(self.counts, self.fmt, self.theta, title=self.title, n_images=len(self._image_keys),
                                  notes=self.notes, filtering=self.filtering, data_file=data_file(self.fmt),
-                                 license=LICENSE, data_bytes=self._target.stat().st_size)
+                                 license=self.license, data_bytes=self._target.stat().st_size)
         (self.out / "README.md").write_text(self.card["markdown"], encoding="utf-8")
         if self.fmt == "sharegpt":
             info = llamafactory_dataset_info(DATASET_NAME, DATA_FILE)

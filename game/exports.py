@@ -22,7 +22,7 @@ from game import tables as T
 from game.db import Database
 from game.evaluation_tables import answer_posteriors_query
 from game.export_formats import FORMATS, ExportRecord, image_path, to_json  # noqa: F401  (the public names)
-from game.export_writer import DATA_FILE, LLAVA_FILE, ExportWriter, data_file, write_export  # noqa: F401
+from game.export_writer import DATA_FILE, LICENSE, LLAVA_FILE, ExportWriter, data_file, write_export  # noqa: F401
 
 CHUNK = 500
 Chunk = tuple[list[ExportRecord], dict[str, bytes], int]   # records, their images' bytes, database rows read
@@ -205,7 +205,8 @@ Progress = Callable[[int, int], None]
 
 
 async def export_finds(db: Database, fmt: str, theta: float, out: Path, *, unfiltered: bool = False,
-                       confirmed: bool = False, progress: Progress | None = None, chunk: int = CHUNK) -> dict:
+                       confirmed: bool = False, progress: Progress | None = None, chunk: int = CHUNK,
+                       license: str = LICENSE) -> dict:
     """`gap export`: stream the finds at θ (and, with `confirmed`, the confirmations) into `out` in `fmt`;
     returns the card's numbers. `progress(rows_done, rows_total)` after each chunk (a progress bar)."""
     if fmt not in FORMATS:
@@ -222,7 +223,7 @@ async def export_finds(db: Database, fmt: str, theta: float, out: Path, *, unfil
                  "(SPEC §2)" + ("; plus confirmations with P(missed mistake) ≤ 1 − θ" if len(sources) > 1 else ""))
     read, per_source = 0, []
     writer = ExportWriter(out, fmt, theta=None if unfiltered else theta, notes=notes, filtering=filtering,
-                          title="GAP export: model mistakes found by players")
+                          title="GAP export: model mistakes found by players", license=license)
     with writer:
         for source in sources:
             before = writer.counts.examples

@@ -63,7 +63,7 @@ def _export(args: argparse.Namespace, settings) -> int:
                 bar.update(done - bar.n)
 
             return await export_finds(db, args.format, theta, Path(args.out), unfiltered=args.unfiltered,
-                                      confirmed=args.confirmed, progress=progress)
+                                      confirmed=args.confirmed, progress=progress, license=args.license)
         finally:
             await db.dispose()
 
@@ -156,6 +156,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--confirmed", action="store_true",
                     help="also export confirmations (answers trusted players judged correct, P(missed mistake) ≤ 1−θ) "
                          "with the model's answer as target: fine-tuning on corrections alone biases the model")
+    ex.add_argument("--license", default="other",
+                    help="the dataset card's licence, a Hugging Face Hub licence id such as cc-by-4.0 (default: other)")
     ex.add_argument("--database", help="SQLAlchemy URL (default: GAP_DATABASE_URL)")
     ex.set_defaults(func=_export)
 

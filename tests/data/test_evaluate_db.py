@@ -182,8 +182,10 @@ def test_cli_evaluate_and_export(empty_db_url, tmp_path, capsys):
     assert main(["export", "--database", url, "--format", "hf", "--theta", "0.0", "--out", str(tmp_path / "x")]) == 2
     assert "already holds another export" in capsys.readouterr().err
     assert (tmp_path / "x" / "train.jsonl").exists() and not (tmp_path / "x" / "data").exists()
-    assert main(["export", "--database", url, "--format", "hf", "--theta", "0.0", "--out", str(tmp_path / "h")]) == 0
+    assert main(["export", "--database", url, "--format", "hf", "--theta", "0.0", "--out", str(tmp_path / "h"),
+                 "--license", "cc-by-4.0"]) == 0
     assert (tmp_path / "h" / "data" / "train-00000-of-00001.parquet").is_file()
+    assert "\nlicense: cc-by-4.0\n" in (tmp_path / "h" / "README.md").read_text()
 
 
 async def test_player_model_time_is_time_to_the_first_tainted_verdict(service, clock, db):
