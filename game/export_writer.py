@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
+import yaml
+
 from game.export_card import dataset_card
 from game.export_formats import (FORMATS, HF_FEATURES, ExportRecord, image_path, llamafactory_dataset_info,
                                  sides_agree, to_hf_row, to_json)
@@ -80,8 +82,9 @@ class ExportWriter:
 
     def __enter__(self) -> "ExportWriter":
         other = [f for f in {DATA_FILE, LLAVA_FILE, HF_FILE} - {data_file(self.fmt)} if (self.out / f).exists()]
-        if other:  # two formats in one directory: loaders would pick up the wrong file (or both)
-            raise ValueError(f"{self.out} already holds another export ({', '.join(sorted(other))}); "
+        previous = _previous_format(self.out)
+        if other or previous not in (None, self.fmt):  # loaders would pick up the wrong file, or a stale one
+            raise ValueError(f"{self.out} already holds another export ({previous or ', '.join(sorted(other))}); "
                              f"choose an empty directory for the `{self.fmt}` export")
         self._target.parent.mkdir(parents=True, exist_ok=True)
         if self.fmt == "hf":
@@ -145,6 +148,20 @@ class ExportWriter:
         if self.fmt == "sharegpt":
             info = llamafactory_dataset_info(DATASET_NAME, DATA_FILE)
             (self.out / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def _previous_format(out: Path) -> str | None:
+    """The format named by the card of an export already in `out` (None: no card of ours)."""
+    card = out / "README.md"
+    if not card.is_file():
+        return None
+    parts = card.read_text(encoding="utf-8").split("---\n")
+    try:
+        meta = yaml.safe_load(parts[1]) if len(parts) > 2 and parts[0] == "" else None
+    except yaml.YAMLError:
+        return None
+    gap = meta.get("gap") if isinstance(meta, dict) else None
+    return gap.get("format") if isinstance(gap, dict) else None
 
 
 def _parquet_writer(path: Path):

@@ -220,7 +220,9 @@ async def export_finds(db: Database, fmt: str, theta: float, out: Path, *, unfil
         total += await _count(db, _confirmed_query(False))
     filtering = ("every find with a correction (no θ, no muting)" if unfiltered else
                  f"finds with posterior P(model mistake | flag) ≥ {theta} from players neither muted nor gated "
-                 "(SPEC §2)" + ("; plus confirmations with P(missed mistake) ≤ 1 − θ" if len(sources) > 1 else ""))
+                 "(SPEC §2)")
+    if len(sources) > 1:
+        filtering += "; plus confirmations with P(missed mistake) ≤ 1 − θ"
     read, per_source = 0, []
     writer = ExportWriter(out, fmt, theta=None if unfiltered else theta, notes=notes, filtering=filtering,
                           title="GAP export: model mistakes found by players", license=license)

@@ -39,9 +39,9 @@ def _records(n: int = 6) -> tuple[list[ExportRecord], dict[str, bytes]]:
                                  model_answer=f"wrong {i}", correct_answer=qa.answer, posterior=0.9,
                                  question_type="count" if i % 2 else "color", model_id="tiny@1",
                                  judged_at=1_700_000_000_000 + i, flagged=True))
-    recs.append(ExportRecord(id="same", image_key="img00", image_mime="image/png", question="How many circles are there?",
-                             model_answer="3", correct_answer="Three.", posterior=0.95, question_type="count",
-                             flagged=True))
+    recs.append(ExportRecord(id="same", image_key="img00", image_mime="image/png",
+                             question="How many circles are there?", model_answer="3", correct_answer="Three.",
+                             posterior=0.95, question_type="count", flagged=True))
     recs.append(ExportRecord(id="conf", image_key="img01", image_mime="image/png", question="Is there a red star?",
                              model_answer="no", correct_answer="no", posterior=0.97, question_type="exists"))
     return recs, images
@@ -112,7 +112,8 @@ def test_hf_export_loads_with_datasets_and_trains(tmp_path):
     assert not (out / "images").exists()  # the images live inside the Parquet file
     ds = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "c"))
     assert len(ds) == card["examples"] == len(recs) - 1
-    assert isinstance(ds.features["images"], datasets.List) and isinstance(ds.features["images"].feature, datasets.Image)
+    images_feature = ds.features["images"]
+    assert isinstance(images_feature, datasets.List) and isinstance(images_feature.feature, datasets.Image)
     first = ds[0]
     assert first["images"][0].size == (64, 64) and first["correct_answer"] == recs[0].correct_answer
     assert [m["role"] for m in first["messages"]] == ["user", "assistant"]
@@ -191,9 +192,11 @@ def test_a_directory_holds_one_format(tmp_path):
     write_export(recs, images, "trl-sft", tmp_path / "x", theta=0.8)
     write_export(recs[:2], images, "trl-sft", tmp_path / "x", theta=0.8)  # the same format: rewritten
     assert len((tmp_path / "x" / "train.jsonl").read_text().splitlines()) == 2
-    with pytest.raises(ValueError, match="already holds another export"):
-        write_export(recs, images, "llava", tmp_path / "x", theta=0.8)
+    for other in ("llava", "sharegpt", "hf"):  # sharegpt: the same file name, another layout (the card says)
+        with pytest.raises(ValueError, match="already holds another export"):
+            write_export(recs, images, other, tmp_path / "x", theta=0.8)
     assert len((tmp_path / "x" / "train.jsonl").read_text().splitlines()) == 2  # nothing lost
+    assert not (tmp_path / "x" / "dataset_info.json").exists()
 
 
 def _peak_bytes(fmt: str, n_rows: int, out: Path) -> int:
