@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import random
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cachetools import LRUCache
 from sqlalchemy.exc import IntegrityError
 
 from game import rules, validation
@@ -58,24 +58,6 @@ class GameConfig:
     leaderboard_cache_seconds: float = 5.0
 
 
-class _LRU(OrderedDict):
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def get_item(self, key):
-        value = self.get(key)
-        if value is not None:
-            self.move_to_end(key)
-        return value
-
-    def put(self, key, value) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.size:
-            self.popitem(last=False)
-
-
 class GameService:
     """Sessions, timers, tainting decisions, scoring and leaderboards over a `Database`.
 
@@ -100,9 +82,9 @@ class GameService:
         self.rng = rng or random.SystemRandom()
         self._hash_key = hash_key
         self._locks = KeyedLocks()
-        self._player_ids: _LRU = _LRU(100_000)
-        self._image_bytes: _LRU = _LRU(512)
-        self._image_by_opaque: _LRU = _LRU(512)
+        self._player_ids: LRUCache[bytes, tuple[int, str | None]] = LRUCache(100_000)
+        self._image_bytes: LRUCache[int, bytes] = LRUCache(512)
+        self._image_by_opaque: LRUCache[str, tuple[str, bytes]] = LRUCache(512)
         self._pools: tuple[float, list[int], list[int]] | None = None
         self._boards: dict[tuple, tuple[float, list]] = {}
         self.store = SessionStore(self.config.image_seconds, clock)
@@ -115,7 +97,7 @@ class GameService:
         Only the keyed hash of the Telegram id is stored (SPEC §1.4)."""
         key = player_key(self._hash_key, telegram_id)
         name = rules.storable_text(display_name or "").strip()[:64] or None
-        cached = self._player_ids.get_item(key)
+        cached = self._player_ids.get(key)
         if cached is not None and cached[1] == name:
             return cached[0]
         row = await self.db.run_read(q.tx_find_player, key)
@@ -126,7 +108,7 @@ class GameService:
                 player_id = await self.db.run_write(q.tx_upsert_player, key, name, self.clock())
         else:
             player_id = row[0]
-        self._player_ids.put(key, (player_id, name))
+        self._player_ids[key] = (player_id, name)
         return player_id
 
     # ------------------------------------------------------------------ sessions
@@ -291,12 +273,12 @@ class GameService:
 
     async def image_by_opaque_id(self, opaque_id: str) -> tuple[str, bytes] | None:
         """(mime, bytes) of an image by the only id clients ever see."""
-        hit = self._image_by_opaque.get_item(opaque_id)
+        hit = self._image_by_opaque.get(opaque_id)
         if hit is not None:
             return hit
         value = await self.db.run_read(q.tx_image_by_opaque, opaque_id)
         if value is not None:
-            self._image_by_opaque.put(opaque_id, value)
+            self._image_by_opaque[opaque_id] = value
         return value
 
     async def ping(self) -> None:
@@ -321,11 +303,11 @@ class GameService:
         return reliable, all_ids
 
     async def _image_content(self, image_id: int) -> bytes:
-        hit = self._image_bytes.get_item(image_id)
+        hit = self._image_bytes.get(image_id)
         if hit is not None:
             return hit
         content = await self.db.run_read(q.tx_image_content, image_id)
-        self._image_bytes.put(image_id, content)
+        self._image_bytes[image_id] = content
         return content
 
     async def _replay_or_conflict(self, player_id: int, request_id: str, kind: str) -> dict[str, Any]:

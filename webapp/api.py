@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import OrderedDict
 from typing import Any
 
 from aiohttp import web
+from cachetools import LRUCache
 
 from game.errors import Conflict, Expired, GameError, Invalid, NotFound, Unavailable
 from game.service import GameService
@@ -20,7 +20,6 @@ log = logging.getLogger("gap.api")
 MAX_BODY_BYTES = 64 * 1024
 
 SERVICE_KEY = web.AppKey("gap_service", GameService)
-AUTH_KEY = web.AppKey("gap_auth", object)
 
 STATUS_BY_ERROR: list[tuple[type[GameError], int]] = [
     (Invalid, 400), (NotFound, 404), (Expired, 409), (Conflict, 409), (Unavailable, 503),
@@ -60,7 +59,7 @@ class Authenticator:
         self.bot_token = bot_token
         self.max_age = max_age
         self.cache_size = cache_size
-        self._cache: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._cache: LRUCache[str, tuple[int, int]] = LRUCache(cache_size)
 
     async def player_id(self, request: web.Request) -> int:
         init_data = parse_authorization(request.headers.get("Authorization"))
@@ -75,9 +74,10 @@ class Authenticator:
         data = validate_init_data(init_data, self.bot_token, max_age=self.max_age, now=now)
         player_id = await self.service.upsert_player(data.user_id, data.display_name)
         self._cache[init_data] = (player_id, data.auth_date)
-        if len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
         return player_id
+
+
+AUTH_KEY = web.AppKey("gap_auth", Authenticator)
 
 
 @web.middleware
@@ -132,7 +132,7 @@ def _service(request: web.Request) -> GameService:
 
 
 async def _player(request: web.Request) -> int:
-    return await request.app[AUTH_KEY].player_id(request)  # type: ignore[attr-defined]
+    return await request.app[AUTH_KEY].player_id(request)
 
 
 async def start_session(request: web.Request) -> web.Response:
