@@ -21,8 +21,12 @@ from sqlalchemy import and_, func, or_, select, true
 from game import tables as T
 from game.db import Database
 from game.evaluation_tables import answer_posteriors_query
-from game.export_formats import FORMATS, ExportRecord, image_path, to_json  # noqa: F401  (the public names)
-from game.export_writer import DATA_FILE, LICENSE, LLAVA_FILE, ExportWriter, data_file, write_export  # noqa: F401
+from game.export_formats import FORMATS, ExportRecord, image_path, to_json
+from game.export_writer import DATA_FILE, LICENSE, LLAVA_FILE, ExportWriter, data_file, write_export
+
+__all__ = ["FORMATS", "ExportRecord", "image_path", "to_json", "DATA_FILE", "LLAVA_FILE", "ExportWriter", "data_file",
+           "write_export", "read_records", "question_answer", "iter_finds", "iter_confirmed", "collect_finds",
+           "collect_confirmed", "export_finds", "missed_mistake_probability"]
 
 CHUNK = 500
 Chunk = tuple[list[ExportRecord], dict[str, bytes], int]   # records, their images' bytes, database rows read
