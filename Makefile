@@ -34,7 +34,7 @@ test: setup browser-deps postgres-deps
 
 # Translations (game/i18n.py): every marked string into game/locales/messages.pot, then merged
 # into each language's .po (translate the new entries; tests/test_i18n.py fails until they are).
-KEYWORDS := -k _ -k N_ -k t:2 -k tn:2,3 -k ngettext:1,2 -k Invalid -k NotFound -k Conflict -k Expired -k Unavailable -k Banned
+KEYWORDS := -k _ -k N_ -k t:2 -k tn:2,3 -k ngettext:1,2 -k Invalid -k NotFound -k Conflict -k Expired -k Unavailable -k Banned -k SameAsAnswer
 messages: setup
 	$(BIN)/pybabel extract -F babel.cfg $(KEYWORDS) --no-wrap --sort-by-file --project GAP \
 	  -o game/locales/messages.pot .

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,8 @@ class Settings(BaseSettings):
     taint_strategy: str = "decode"
     false_alarm_penalty: int = 10
     theta: float = Field(0.8, ge=0.0, le=1.0)
+    # how often each web worker checks for a newly promoted model round (SPEC §3.2); 0: never
+    round_poll_seconds: float = Field(5.0, ge=0.0)
     webhook_url: str | None = None
     # the bot's chat-side state (a correction owed after "Wrong", a broadcast awaiting confirmation) survives
     # restarts in this file (python-telegram-bot's PicklePersistence); empty: kept in memory only
@@ -53,6 +56,17 @@ class Settings(BaseSettings):
     trust_forwarded_for: bool = False    # behind a reverse proxy: the client is X-Forwarded-For's last address
     port: int = Field(8080, validation_alias="PORT")
     host: str = "0.0.0.0"
+    # database tuning (game/db.py; benchmarks/README.md measures them): SQLite reads on the event loop,
+    # group commits on the event loop (opt-in: a checkpoint or another process's lock then stalls it),
+    # and the writer's PRAGMA synchronous (FULL: an acknowledged write survives power loss)
+    db_inline_reads: bool = True
+    db_inline_writes: bool = False
+    db_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+
+    @field_validator("db_synchronous", mode="before")
+    @classmethod
+    def _upper_synchronous(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("limit_questions", "limit_verdicts", "limit_sessions", "limit_ip_questions",
                      "limit_ip_verdicts", "limit_ip_sessions", "limit_chat_updates")

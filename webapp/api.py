@@ -6,10 +6,10 @@ import ipaddress
 import json
 import logging
 import time
-from collections import OrderedDict
 from typing import Any
 
 from aiohttp import web
+from cachetools import LRUCache
 
 from game import i18n
 from game.errors import Conflict, Expired, GameError, Invalid, NotFound, Unavailable
@@ -24,7 +24,6 @@ log = logging.getLogger("gap.api")
 MAX_BODY_BYTES = 64 * 1024
 
 SERVICE_KEY = web.AppKey("gap_service", GameService)
-AUTH_KEY = web.AppKey("gap_auth", object)
 TRUST_FORWARDED_KEY = web.AppKey("gap_trust_forwarded_for", bool)
 
 STATUS_BY_ERROR: list[tuple[type[GameError], int]] = [
@@ -76,6 +75,18 @@ def client_origin(request: web.Request) -> str | None:
     return str(address)
 
 
+def image_url(image_id: str) -> str:
+    return f"/img/{image_id}"
+
+
+def with_image_url(payload: dict[str, Any]) -> dict[str, Any]:
+    """The core names images by opaque id; the web client gets the URL to load (SPEC §5.2 `image.url`)."""
+    image = payload.get("image")
+    if isinstance(image, dict) and "image_id" in image:
+        payload = {**payload, "image": {**image, "url": image_url(image["image_id"])}}
+    return payload
+
+
 def ok(payload: Any) -> web.Response:
     return web.Response(text=json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
                         content_type="application/json", headers=NO_STORE)
@@ -91,7 +102,7 @@ class Authenticator:
         self.bot_token = bot_token
         self.max_age = max_age
         self.cache_size = cache_size
-        self._cache: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._cache: LRUCache[str, tuple[int, int]] = LRUCache(cache_size)
 
     async def player_id(self, request: web.Request) -> int:
         init_data = parse_authorization(request.headers.get("Authorization"))
@@ -106,9 +117,10 @@ class Authenticator:
         data = validate_init_data(init_data, self.bot_token, max_age=self.max_age, now=now)
         player_id = await self.service.upsert_player(data.user_id, data.display_name)
         self._cache[init_data] = (player_id, data.auth_date)
-        if len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
         return player_id
+
+
+AUTH_KEY = web.AppKey("gap_auth", Authenticator)
 
 
 @web.middleware
@@ -166,17 +178,17 @@ def _service(request: web.Request) -> GameService:
 
 
 async def _player(request: web.Request) -> int:
-    return await request.app[AUTH_KEY].player_id(request)  # type: ignore[attr-defined]
+    return await request.app[AUTH_KEY].player_id(request)
 
 
 async def start_session(request: web.Request) -> web.Response:
     player = await _player(request)
-    return ok(await _service(request).start_or_resume(player, origin=client_origin(request)))
+    return ok(with_image_url(await _service(request).start_or_resume(player, origin=client_origin(request))))
 
 
 async def current_session(request: web.Request) -> web.Response:
     player = await _player(request)
-    return ok(await _service(request).current(player))
+    return ok(with_image_url(await _service(request).current(player)))
 
 
 async def ask_question(request: web.Request) -> web.Response:
@@ -189,9 +201,9 @@ async def ask_question(request: web.Request) -> web.Response:
 async def give_verdict(request: web.Request) -> web.Response:
     player = await _player(request)
     body = await read_object(request)
-    return ok(await _service(request).verdict(player, request.match_info["answer_id"], body.get("request_id"),
-                                              body.get("verdict"), body.get("correction"),
-                                              origin=client_origin(request)))
+    return ok(with_image_url(await _service(request).verdict(
+        player, request.match_info["answer_id"], body.get("request_id"), body.get("verdict"), body.get("correction"),
+        origin=client_origin(request))))
 
 
 async def session_summary(request: web.Request) -> web.Response:
@@ -207,7 +219,7 @@ async def leaderboard(request: web.Request) -> web.Response:
 async def next_find(request: web.Request) -> web.Response:
     """Peer validation (SPEC §3.3): another player's find to check, or 404 when none is left."""
     player = await _player(request)
-    return ok(await _service(request).next_find(player))
+    return ok(with_image_url(await _service(request).next_find(player)))
 
 
 async def validate_find(request: web.Request) -> web.Response:

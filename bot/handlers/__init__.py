@@ -29,6 +29,8 @@ def register_handlers(application: Application) -> None:
         "unban": admin.unban,
         "broadcast": admin.broadcast,
         "settings": admin.settings_command,
+        "promote": admin.promote,
+        "rounds": admin.rounds_command,
     }
     application.add_handler(TypeHandler(Update, guard.guard), group=-1)
     for name, callback in commands.items():
