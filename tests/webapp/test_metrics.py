@@ -49,11 +49,11 @@ async def play_session_all_wrong(client) -> list[dict]:
         asked = await (await post(client, f"/api/sessions/{sid}/questions",
                                   {"request_id": f"q{i}", "text": "What colour is it?"})).json()
         resp = await post(client, f"/api/answers/{asked['answer_id']}/verdict",
-                          {"request_id": f"v{i}", "verdict": "wrong", "correction": "red"})
+                          {"request_id": f"v{i}", "verdict": "wrong", "correction": "a purple unicorn"})
         assert resp.status == 200, await resp.text()
     # a retried verdict is replayed, not counted again
     assert (await post(client, f"/api/answers/{asked['answer_id']}/verdict",
-                       {"request_id": "v9", "verdict": "wrong", "correction": "red"})).status == 200
+                       {"request_id": "v9", "verdict": "wrong", "correction": "a purple unicorn"})).status == 200
     summary = await (await client.get(f"/api/sessions/{sid}/summary", headers=ALICE)).json()
     return summary["images"]
 
