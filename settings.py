@@ -30,9 +30,6 @@ class Settings(BaseSettings):
     # how often each web worker checks for a newly promoted model round (SPEC §3.2); 0: never
     round_poll_seconds: float = Field(5.0, ge=0.0)
     webhook_url: str | None = None
-    # the bot's chat-side state (a correction owed after "Wrong", a broadcast awaiting confirmation) survives
-    # restarts in this file (python-telegram-bot's PicklePersistence); empty: kept in memory only
-    bot_state_file: str = "gap-bot-state.pickle"
     webhook_secret: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org/bot"
     public_url: str | None = None  # https origin of the Mini App (GAP_PUBLIC_URL); else the webhook URL's origin

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from telegram import BotCommand, MenuButtonWebApp, Update, WebAppInfo
 from telegram.error import InvalidToken
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, PersistenceInput, PicklePersistence
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 
 from bot.deps import BotDeps
 from game import i18n
@@ -139,11 +139,6 @@ class BotRuntime:
         )
         if self.webhook_mode:
             builder = builder.updater(None)
-        if settings.bot_state_file:
-            # only user_data: bot_data holds the live dependencies, and chats/callbacks keep no state of ours
-            builder = builder.persistence(PicklePersistence(
-                settings.bot_state_file, update_interval=1,
-                store_data=PersistenceInput(bot_data=False, chat_data=False, user_data=True, callback_data=False)))
         application = builder.build()
         application.bot_data["deps"] = self.deps
         register_handlers(application)

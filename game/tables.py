@@ -184,6 +184,16 @@ rate_limits = Table(
     Column("hits", Integer, nullable=False),
 )
 
+# The bot's chat-side state (game/chat_state.py): shared by every worker, unlike a bot process's memory.
+chat_state = Table(
+    "chat_state",
+    metadata,
+    Column("subject", String(80), primary_key=True),   # "player:<id>" or "user:<player key>"
+    Column("name", String(64), primary_key=True),      # "correction_for", "broadcast:<token>"
+    Column("value", Text, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
 # Networks (IPv4 /24, IPv6 /48) new sessions came from, kept only while network gating is on
 # (GAP_GATE_ACCOUNTS_PER_NETWORK): many accounts from one network play gold-only sessions.
 player_networks = Table(

@@ -19,7 +19,7 @@ from telegram.ext import ContextTypes
 
 from bot import charts
 from bot.handlers.common import NOT_AVAILABLE, clip, deps_of, is_admin, t
-from game import admin_queries, rounds
+from game import admin_queries, chat_state, rounds
 from game.errors import Invalid
 from game.export_formats import FORMATS
 
@@ -247,12 +247,19 @@ async def broadcast(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     recipients = await admin_queries.broadcast_chat_ids(deps_of(context).service.db)
     token = secrets.token_hex(6)
-    context.user_data.setdefault("broadcasts", {})[token] = text  # type: ignore[union-attr]
+    service = deps_of(context).service
+    await chat_state.put(service.db, _admin_subject(update, context), f"broadcast:{token}", text, service.clock())
     keyboard = InlineKeyboardMarkup([[
         InlineKeyboardButton(f"📣 Send to {len(recipients)}", callback_data=f"{BROADCAST_PREFIX}|y|{token}"),
         InlineKeyboardButton("Cancel", callback_data=f"{BROADCAST_PREFIX}|n|{token}"),
     ]])
     await _reply(update, f"Send this to {len(recipients)} players?\n\n{text}", reply_markup=keyboard)
+
+
+def _admin_subject(update: Update, context: ContextTypes.DEFAULT_TYPE) -> str:
+    """The chat-state key of an admin: their keyed-hash id, as players are stored (SPEC §1.4)."""
+    assert update.effective_user is not None
+    return f"user:{deps_of(context).service.player_key_for(update.effective_user.id)}"
 
 
 @admin_only
@@ -262,8 +269,10 @@ async def broadcast_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     query = update.callback_query
     assert query is not None and query.data is not None
     parts = query.data.split("|")
-    pending: dict[str, str] = context.user_data.setdefault("broadcasts", {})  # type: ignore[union-attr]
-    text = pending.pop(parts[2], None) if len(parts) == 3 else None
+    text = None
+    if len(parts) == 3 and len(parts[2]) <= 32:  # taken once, whichever worker the tap reaches
+        text = await chat_state.take(deps_of(context).service.db, _admin_subject(update, context),
+                                     f"broadcast:{parts[2]}")
     if text is None:
         await query.answer("This broadcast was already handled.")
         return

@@ -7,10 +7,10 @@ Idempotency keys are Telegram's own ids (`tg-<update_id>` for a message,
 `tg-cb-<callback id>` for a button), so a webhook redelivery stores nothing twice.
 
 The only chat-side state is "the player tapped Wrong on answer X and owes a
-correction" (user_data, kept across restarts in GAP_BOT_STATE_FILE). If it is
-lost anyway (no state file, a crash within a second of the tap), the game still
-knows the answer is unjudged, and the player is simply asked to tap
-Correct/Wrong again.
+correction", kept in the database (game/chat_state.py): the tap and the typed
+correction may reach different web workers, and a restart forgets nothing. If
+the answer can no longer be judged when the correction arrives, the player is
+told so and shown the current picture.
 """
 from __future__ import annotations
 
@@ -21,11 +21,15 @@ from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from bot.handlers.common import clip, clock_text, deps_of, game_error_text, player_id_for, t, tn
-from game import admin_queries
+from game import admin_queries, chat_state
 from game.errors import Expired, GameError, NotFound
 
 PENDING_CORRECTION = "correction_for"
 VERDICT_PREFIX = "v"
+
+
+def _subject(player_id: int) -> str:
+    return f"player:{player_id}"
 
 
 def verdict_keyboard(update: object, answer_id: str) -> InlineKeyboardMarkup:
@@ -91,7 +95,7 @@ async def play(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/play: start or resume the player's session and show the current picture."""
     deps = deps_of(context)
     player_id = await player_id_for(update, context)
-    context.user_data.pop(PENDING_CORRECTION, None)  # type: ignore[union-attr]
+    await chat_state.take(deps.service.db, _subject(player_id), PENDING_CORRECTION)
     state = await deps.service.start_or_resume(player_id)
     await send_image(update, context, state)
 
@@ -112,9 +116,9 @@ async def text_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         return
     request_id = f"tg-{update.update_id}"
     pending = _pending_answer(state)
-    owed = context.user_data.get(PENDING_CORRECTION)  # type: ignore[union-attr]
+    owed = await chat_state.get(deps.service.db, _subject(player_id), PENDING_CORRECTION)
     if owed is not None and (pending is None or pending["answer_id"] != owed):
-        context.user_data.pop(PENDING_CORRECTION, None)  # type: ignore[union-attr]
+        await chat_state.take(deps.service.db, _subject(player_id), PENDING_CORRECTION)
         await message.reply_text(t(update, "Time ran out for that picture, so the correction could not be saved."))
         await send_image(update, context, state)
         return
@@ -122,14 +126,14 @@ async def text_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         try:
             new_state = await deps.service.verdict(player_id, owed, request_id, "wrong", message.text)
         except Expired:
-            context.user_data.pop(PENDING_CORRECTION, None)  # type: ignore[union-attr]
+            await chat_state.take(deps.service.db, _subject(player_id), PENDING_CORRECTION)
             await message.reply_text(t(update, "Time ran out for that picture, so the correction could not be saved."))
             await _send_current(update, context, player_id)
             return
         except GameError as exc:  # e.g. too long: keep waiting for a valid correction
             await message.reply_text(game_error_text(update, exc) + " " + t(update, "Please send the correct answer again."))
             return
-        context.user_data.pop(PENDING_CORRECTION, None)  # type: ignore[union-attr]
+        await chat_state.take(deps.service.db, _subject(player_id), PENDING_CORRECTION)
         await message.reply_text(t(update, "Thanks — noted! On to the next picture."))
         await send_image(update, context, new_state)
         return
@@ -202,7 +206,7 @@ async def verdict_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     if pending is None or pending["answer_id"] != answer_id:
         await query.answer(t(update, "That answer can't be judged any more."))
         return
-    context.user_data[PENDING_CORRECTION] = answer_id  # type: ignore[index]
+    await chat_state.put(deps.service.db, _subject(player_id), PENDING_CORRECTION, answer_id, deps.service.clock())
     await query.answer(t(update, "Noted: wrong"))
     await _edit(query, original, t(update, "❌ You said: wrong."))
     await context.bot.send_message(

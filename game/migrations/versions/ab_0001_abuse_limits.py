@@ -1,5 +1,5 @@
-"""Abuse limits: the shared `rate_limits` counters, players' bans and the networks
-new sessions came from (game/limits.py).
+"""Running in public: the shared `rate_limits` counters, players' bans and the networks
+new sessions came from (game/limits.py), and the bot's chat-side state (game/chat_state.py).
 
 Revision ID: ab_0001
 Revises: mr_0001
@@ -25,6 +25,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("bucket", "window_start"),
     )
     op.create_table(
+        "chat_state",
+        sa.Column("subject", sa.String(length=80), nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("value", sa.Text(), nullable=False),
+        sa.Column("updated_at", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("subject", "name"),
+    )
+    op.create_table(
         "player_networks",
         sa.Column("network", sa.String(length=64), nullable=False),
         sa.Column("player_id", sa.Integer(), sa.ForeignKey("players.id"), nullable=False),
@@ -41,6 +49,7 @@ def downgrade() -> None:
     with op.batch_alter_table("players") as batch:
         batch.drop_column("ban_reason")
         batch.drop_column("banned_at")
+    op.drop_table("chat_state")
     op.drop_index("ix_player_networks_seen", table_name="player_networks")
     op.drop_table("player_networks")
     op.drop_table("rate_limits")
