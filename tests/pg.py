@@ -72,7 +72,10 @@ def _die_with_parent_hook():
 class PostgresCluster:
     """initdb + postgres in a temp dir; `new_database()` hands out fresh empty databases."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable_commits: bool = False) -> None:
+        # durable_commits: synchronous_commit=on, so a commit is acknowledged only once its WAL is
+        # written — what a crash test of the server itself (kill -9, then recovery) needs
+        self.durable_commits = durable_commits
         self.bindir = find_bindir()
         self.user = "postgres" if os.geteuid() == 0 else None
         if self.user:
@@ -111,15 +114,44 @@ class PostgresCluster:
                               capture_output=True, text=True, env=env, cwd=self.root, **self._subprocess_kwargs())
         if init.returncode != 0:
             raise PostgresUnavailable(f"initdb failed ({init.returncode}): {init.stderr.strip()[-2000:]}")
-        with open(self.log, "wb") as log:
+        self._launch()
+        return self._wait_ready()
+
+    def _launch(self) -> None:
+        env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
+        with open(self.log, "ab") as log:
             if self.user:
                 shutil.chown(self.log, self.user, self.user)
             self.process = subprocess.Popen(
                 [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(PORT), "-k", str(self.socket_dir),
-                 "-c", "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off",
+                 "-c", "listen_addresses=", "-c", "fsync=off",
+                 "-c", f"synchronous_commit={'on' if self.durable_commits else 'off'}",
                  "-c", "full_page_writes=off", "-c", "max_connections=300", "-c", "shared_buffers=64MB"],
                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.root, preexec_fn=_die_with_parent_hook(),
                 **self._subprocess_kwargs())
+
+    def crash_and_restart(self, down_seconds: float = 1.0) -> None:
+        """kill -9 the postmaster and every backend, stay down a moment, start again: crash recovery
+        replays the WAL (acknowledged commits survive a process crash; fsync=off only risks an OS crash)."""
+        assert self.process is not None
+        children = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout.split()
+        self.process.kill()
+        self.process.wait()
+        for pid in children:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(down_seconds)
+        (self.data / "postmaster.pid").unlink(missing_ok=True)
+        self._launch()
+        self._wait_ready()
+
+    def _wait_ready(self) -> "PostgresCluster":
+        assert self.process is not None
         deadline = time.monotonic() + 60
         while True:
             try:
