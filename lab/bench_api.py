@@ -104,16 +104,23 @@ async def _bare_client(http, rec: Recorder, player: int) -> None:
         await _timed(rec, http, "POST", "/bare", json={"request_id": f"{player}-{i}", "text": "How many?"})
 
 
-async def _drive(base: str, players: int, work) -> tuple[Recorder, float]:
+async def _drive(base: str | list[str], players: int, work) -> tuple[Recorder, float]:
+    """Every player plays through one server; with several bases (workers behind a load
+    balancer) player p goes to base p % len(bases)."""
     import aiohttp
 
+    bases = [base] if isinstance(base, str) else base
     rec = Recorder()
-    connector = aiohttp.TCPConnector(limit=players, limit_per_host=players, force_close=False)
     timeout = aiohttp.ClientTimeout(total=300)
-    async with aiohttp.ClientSession(base, connector=connector, timeout=timeout) as http:
+    sessions = [aiohttp.ClientSession(b, timeout=timeout, connector=aiohttp.TCPConnector(
+        limit=players, limit_per_host=players, force_close=False)) for b in bases]
+    try:
         start = time.perf_counter()
-        await asyncio.gather(*(work(http, rec, p) for p in range(players)))
+        await asyncio.gather(*(work(sessions[p % len(sessions)], rec, p) for p in range(players)))
         elapsed = time.perf_counter() - start
+    finally:
+        for http in sessions:
+            await http.close()
     return rec, elapsed
 
 
@@ -193,10 +200,12 @@ def _cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
-async def _measure(base: str, proc: subprocess.Popen, players: int, work) -> dict:
-    cpu_before = _cpu_seconds(proc.pid)
+async def _measure(base: str | list[str], proc: subprocess.Popen | list[subprocess.Popen], players: int,
+                   work) -> dict:
+    procs = [proc] if isinstance(proc, subprocess.Popen) else proc
+    cpu_before = sum(_cpu_seconds(p.pid) for p in procs)
     rec, elapsed = await _drive(base, players, work)
-    cpu = _cpu_seconds(proc.pid) - cpu_before
+    cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_before
     out = rec.summary(elapsed)
     out["server_cpu_s"] = round(cpu, 2)
     out["server_cpu_us_per_request"] = round(1e6 * cpu / max(1, out["requests"]), 1)
@@ -217,7 +226,46 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-async def _bench(players: int, latency_ms: float, workdir: Path) -> dict:
+async def _fleet(players: int, workers: int, database: str, env: dict[str, str], workdir: Path) -> dict:
+    """The same play against `workers` `gap serve` processes sharing one database: a SQLite
+    file, or a throwaway PostgreSQL cluster (lab/pg_cluster.py: needs the server binaries)."""
+    from game.migrate import upgrade
+
+    cluster = None
+    if database == "postgresql":
+        from lab.pg_cluster import PostgresCluster
+
+        cluster = await asyncio.to_thread(PostgresCluster().start)
+        url = await asyncio.to_thread(cluster.new_database)
+    else:
+        url = f"sqlite+aiosqlite:///{workdir / 'fleet.sqlite3'}"
+    procs: list[subprocess.Popen] = []
+    try:
+        await asyncio.to_thread(upgrade, url)
+        await _seed(url)
+        fleet_env = {**env, "GAP_DATABASE_URL": url, "GAP_BOT_ENABLED": "false"}
+        ports = [_free_port() for _ in range(workers)]
+        procs = [_start([sys.executable, "-m", "gap.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                        fleet_env, workdir / f"worker-{i}.log") for i, port in enumerate(ports)]
+        bases = [f"http://127.0.0.1:{port}" for port in ports]
+        for base, proc in zip(bases, procs):
+            await _wait_ready(base, "/healthz", proc)
+        out = await _measure(bases, procs, players, _play)
+        expected = players * REQUESTS_PER_PLAYER
+        if out["requests"] != expected:
+            out["error_kinds"]["incomplete sessions (requests missing)"] = expected - out["requests"]
+            out["errors"] += 1
+        out.update(workers=workers, database=database)
+        return out
+    finally:
+        for proc in procs:
+            _stop(proc)
+        if cluster is not None:
+            await asyncio.to_thread(cluster.stop)
+
+
+async def _bench(players: int, latency_ms: float, workdir: Path, workers: int = 1,
+                 database: str = "sqlite") -> dict:
     from game.migrate import upgrade
 
     url = f"sqlite+aiosqlite:///{workdir / 'bench.sqlite3'}"
@@ -253,6 +301,10 @@ async def _bench(players: int, latency_ms: float, workdir: Path) -> dict:
             results["game"]["errors"] += 1
     finally:
         _stop(game)
+    if workers > 1 or database != "sqlite":
+        results["fleet"] = await _fleet(players, workers, database, env, workdir)
+        results["fleet_ratio"] = round(results["fleet"]["rps"] / results["game"]["rps"], 3) \
+            if results["game"]["rps"] else 0.0
     results["ratio"] = round(results["game"]["rps"] / results["bare"]["rps"], 3) if results["bare"]["rps"] else 0.0
     results["cpu_ratio"] = round(results["bare"]["server_cpu_us_per_request"]
                                  / results["game"]["server_cpu_us_per_request"], 3)
@@ -270,6 +322,14 @@ def _print(results: dict) -> None:
               f" {r['server_cpu_us_per_request']:>18.1f}")
         for kind, n in r["error_kinds"].items():
             print(f"       error: {kind} x{n}")
+    if "fleet" in results:
+        r = results["fleet"]
+        print(f"fleet  {r['requests']:>9} {r['rps']:>9.1f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['errors']:>7}"
+              f" {r['server_cpu_us_per_request']:>18.1f}")
+        for kind, n in r["error_kinds"].items():
+            print(f"       error: {kind} x{n}")
+        print(f"fleet ({r['workers']} workers, {r['database']}) / game (1 worker, SQLite) throughput: "
+              f"{results['fleet_ratio'] * 100:.1f}%")
     print(f"game / bare throughput: {results['ratio'] * 100:.1f}% (target >= 30%); "
           f"by server CPU per request: {results['cpu_ratio'] * 100:.1f}% "
           f"(load average {results['loadavg_before']:.1f} -> {results['loadavg_after']:.1f})")
@@ -278,12 +338,14 @@ def _print(results: dict) -> None:
 def run(args: argparse.Namespace, settings) -> int:
     """Entry point of `gap bench api`."""
     with tempfile.TemporaryDirectory(prefix="gap-bench-") as tmp:
-        results = asyncio.run(_bench(args.players, args.model_latency_ms, Path(tmp)))
+        results = asyncio.run(_bench(args.players, args.model_latency_ms, Path(tmp),
+                                     getattr(args, "workers", 1), getattr(args, "database", "sqlite")))
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         _print(results)
-    ok = results["game"]["errors"] == 0 and results["bare"]["errors"] == 0
+    ok = results["game"]["errors"] == 0 and results["bare"]["errors"] == 0 \
+        and results.get("fleet", {}).get("errors", 0) == 0
     return 0 if ok else 1
 
 

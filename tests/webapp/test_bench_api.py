@@ -12,8 +12,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_bench_api_small_run(tmp_path: Path):
+    """Also `--workers 2 --database postgresql`: the same sessions through two `gap serve` workers on
+    one throwaway PostgreSQL cluster, with the ratio against the single SQLite worker of the run."""
     proc = subprocess.run([sys.executable, "-m", "gap.cli", "bench", "api", "--players", "10",
-                           "--model-latency-ms", "1", "--json"],
+                           "--model-latency-ms", "1", "--workers", "2", "--database", "postgresql", "--json"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -23,3 +25,8 @@ def test_bench_api_small_run(tmp_path: Path):
         assert report[side]["rps"] > 0 and report[side]["p99_ms"] >= report[side]["p50_ms"] > 0
         assert report[side]["server_cpu_us_per_request"] > 0
     assert report["ratio"] > 0 and report["cpu_ratio"] > 0
+    fleet = report["fleet"]
+    assert fleet["workers"] == 2 and fleet["database"] == "postgresql"
+    assert fleet["requests"] == 10 * 41 and fleet["errors"] == 0 and fleet["server_cpu_us_per_request"] > 0
+    assert report["fleet_ratio"] > 0
+
