@@ -1,6 +1,7 @@
 """The pure rules of preference duels (SPEC §3.4), without a database."""
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -76,8 +77,8 @@ def test_careful_players_are_kept_and_random_ones_removed_over_many_gold():
                 return True
         return False
 
-    assert sum(removed(0.5) for _ in range(300)) / 300 >= 0.9
-    assert sum(removed(0.95) for _ in range(300)) / 300 <= 0.02
+    assert sum(removed(0.5) for _ in range(150)) / 150 >= 0.9
+    assert sum(removed(0.95) for _ in range(150)) / 150 <= 0.02
 
 
 def test_points_by_accuracy():
@@ -92,7 +93,7 @@ def test_points_by_accuracy():
 def test_label_weight_is_log_odds_and_zero_below_chance():
     assert R.label_weight(R.GoldRecord()) == 0
     assert R.label_weight(R.GoldRecord(2, 8)) == 0
-    assert R.label_weight(R.GoldRecord(8, 0)) == pytest.approx(2.302585, rel=1e-5)  # mean 0.9: log 9
+    assert R.label_weight(R.GoldRecord(8, 0)) == pytest.approx(math.log(9))  # mean 0.9: odds 9
 
 
 def test_min_time():
