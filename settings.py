@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     taint_strategy: str = "decode"
     false_alarm_penalty: int = 10
     theta: float = Field(0.8, ge=0.0, le=1.0)
+    duel_min_seconds: float = Field(1.5, ge=0.0, le=60.0)  # preference duels (SPEC §3.4): faster choices are refused
+    duel_redundancy: int = Field(5, ge=1, le=100)  # players per (non-gold) duel
     webhook_url: str | None = None
     # the bot's chat-side state (a correction owed after "Wrong", a broadcast awaiting confirmation) survives
     # restarts in this file (python-telegram-bot's PicklePersistence); empty: kept in memory only

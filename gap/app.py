@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from game.db import Database
+from game.duels import DuelConfig, DuelService
 from game.migrate import upgrade
 from game.players import derive_hash_key
 from game.service import GameConfig, GameService
@@ -54,6 +55,7 @@ class Components:
     db: Database
     model: VQAModel
     service: GameService
+    duels: DuelService | None = None
 
     async def aclose(self) -> None:
         try:
@@ -73,7 +75,15 @@ async def build_components(settings: Any, *, model: VQAModel | None = None, migr
     if model is None:
         model = await load_model(settings.model, getattr(settings, "taint_strategy", None))
     service = GameService(db, model, hash_key=player_hash_key(settings), config=game_config(settings))
-    return Components(settings=settings, db=db, model=model, service=service)
+    return Components(settings=settings, db=db, model=model, service=service, duels=duel_service(db, settings))
+
+
+def duel_service(db: Database, settings: Any) -> DuelService:
+    """Preference duels (SPEC §3.4) over the same database, with procedural pairs."""
+    from models.scene_pairs import ScenePairMaker
+
+    return DuelService(db, ScenePairMaker(), config=DuelConfig(min_seconds=float(settings.duel_min_seconds),
+                                                               redundancy=int(settings.duel_redundancy)))
 
 
 async def build_app(settings: Any, *, components: Components | None = None, model: VQAModel | None = None,
@@ -88,8 +98,11 @@ async def build_app(settings: Any, *, components: Components | None = None, mode
         async def _close(_app: web.Application) -> None:
             await parts.aclose()
         hooks.append(_close)
-    app = create_app(parts.service, settings, parts.model, bot_token=bot_token, extra_setup=extra_setup,
-                     on_cleanup=hooks)
+    from webapp.duels_api import setup_duels
+
+    duels = parts.duels or duel_service(parts.db, settings)
+    app = create_app(parts.service, settings, parts.model, bot_token=bot_token,
+                     extra_setup=[setup_duels(duels), *extra_setup], on_cleanup=hooks)
     app[COMPONENTS_KEY] = parts
     return app
 
