@@ -92,9 +92,7 @@ class DuelService:
             flags = [True] * golds + [False] * (R.BATCH_SIZE - golds)
             await self.refill(rng)
             stock = await self._stock()
-            has_answers = stock.get(("answer", True), 0) > 0 and stock.get(("answer", False), 0) > 0
-            kinds = ["answer" if has_answers and rng.random() < self.config.answer_share else "caption"
-                     for _ in flags]
+            kinds = [self._kind(stock, gold, rng) for gold in flags]
             ids = [new_id() for _ in flags]
             batch_id = None
             for attempt in range(3):
@@ -113,6 +111,13 @@ class DuelService:
             if batch_id is None:
                 raise Unavailable("no duels are ready right now; try again in a moment")
             return await self.state(player_id)
+
+    def _kind(self, stock: dict[tuple[str, bool], int], gold: bool, rng: random.Random) -> str:
+        """A slot's duel kind: answer duels at `answer_share` when there are some of this
+        (gold or not) kind in stock, else caption duels (always makeable)."""
+        if stock.get(("answer", gold), 0) > 0 and rng.random() < self.config.answer_share:
+            return "answer"
+        return "caption"
 
     async def choose(self, player_id: int, item_id: object, request_id: object, choice: object) -> dict[str, Any]:
         """One choice on the current duel; returns the new state (next duel, or the batch's
