@@ -53,6 +53,9 @@ def _evaluate(args: argparse.Namespace, settings) -> int:
 def _export(args: argparse.Namespace, settings) -> int:
     from game.exports import export_finds
 
+    if args.format == "pairs" or args.duels:
+        return _export_duels(args, settings)
+
     async def go():
         db = _database(args, settings)
         try:
@@ -67,6 +70,28 @@ def _export(args: argparse.Namespace, settings) -> int:
           f"[{args.format}, θ={card['theta']}]; types: {card['question_types']}")
     if card["examples"] == 0:
         print("note: nothing passed the filter — run `gap evaluate` first", file=sys.stderr)
+    return 0
+
+
+def _export_duels(args: argparse.Namespace, settings) -> int:
+    """Preference data from duels (SPEC §3.4): `pairs`, or `dpo` from answer duels (`--duels`)."""
+    from game.duel_export import export_dpo, export_pairs
+
+    if args.format not in ("pairs", "dpo"):
+        print("gap export: --duels writes `pairs` or `dpo`", file=sys.stderr)
+        return 2
+
+    async def go():
+        db = _database(args, settings)
+        try:
+            if args.format == "pairs":
+                return await export_pairs(db, Path(args.out))
+            return await export_dpo(db, Path(args.out))
+        finally:
+            await db.dispose()
+
+    card = asyncio.run(go())
+    print(f"wrote {card['examples']} examples ({card['images']} images) to {args.out} [{args.format}, duels]")
     return 0
 
 
@@ -133,8 +158,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=_evaluate)
 
-    ex = sub.add_parser("export", help="write the finds at θ as training data (sharegpt, trl-sft, dpo, vqa)")
-    ex.add_argument("--format", choices=["sharegpt", "trl-sft", "dpo", "vqa"], default="sharegpt")
+    ex = sub.add_parser("export", help="write the finds at θ as training data (sharegpt, trl-sft, dpo, vqa), "
+                                       "or duel preferences (pairs; dpo with --duels)")
+    ex.add_argument("--format", choices=["sharegpt", "trl-sft", "dpo", "vqa", "pairs"], default="sharegpt")
+    ex.add_argument("--duels", action="store_true",
+                    help="export from preference duels: `pairs` (one line per choice) or `dpo` (answer duels)")
     ex.add_argument("--theta", type=float, default=None)
     ex.add_argument("--out", required=True, help="output directory (train.jsonl, images/, README.md)")
     ex.add_argument("--unfiltered", action="store_true", help="every find with a correction, ignoring θ and muting")

@@ -54,10 +54,10 @@ def test_bootstrap_intervals_cover_the_estimate_and_shrink_with_data():
     truth, rows = comparisons(5, items=6, n=200)
     w = [x[2] for x in rows]
     l_ = [x[1] if x[2] == x[0] else x[0] for x in rows]
-    small = BradleyTerry().fit(w, l_).bootstrap(n_boot=60, seed=1)
+    small = BradleyTerry().fit(w, l_).bootstrap(n_boot=25, seed=1)
     assert np.all(small.ci_low_ <= small.scores_ + 1e-9) and np.all(small.scores_ <= small.ci_high_ + 1e-9)
     truth, rows = comparisons(5, items=6, n=2000)
     w = [x[2] for x in rows]
     l_ = [x[1] if x[2] == x[0] else x[0] for x in rows]
-    big = BradleyTerry().fit(w, l_).bootstrap(n_boot=60, seed=1)
+    big = BradleyTerry().fit(w, l_).bootstrap(n_boot=25, seed=1)
     assert np.mean(big.ci_high_ - big.ci_low_) < np.mean(small.ci_high_ - small.ci_low_)
