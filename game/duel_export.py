@@ -91,15 +91,33 @@ async def load_choices(db: Database) -> tuple[list[Choice], dict[int, R.GoldReco
     return choices, records_of(choices)
 
 
-def weighted_labels(choices: list[Choice], records: dict[int, R.GoldRecord]) -> dict[int, tuple[str, float]]:
-    """Per non-gold duel: (winning side, P(it is right)) from the choices weighted by each
-    labeller's log-odds accuracy (the one-coin model's posterior with a flat prior). Duels
-    where the weights cancel (or all weights are 0) are left out."""
-    margin: dict[int, float] = defaultdict(float)
-    for c in choices:
-        if not c.gold:
-            margin[c.pair_id] += R.label_weight(records[c.player_id]) * (1 if c.choice == "a" else -1)
-    return {pid: ("a" if m > 0 else "b", 1 / (1 + math.exp(-abs(m)))) for pid, m in margin.items() if m != 0}
+def weighted_labels(choices: list[Choice], records: dict[int, R.GoldRecord], iterations: int = 10
+                    ) -> dict[int, tuple[str, float]]:
+    """Per non-gold duel: (winning side, P(it is right)) from accuracy-weighted choices.
+
+    A labeller's weight is the log-odds of their accuracy (the one-coin model's optimal
+    vote weight, 0 at or below chance). Accuracy starts from hidden gold alone, but gold
+    is easier than a near miss, so gold overstates it where it matters; a few EM rounds
+    (one-coin Dawid–Skene anchored by gold) then add each labeller's expected agreement
+    with the current consensus on the other duels. Duels whose weights cancel are left out."""
+    votes = [c for c in choices if not c.gold]
+    weights = {p: R.label_weight(r) for p, r in records.items()}
+    posterior: dict[int, float] = {}
+    for _ in range(iterations + 1):
+        margin: dict[int, float] = defaultdict(float)
+        for c in votes:
+            margin[c.pair_id] += weights.get(c.player_id, 0.0) * (1 if c.choice == "a" else -1)
+        posterior = {pid: 1 / (1 + math.exp(-max(-50.0, min(50.0, m)))) for pid, m in margin.items()}
+        right: dict[int, float] = defaultdict(float)
+        seen: dict[int, int] = defaultdict(int)
+        for c in votes:
+            q = posterior[c.pair_id]
+            right[c.player_id] += q if c.choice == "a" else 1 - q
+            seen[c.player_id] += 1
+        for p, rec in records.items():
+            acc = (1 + rec.correct + right[p]) / (2 + rec.total + seen[p])
+            weights[p] = max(0.0, math.log(acc / (1 - acc)))
+    return {pid: ("a" if q > 0.5 else "b", max(q, 1 - q)) for pid, q in posterior.items() if q != 0.5}
 
 
 def majority_labels(choices: list[Choice]) -> dict[int, str]:

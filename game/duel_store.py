@@ -91,7 +91,12 @@ def tx_insert_pairs(conn, pairs: Sequence[NewPair], now: int, id_rng: random.Ran
 # ---------------------------------------------------------------------- stock
 
 def _judgments():
-    return (select(I.c.pair_id, func.count().label("n")).group_by(I.c.pair_id).subquery("judged"))
+    """Players given each pair so far, not counting removed players: their labels carry no
+    weight, so a pair they judged is shown to others until it has its several players."""
+    removed = duel_players.alias("removed")
+    return (select(I.c.pair_id, func.count().label("n"))
+            .select_from(I.outerjoin(removed, removed.c.player_id == I.c.player_id))
+            .where(removed.c.removed_at.is_(None)).group_by(I.c.pair_id).subquery("judged"))
 
 
 def tx_stock(conn, redundancy: int) -> dict[tuple[str, bool], int]:
