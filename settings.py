@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +28,8 @@ class Settings(BaseSettings):
     theta: float = Field(0.8, ge=0.0, le=1.0)
     duel_min_seconds: float = Field(1.5, ge=0.0, le=60.0)  # preference duels (SPEC §3.4): faster choices are refused
     duel_redundancy: int = Field(5, ge=1, le=100)  # players per (non-gold) duel
+    # how often each web worker checks for a newly promoted model round (SPEC §3.2); 0: never
+    round_poll_seconds: float = Field(5.0, ge=0.0)
     webhook_url: str | None = None
     # the bot's chat-side state (a correction owed after "Wrong", a broadcast awaiting confirmation) survives
     # restarts in this file (python-telegram-bot's PicklePersistence); empty: kept in memory only
@@ -38,6 +41,17 @@ class Settings(BaseSettings):
     player_hash_key: SecretStr | None = None
     port: int = Field(8080, validation_alias="PORT")
     host: str = "0.0.0.0"
+    # database tuning (game/db.py; benchmarks/README.md measures them): SQLite reads on the event loop,
+    # group commits on the event loop (opt-in: a checkpoint or another process's lock then stalls it),
+    # and the writer's PRAGMA synchronous (FULL: an acknowledged write survives power loss)
+    db_inline_reads: bool = True
+    db_inline_writes: bool = False
+    db_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+
+    @field_validator("db_synchronous", mode="before")
+    @classmethod
+    def _upper_synchronous(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("admin_ids")
     @classmethod

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import and_, case, exists, func, insert, not_, or_, select, update
 
 from game import duel_rules as R
-from game import queries as q
+from game import storage as q
 from game.duel_tables import duel_batches, duel_images, duel_items, duel_pairs, duel_players
 from game.errors import Conflict, NotFound
 from game.tables import answers, images, points_ledger, requests

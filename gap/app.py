@@ -1,23 +1,30 @@
-"""Composition helpers: settings → database → model → game service → web app.
+"""The composition root: settings → database → model → game service → bot runtime → web app.
 
-`gap serve`, `gap demo` and the bot reuse these, so the wiring exists once.
-Everything else receives its dependencies from here."""
+`gap serve`, `gap demo` and the research tools reuse these, so the wiring exists
+once (SPEC §4). Everything else receives its dependencies from here; only the
+`gap` command reads the environment (settings.py)."""
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from bot.deps import BotDeps, mini_app_url_for
+from bot.runtime import BotRuntime
+from game import rounds
 from game.db import Database
 from game.duels import DuelConfig, DuelService
 from game.migrate import upgrade
 from game.players import derive_hash_key
 from game.service import GameConfig, GameService
-from models.base import VQAModel
+from models.base import ModelError, VQAModel
+from models.swap import SwappableModel
+from settings import Settings
 
 log = logging.getLogger("gap.app")
 
@@ -41,17 +48,18 @@ def game_config(settings: Any) -> GameConfig:
 
 async def load_model(spec: str, strategy: str | None = None) -> VQAModel:
     """The model named by GAP_MODEL (models.loader: a directory, openai:<url> or fake:<ms>),
-    with the taint strategy of the settings when given."""
+    with the taint strategy of the settings when given. Loaded in a thread: a promotion
+    (SPEC §3.2) loads while the running server keeps answering."""
     from models.loader import load_model as load
 
-    return load(spec, strategy=strategy) if strategy else load(spec)
+    return await asyncio.to_thread(load, spec, **({"strategy": strategy} if strategy else {}))
 
 
 @dataclass
 class Components:
     """The running parts, for callers that need more than the web app (bot, demo)."""
 
-    settings: Any
+    settings: Settings
     db: Database
     model: VQAModel
     service: GameService
@@ -67,15 +75,27 @@ class Components:
 COMPONENTS_KEY = web.AppKey("gap_components", Components)
 
 
+def open_database(settings: Any, url: str | None = None) -> Database:
+    """The game database at `url` (default: the settings' URL) with the settings' GAP_DB_* tuning."""
+    return Database(url or settings.database_url, inline_reads=settings.db_inline_reads,
+                    inline_writes=settings.db_inline_writes, synchronous=settings.db_synchronous)
+
+
 async def build_components(settings: Any, *, model: VQAModel | None = None, migrate: bool = True) -> Components:
-    """Migrate the database (unless told not to), load the model, build the service."""
+    """Migrate the database (unless told not to), load the model, build the service.
+
+    Without a model given, the latest promoted round's model is served (SPEC §3.2), else GAP_MODEL;
+    either way it sits in a SwappableModel, so a later promotion replaces it without a restart."""
     if migrate:
         await asyncio.to_thread(upgrade, settings.database_url)
-    db = Database(settings.database_url)
-    if model is None:
-        model = await load_model(settings.model, getattr(settings, "taint_strategy", None))
-    service = GameService(db, model, hash_key=player_hash_key(settings), config=game_config(settings))
-    return Components(settings=settings, db=db, model=model, service=service, duels=duel_service(db, settings))
+    db = open_database(settings)
+    try:
+        swappable = SwappableModel(model) if model is not None else await _load_serving_model(settings, db)
+    except BaseException:
+        await db.dispose()
+        raise
+    service = GameService(db, swappable, hash_key=player_hash_key(settings), config=game_config(settings))
+    return Components(settings=settings, db=db, model=swappable, service=service, duels=duel_service(db, settings))
 
 
 def duel_service(db: Database, settings: Any) -> DuelService:
@@ -86,23 +106,90 @@ def duel_service(db: Database, settings: Any) -> DuelService:
                                                                redundancy=int(settings.duel_redundancy)))
 
 
-async def build_app(settings: Any, *, components: Components | None = None, model: VQAModel | None = None,
-                    bot_token: str | None = None, extra_setup: Iterable = (), migrate: bool = True,
-                    close_components: bool = True) -> web.Application:
-    """The complete web application; closes the model and the database on cleanup."""
+async def _load_serving_model(settings: Any, db: Database) -> SwappableModel:
+    current = await rounds.latest(db)
+    if current is not None:
+        try:
+            model = await load_model(current.spec, settings.taint_strategy)
+        except ModelError as exc:
+            log.error("round %d's model %r does not load (%s); serving GAP_MODEL instead", current.number,
+                      current.spec, exc)
+            await rounds.record_failure(db, current.number, str(exc), int(time.time() * 1000))
+        else:
+            await rounds.record_serving(db, current.number, model.model_id, int(time.time() * 1000))
+            return SwappableModel(model, current.spec)
+    return SwappableModel(await load_model(settings.model, settings.taint_strategy), settings.model)
+
+
+def follow_rounds(components: Components, poll_seconds: float) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup_ctx that polls the latest model round and hot-swaps the serving model when it changes."""
+    async def follow(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(_follow(components, poll_seconds), name="gap-model-rounds")
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return follow
+
+
+async def _follow(parts: Components, poll_seconds: float) -> None:
+    model = parts.model
+    assert isinstance(model, SwappableModel)
+    tried: set[int] = set()
+    while True:
+        await asyncio.sleep(poll_seconds)
+        try:
+            current = await rounds.latest(parts.db)
+        except Exception as exc:  # noqa: BLE001 - a database hiccup must not stop the follower
+            log.warning("model rounds: cannot read the latest round: %r", exc)
+            continue
+        if current is None or current.spec == model.spec or current.number in tried:
+            continue
+        tried.add(current.number)
+        now = int(time.time() * 1000)
+        try:
+            new = await load_model(current.spec, parts.settings.taint_strategy)
+        except ModelError as exc:
+            log.error("model rounds: round %d's model %r does not load: %s; still serving %s",
+                      current.number, current.spec, exc, model.model_id)
+            await rounds.record_failure(parts.db, current.number, str(exc), now)
+            continue
+        await model.swap(new, current.spec)
+        await rounds.record_serving(parts.db, current.number, new.model_id, now)
+        log.info("model rounds: now serving round %d (%s)", current.number, new.model_id)
+
+
+
+def build_bot(settings: Settings, service: GameService) -> BotRuntime | None:
+    """The Telegram bot runtime sharing the web app's service, or None when this process runs no bot:
+    no GAP_BOT_TOKEN, or GAP_BOT_ENABLED=false (extra web workers; initData is still checked)."""
+    if settings.bot_token is None:
+        log.info("GAP_BOT_TOKEN is not set: the Telegram bot is off")
+        return None
+    if not settings.bot_enabled:
+        log.info("GAP_BOT_ENABLED is false: the Telegram bot is off in this process (initData still checked)")
+        return None
+    return BotRuntime(BotDeps(settings=settings, service=service, mini_app_url=mini_app_url_for(settings)))
+
+
+async def build_app(settings: Settings, *, components: Components | None = None, model: VQAModel | None = None,
+                    bot_token: str | None = None, extra_setup: Iterable = ()) -> web.Application:
+    """The complete web application. Components it builds itself are closed with the app;
+    components handed in stay the caller's to close."""
     from webapp.app import create_app
 
-    parts = components or await build_components(settings, model=model, migrate=migrate)
-    hooks = []
-    if close_components:
-        async def _close(_app: web.Application) -> None:
+    parts = components or await build_components(settings, model=model)
+    resources: list[Callable[[web.Application], AsyncIterator[None]]] = []
+    if components is None:
+        async def close_components(_app: web.Application) -> AsyncIterator[None]:
+            yield
             await parts.aclose()
-        hooks.append(_close)
+        resources.append(close_components)
+    if settings.round_poll_seconds > 0 and isinstance(parts.model, SwappableModel):
+        resources.append(follow_rounds(parts, settings.round_poll_seconds))
     from webapp.duels_api import setup_duels
 
     duels = parts.duels or duel_service(parts.db, settings)
-    app = create_app(parts.service, settings, parts.model, bot_token=bot_token,
-                     extra_setup=[setup_duels(duels), *extra_setup], on_cleanup=hooks)
+    app = create_app(parts.service, settings, parts.model, bot_token=bot_token, bot=build_bot(settings, parts.service),
+                     resources=resources, extra_setup=[setup_duels(duels), *extra_setup])
     app[COMPONENTS_KEY] = parts
     return app
-

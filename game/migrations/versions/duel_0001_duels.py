@@ -2,7 +2,7 @@
 (game/duel_tables.py).
 
 Revision ID: duel_0001
-Revises: pv_0001
+Revises: mr_0001
 Create Date: 2026-12-06
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "duel_0001"
-down_revision = "pv_0001"
+down_revision = "mr_0001"
 branch_labels = None
 depends_on = None
 
