@@ -56,3 +56,9 @@ async def duel_summary(db: Database) -> dict[str, Any]:
         "seconds_per_duel": {kind: time_summary(ms) for kind, ms in sorted(times.items())},
         **counts,
     }
+
+
+async def duel_seconds(db: Database) -> list[float]:
+    """Every chosen duel's time in seconds (the admin's histogram)."""
+    times = await db.run_read(_times)
+    return [ms / 1000.0 for values in times.values() for ms in values]
