@@ -15,9 +15,11 @@ compares them with the truth of procedural duels.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,7 +220,8 @@ async def export_dpo(db: Database, out: Path, min_confidence: float = 0.5) -> di
                                "(tainted, correction, models, scene)."])
 
 
-async def rank_items(db: Database, n_boot: int = 200, seed: int = 0) -> list[dict[str, Any]]:
+async def rank_items(db: Database, n_boot: int = 200, seed: int = 0,
+                     progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
     """Bradley–Terry scores of duel sides over the non-gold choices, weighted by labeller
     accuracy, with bootstrap 95 % intervals; best first."""
     choices, records = await load_choices(db)
@@ -238,7 +241,8 @@ async def rank_items(db: Database, n_boot: int = 200, seed: int = 0) -> list[dic
                                    "side": text if c.kind == "answer" else f"/duel-img/{img}"})
     if not winners:
         return []
-    bt = BradleyTerry().fit(winners, losers, weights).bootstrap(n_boot=n_boot, seed=seed)
+    bt = BradleyTerry().fit(winners, losers, weights)
+    await asyncio.to_thread(bt.bootstrap, n_boot=n_boot, seed=seed, progress=progress)
     wins = defaultdict(int)
     seen = defaultdict(int)
     for w_, l_ in zip(winners, losers):
