@@ -28,7 +28,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from scipy.stats import beta as beta_dist
+from scipy.special import betaincinv  # the Beta quantile, without importing scipy.stats (slow)
 
 from game.errors import Invalid
 
@@ -68,7 +68,7 @@ def accuracy_bounds(record: GoldRecord, level: float = CREDIBLE) -> tuple[float,
     """One-sided `level` credible bounds (lower, upper) of the Beta(1 + c, 1 + w) posterior
     of the player's accuracy: P(acc ≥ lower) = P(acc ≤ upper) = level."""
     a, b = 1 + record.correct, 1 + record.wrong
-    return float(beta_dist.ppf(1 - level, a, b)), float(beta_dist.ppf(level, a, b))
+    return float(betaincinv(a, b, 1 - level)), float(betaincinv(a, b, level))
 
 
 def mean_accuracy(record: GoldRecord) -> float:
