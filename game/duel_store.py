@@ -42,6 +42,8 @@ class NewPair:
     image_id: int | None = None        # answer duels: the picture of the game's pool
     truth: str | None = None
     answer_id: str | None = None
+    a_mime: str = "image/png"
+    b_mime: str = "image/png"
 
 
 def _sha(*parts: object) -> str:
@@ -53,17 +55,18 @@ def _text_key(image_id: int | None, prompt: str, text: str) -> str:
     return "t" + _sha(image_id, prompt.strip().lower(), " ".join(text.lower().split()))[:40]
 
 
-def _store_duel_image(conn, png: bytes, scene_json: str | None, now: int, opaque: str) -> tuple[int, str]:
+def _store_duel_image(conn, png: bytes, scene_json: str | None, now: int, opaque: str,
+                      mime: str = "image/png") -> tuple[int, str]:
     sha = hashlib.sha256(png).hexdigest()
     row = conn.execute(select(duel_images.c.id, duel_images.c.opaque_id).where(duel_images.c.sha256 == sha)).first()
     if row is not None:
         return row.id, row.opaque_id
-    result = conn.execute(insert(duel_images).values(opaque_id=opaque, sha256=sha, mime="image/png", content=png,
+    result = conn.execute(insert(duel_images).values(opaque_id=opaque, sha256=sha, mime=mime, content=png,
                                                      scene_json=scene_json, created_at=now))
     return result.inserted_primary_key[0], opaque
 
 
-def tx_insert_pairs(conn, pairs: Sequence[NewPair], now: int, id_rng: random.Random) -> int:
+def tx_insert_pairs(conn, pairs: Sequence[NewPair], now: int) -> int:
     """Store new pairs (and their pictures); a pair already stored (same content) is skipped.
     Returns how many were new."""
     added = 0
@@ -72,8 +75,10 @@ def tx_insert_pairs(conn, pairs: Sequence[NewPair], now: int, id_rng: random.Ran
                                   "image_id": pair.image_id, "truth": pair.truth, "answer_id": pair.answer_id,
                                   "created_at": now}
         if pair.kind == "caption":
-            a_id, a_opaque = _store_duel_image(conn, pair.a_png, pair.a_scene, now, f"{id_rng.getrandbits(128):032x}")
-            b_id, b_opaque = _store_duel_image(conn, pair.b_png, pair.b_scene, now, f"{id_rng.getrandbits(128):032x}")
+            a_id, a_opaque = _store_duel_image(conn, pair.a_png, pair.a_scene, now, q.new_id(),
+                                               pair.a_mime)
+            b_id, b_opaque = _store_duel_image(conn, pair.b_png, pair.b_scene, now, q.new_id(),
+                                               pair.b_mime)
             values.update(a_image_id=a_id, b_image_id=b_id, a_key="i" + a_opaque, b_key="i" + b_opaque)
             key = _sha("caption", pair.prompt, a_opaque, b_opaque, pair.gold)
         else:

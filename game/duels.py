@@ -171,7 +171,7 @@ class DuelService:
                     new += self._answer_pairs(scenes, max(0, missing), gold, rng)
             if not new:
                 return 0
-            return await self.db.run_write(S.tx_insert_pairs, new, self.clock(), random.Random(rng.getrandbits(64)))
+            return await self.db.run_write(S.tx_insert_pairs, new, self.clock())
 
     def _caption_pairs(self, count: int, gold: bool, seed: int) -> list[S.NewPair]:
         rng = random.Random(seed)

@@ -78,6 +78,30 @@ def _simulate(args: argparse.Namespace, settings) -> int:
     return 0
 
 
+def _import_captions(args: argparse.Namespace, settings) -> int:
+    import sys
+    import time
+    from pathlib import Path
+
+    from game.duel_import import import_caption_duels
+    from game.errors import Invalid
+
+    async def go():
+        db = _database(args, settings)
+        try:
+            return await import_caption_duels(db, Path(args.file), int(time.time() * 1000))
+        finally:
+            await db.dispose()
+
+    try:
+        result = asyncio.run(go())
+    except (Invalid, OSError) as exc:
+        print(f"gap duels import-captions: {getattr(exc, 'message', exc)}; nothing was stored", file=sys.stderr)
+        return 2
+    print(f"{result['added']} new caption duels ({result['lines'] - result['added']} already stored)")
+    return 0
+
+
 def register(sub) -> None:
     rk = sub.add_parser("rank", help="Bradley–Terry scores of duel items with bootstrap 95%% intervals")
     rk.add_argument("--bootstrap", type=int, default=100, help="bootstrap resamples")
@@ -92,6 +116,11 @@ def register(sub) -> None:
     st.add_argument("--json", action="store_true")
     st.add_argument("--database", help="SQLAlchemy URL (default: GAP_DATABASE_URL)")
     st.set_defaults(func=_stats)
+    im = dsub.add_parser("import-captions", help="caption duels from your pictures (JSON Lines: caption, image_0, "
+                                                 "image_1, fits, gold)")
+    im.add_argument("file", help="a .jsonl file; image paths are relative to it")
+    im.add_argument("--database", help="SQLAlchemy URL (default: GAP_DATABASE_URL)")
+    im.set_defaults(func=_import_captions)
     si = dsub.add_parser("simulate", help="simulated duellers (careful, sloppy, random, always-left) over the HTTP API")
     si.add_argument("--server", required=True, help="base URL of a running server")
     si.add_argument("--database", help="the server's SQLite URL (default: GAP_DATABASE_URL)")
