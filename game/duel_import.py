@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from game import duel_store as S
+from game import duel_stock as S
 from game.db import Database
 from game.errors import Invalid
 from game.images import ImageRejected, prepare_image

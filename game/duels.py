@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from sqlalchemy.exc import IntegrityError
 
 from game import duel_rules as R
+from game import duel_stock as K
 from game import duel_store as S
 from game.db import Database
 from game.errors import Unavailable
@@ -148,7 +149,7 @@ class DuelService:
     # ------------------------------------------------------------------ the stock
 
     async def _stock(self) -> dict[tuple[str, bool], int]:
-        return await self.db.run_read(S.tx_stock, self.config.redundancy)
+        return await self.db.run_read(K.tx_stock, self.config.redundancy)
 
     async def refill(self, rng: random.Random | None = None, force: bool = False) -> int:
         """Top the stock of pairs up to `config.stock` per (kind, gold): the game's stored
@@ -158,10 +159,10 @@ class DuelService:
         async with self._stock_lock:
             stock = await self._stock()
             target = self.config.stock * (2 if force else 1)
-            new: list[S.NewPair] = []
+            new: list[K.NewPair] = []
             if stock.get(("answer", False), 0) < target:
-                new += await self.db.run_read(S.tx_answer_candidates, self.maker.same_answer)
-            scenes = await self.db.run_read(S.tx_scene_images, target, rng.getrandbits(32))
+                new += await self.db.run_read(K.tx_answer_candidates, self.maker.same_answer)
+            scenes = await self.db.run_read(K.tx_scene_images, target, rng.getrandbits(32))
             for gold in (True, False):
                 missing = target - stock.get(("caption", gold), 0)
                 new += await asyncio.to_thread(self._caption_pairs, max(0, missing), gold, rng.getrandbits(64))
@@ -171,25 +172,25 @@ class DuelService:
                     new += self._answer_pairs(scenes, max(0, missing), gold, rng)
             if not new:
                 return 0
-            return await self.db.run_write(S.tx_insert_pairs, new, self.clock())
+            return await self.db.run_write(K.tx_insert_pairs, new, self.clock())
 
-    def _caption_pairs(self, count: int, gold: bool, seed: int) -> list[S.NewPair]:
+    def _caption_pairs(self, count: int, gold: bool, seed: int) -> list[K.NewPair]:
         rng = random.Random(seed)
         out = []
         for _ in range(count):
             made = self.maker.caption_duel(rng, gold)
-            out.append(S.NewPair("caption", "gold" if gold else "near_miss", gold, made.caption,
+            out.append(K.NewPair("caption", "gold" if gold else "near_miss", gold, made.caption,
                                  a_png=made.right_png, b_png=made.wrong_png, a_scene=made.right_scene,
                                  b_scene=made.wrong_scene, truth="a"))
         return out
 
     def _answer_pairs(self, scenes: list[tuple[int, str]], count: int, gold: bool,
-                      rng: random.Random) -> list[S.NewPair]:
+                      rng: random.Random) -> list[K.NewPair]:
         out = []
         for i in range(count):
             image_id, scene_json = scenes[i % len(scenes)]
             made = self.maker.answer_duel(scene_json, rng, gold)
-            out.append(S.NewPair("answer", "gold" if gold else "scene", gold, made.question, a_text=made.right,
+            out.append(K.NewPair("answer", "gold" if gold else "scene", gold, made.question, a_text=made.right,
                                  b_text=made.wrong, image_id=image_id, truth="a"))
         return out
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 
 from PIL import Image
-from sqlalchemy import select
-
-from game.duel_tables import duel_images, duel_pairs
 from gap.cli import main
 
 
