@@ -17,6 +17,7 @@ from game.migrate import upgrade
 from game.players import derive_hash_key
 from game.service import GameConfig, GameService
 from models.base import VQAModel
+from models.health import MonitoredModel
 
 log = logging.getLogger("gap.app")
 
@@ -38,12 +39,28 @@ def game_config(settings: Any) -> GameConfig:
                       false_alarm_penalty=int(settings.false_alarm_penalty))
 
 
-async def load_model(spec: str, strategy: str | None = None) -> VQAModel:
-    """The model named by GAP_MODEL (models.loader: a directory, openai:<url> or fake:<ms>),
-    with the taint strategy of the settings when given."""
+def model_options(settings: Any) -> dict[str, Any]:
+    """The loader's keyword arguments from the settings: taint strategy, deadline, model-server client."""
+    from models.openai_backend import OpenAIOptions
+
+    defaults = OpenAIOptions()
+    return {"strategy": getattr(settings, "taint_strategy", "decode"),
+            "timeout_s": float(getattr(settings, "model_timeout_s", defaults.timeout_s)),
+            "openai": OpenAIOptions(
+                connect_timeout_s=float(getattr(settings, "openai_connect_timeout_s", defaults.connect_timeout_s)),
+                request_timeout_s=float(getattr(settings, "openai_request_timeout_s", defaults.request_timeout_s)),
+                api_key=secret(getattr(settings, "openai_api_key", None)))}
+
+
+async def load_model(spec: str, strategy: str | None = None, settings: Any = None, **overrides: Any) -> VQAModel:
+    """The model named by GAP_MODEL (models.loader: a directory, openai:<url> or fake:<ms>), with the
+    settings' strategy and timeouts when given; loading runs off the event loop (a real VLM takes a while)."""
     from models.loader import load_model as load
 
-    return load(spec, strategy=strategy) if strategy else load(spec)
+    kwargs: dict[str, Any] = model_options(settings) if settings is not None else {}
+    if strategy:
+        kwargs["strategy"] = strategy
+    return await asyncio.to_thread(load, spec, **{**kwargs, **overrides})
 
 
 @dataclass
@@ -71,7 +88,12 @@ async def build_components(settings: Any, *, model: VQAModel | None = None, migr
         await asyncio.to_thread(upgrade, settings.database_url)
     db = Database(settings.database_url)
     if model is None:
-        model = await load_model(settings.model, getattr(settings, "taint_strategy", None))
+        model = await load_model(settings.model, settings=settings)
+        model = MonitoredModel(model)
+        if not await model.probe():  # serve anyway: /healthz answers 503 and names the error (SPEC §5.2)
+            log.error("the model %s failed its start-up probe: %s", settings.model, model.last_error)
+    elif not isinstance(model, MonitoredModel):
+        model = MonitoredModel(model)
     service = GameService(db, model, hash_key=player_hash_key(settings), config=game_config(settings))
     return Components(settings=settings, db=db, model=model, service=service)
 
