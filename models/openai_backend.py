@@ -25,6 +25,8 @@ the model's name is read from `/v1/models` until it is known, never guessed.
 from __future__ import annotations
 
 import asyncio
+import collections
+import hashlib
 import logging
 import random
 import time
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 MAX_QUESTION_CHARS = 2000
 RETRY_STATUSES = frozenset({429, 503})
 TOP_LOGPROBS = 20
+DATA_URL_CACHE = 64  # PNG data URLs of recent images (a few hundred kB each at most)
 STRATEGIES = ("prompt", "decode")
 
 
@@ -212,7 +215,22 @@ class OpenAIVQA:
         self.max_queue = max_queue
         self._slots = asyncio.Semaphore(max_batch)  # plain servers: at most this many questions in flight
         self._waiting = 0
+        self._urls: collections.OrderedDict[bytes, str] = collections.OrderedDict()
         self.load_seconds = 0.0
+
+    async def _data_url(self, image: bytes) -> str:
+        """The image checked and re-encoded as PNG, cached by content: players ask several questions
+        about one image and share pool images, and decoding + encoding was most of a split worker's CPU."""
+        key = hashlib.blake2b(image or b"", digest_size=16).digest()
+        url = self._urls.get(key)
+        if url is None:
+            url = await asyncio.to_thread(lambda: image_data_url(decode_image(image)))
+            self._urls[key] = url
+            if len(self._urls) > DATA_URL_CACHE:
+                self._urls.popitem(last=False)
+        else:
+            self._urls.move_to_end(key)
+        return url
 
     @property
     def strategy(self) -> str:
@@ -229,7 +247,7 @@ class OpenAIVQA:
         deadline = asyncio.get_running_loop().time() + self.options.timeout_s
         try:
             async with asyncio.timeout_at(deadline):
-                data_url = await asyncio.to_thread(lambda: image_data_url(decode_image(image)))
+                data_url = await self._data_url(image)
                 await self.endpoint.model(deadline)
                 if self.endpoint.is_gap:
                     honest, served, tainted, strategy = await self._from_gap_server(q, data_url, taint, deadline)
