@@ -109,8 +109,11 @@ class Endpoint:
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
         self._lookup = asyncio.Lock()
+        self._closed = False
 
     def _http(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ModelError("the model is shutting down")
         if self._session is None or self._session.closed:
             headers = {"Authorization": f"Bearer {self.options.api_key}"} if self.options.api_key else {}
             self._session = aiohttp.ClientSession(headers=headers,
@@ -118,6 +121,7 @@ class Endpoint:
         return self._session
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._session is not None:
             await self._session.close()
 
@@ -164,7 +168,7 @@ class Endpoint:
                     if failure.overloaded:
                         raise ModelOverloaded(retry_after=max(1.0, round(pause, 1))) from None
                     raise ModelTimeout(f"the model server did not answer in time ({failure})") from None
-                log.info("model server %s %s: %s; retrying in %.2f s", method, path, failure, pause)
+                log.debug("model server %s %s: %s; retrying in %.2f s", method, path, failure, pause)
                 await asyncio.sleep(pause)
 
     async def _attempt(self, method: str, path: str, body: dict | None, left: float) -> Any:

@@ -70,7 +70,11 @@ def _eval(args: argparse.Namespace, settings) -> int:
     types = tuple(args.types.split(",")) if args.types else TYPES
 
     async def go():
-        model = await _load(args.model, settings, None, max_batch=32, max_queue=100_000, timeout_s=600)
+        spec = args.model or settings.model
+        # a local model queues every question at once: give each time to wait its turn; a model server
+        # is asked a bounded number at a time, within the usual deadline (so a dead one fails fast)
+        queue = {} if spec.startswith("openai:") else {"max_queue": 100_000, "timeout_s": 600}
+        model = await _load(spec, settings, None, max_batch=32, **queue)
         bar = tqdm(total=None, desc="model-eval", disable=args.json or not sys.stderr.isatty(), mininterval=2)
 
         def progress(done: int, total: int) -> None:
