@@ -99,10 +99,15 @@ class MonitoredModel:
         self._succeeded()
         return True
 
-    async def health(self) -> ModelHealth:
-        """The model's state; while it fails, probe again first (at most every `reprobe_s` seconds)."""
+    async def health(self, wait_s: float = 2.0) -> ModelHealth:
+        """The model's state; while it fails, probe again first (at most every `reprobe_s` seconds),
+        waiting at most `wait_s` for the probe (a health check must answer quickly; a slow probe
+        goes on and its outcome shows in a later check)."""
         if self._ready is False and self._clock() - self._last_probe >= self.reprobe_s:
-            await self.probe()
+            try:
+                await asyncio.wait_for(self.probe(), timeout=wait_s)  # probe() is shielded: it goes on
+            except TimeoutError:
+                pass
         return ModelHealth(ready=self.ready, checked=self._ready is not None, last_error=self._last_error,
                            failing_since=self._failing_since)
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
+import json
 import logging
 import random
 import time
@@ -145,14 +146,15 @@ class Endpoint:
 
     async def chat(self, body: dict[str, Any], deadline: float) -> dict[str, Any]:
         """POST /chat/completions (the model's name filled in), retried within the deadline."""
-        while True:
+        for attempt in range(2):
             body = {**body, "model": await self.model(deadline)}
             try:
                 return await self._retrying("POST", "/chat/completions", body, deadline)
             except _ModelUnknown:
-                if self._given_name is not None:
-                    raise ModelError(f"the model server does not serve the model {self._given_name!r}") from None
+                if self._given_name is not None or attempt:
+                    raise ModelError(f"the model server does not serve the model {body['model']!r}") from None
                 self.model_name = None  # read the name again: the server now serves another model
+        raise AssertionError("unreachable")
 
     async def _retrying(self, method: str, path: str, body: dict | None, deadline: float) -> Any:
         loop = asyncio.get_running_loop()
@@ -176,19 +178,21 @@ class Endpoint:
             raise _Retry("the deadline passed")
         timeout = aiohttp.ClientTimeout(total=min(self.options.request_timeout_s, left),
                                         connect=self.options.connect_timeout_s)
+        session = self._http()
         try:
-            async with self._http().request(method, self.base_url + path, json=body, timeout=timeout) as resp:
-                data = await resp.json(content_type=None) if resp.content_length != 0 else None
-                status = resp.status
-                retry_after = resp.headers.get("Retry-After")
+            async with session.request(method, self.base_url + path, json=body, timeout=timeout) as resp:
+                status, retry_after = resp.status, resp.headers.get("Retry-After")
+                raw = await resp.read()
         except asyncio.TimeoutError:
             raise _Retry("the request timed out") from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise _Retry(f"connection failed: {type(exc).__name__}") from None
+        try:
+            data = json.loads(raw) if raw else None
         except ValueError:  # a body that is not JSON (a proxy's HTML error page)
-            data, status, retry_after = None, resp.status, resp.headers.get("Retry-After")
             if status < 400:
                 raise ModelError("the model server sent a reply that is not JSON") from None
+            data = None
         if status in RETRY_STATUSES:
             raise _Retry(f"HTTP {status}", _seconds(retry_after), overloaded=True)
         if status == 404 and path == "/chat/completions" and "model" in (error_message(data) or "").lower():
