@@ -61,8 +61,8 @@ async def evaluate(model: VQAModel, n: int = 1000, types: tuple[str, ...] = TYPE
             key = (c, i)
             if key not in pngs:
                 pngs[key] = await asyncio.to_thread(render_png, _scene(c, i), 384)
-            # a model failure (ModelError) ends the evaluation: counted as wrong answers, a dead model
-            # server would read as an accuracy of 0 %
+            # a model failure (ModelError) ends the evaluation: counting failures as wrong answers made
+            # a dead model server read as an accuracy of 0 %
             ans = await model.answer(pngs[key], qa.question, taint=False)
             ok = answers_match(ans.honest, qa.answer)
             correct.setdefault((c, t), []).append(ok)

@@ -63,6 +63,7 @@ class OpenAIOptions:
     max_backoff_s: float = 2.0
     api_key: str | None = None
     max_tokens: int = 48
+    max_in_flight: int = 4096
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -218,9 +219,11 @@ class OpenAIVQA:
         base_url, model_name, self.plain_strategy = parse_endpoint(spec)
         self.options = options or OpenAIOptions()
         self.model_id = f"openai:{base_url}" + (f"#{model_name}" if model_name else "")
-        self.endpoint = Endpoint(base_url, model_name, self.options, connections=max_queue)
+        self.endpoint = Endpoint(base_url, model_name, self.options, connections=max(max_queue, 64))
         self.timeout_s = self.options.timeout_s
-        self.max_queue = max_queue
+        # questions in flight before this web worker answers 503 itself: the model worker queues and
+        # batches, and says 503 + Retry-After when full (retried here), so the local cap only bounds memory
+        self.max_queue = max(max_queue, self.options.max_in_flight)
         self._slots = asyncio.Semaphore(max_batch)  # plain servers: at most this many questions in flight
         self._waiting = 0
         self._urls: collections.OrderedDict[bytes, str] = collections.OrderedDict()
