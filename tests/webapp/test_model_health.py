@@ -31,6 +31,8 @@ async def test_healthz_reports_a_model_server_that_is_down_then_up(db, db_url):
     settings = Settings(bot_token=None, database_url=db_url, model=f"openai:http://127.0.0.1:{port}/v1",
                         player_hash_key="test-key", model_timeout_s=0.5, openai_connect_timeout_s=0.2)
     app = await build_app(settings, bot_token=TEST_BOT_TOKEN)  # the start-up probe fails: it serves anyway
+    options = app[COMPONENTS_KEY].model.inner.options
+    assert (options.timeout_s, options.connect_timeout_s, options.request_timeout_s) == (0.5, 0.2, 20.0)
     worker = None
     async with TestClient(TestServer(app, host="127.0.0.1")) as http:
         resp = await http.get("/healthz")
