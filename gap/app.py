@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,12 +16,14 @@ from aiohttp import web
 
 from bot.deps import BotDeps, mini_app_url_for
 from bot.runtime import BotRuntime
+from game import rounds
 from game.db import Database
 from game.migrate import upgrade
 from game.players import derive_hash_key
 from game.service import GameConfig, GameService
-from models.base import VQAModel
+from models.base import ModelError, VQAModel
 from models.health import MonitoredModel
+from models.swap import SwappableModel
 from settings import Settings
 
 log = logging.getLogger("gap.app")
@@ -58,7 +61,8 @@ def model_options(settings: Any) -> dict[str, Any]:
 
 async def load_model(spec: str, strategy: str | None = None, settings: Any = None, **overrides: Any) -> VQAModel:
     """The model named by GAP_MODEL (models.loader: a directory, openai:<url> or fake:<ms>), with the
-    settings' strategy and timeouts when given; loading runs off the event loop (a real VLM takes a while)."""
+    settings' strategy and timeouts when given. Loaded in a thread: a promotion (SPEC §3.2) loads while
+    the running server keeps answering."""
     from models.loader import load_model as load
 
     kwargs: dict[str, Any] = model_options(settings) if settings is not None else {}
@@ -93,19 +97,88 @@ def open_database(settings: Any, url: str | None = None) -> Database:
 
 
 async def build_components(settings: Any, *, model: VQAModel | None = None, migrate: bool = True) -> Components:
-    """Migrate the database (unless told not to), load the model, build the service."""
+    """Migrate the database (unless told not to), load the model, build the service.
+
+    Without a model given, the latest promoted round's model is served (SPEC §3.2), else GAP_MODEL;
+    either way it sits in a SwappableModel, so a later promotion replaces it without a restart."""
     if migrate:
         await asyncio.to_thread(upgrade, settings.database_url)
     db = open_database(settings)
-    if model is None:
-        model = await load_model(settings.model, settings=settings)
-        model = MonitoredModel(model)
-        if not await model.probe():  # serve anyway: /healthz answers 503 and names the error (SPEC §5.2)
-            log.error("the model %s failed its start-up probe: %s", settings.model, model.last_error)
-    elif not isinstance(model, MonitoredModel):
-        model = MonitoredModel(model)
-    service = GameService(db, model, hash_key=player_hash_key(settings), config=game_config(settings))
-    return Components(settings=settings, db=db, model=model, service=service)
+    try:
+        swappable = (SwappableModel(model if isinstance(model, MonitoredModel) else MonitoredModel(model))
+                     if model is not None else await _load_serving_model(settings, db))
+    except BaseException:
+        await db.dispose()
+        raise
+    service = GameService(db, swappable, hash_key=player_hash_key(settings), config=game_config(settings))
+    return Components(settings=settings, db=db, model=swappable, service=service)
+
+
+async def _load_serving_model(settings: Any, db: Database) -> SwappableModel:
+    current = await rounds.latest(db)
+    if current is not None:
+        try:
+            model = await load_probed(current.spec, settings)
+        except ModelError as exc:
+            log.error("round %d's model %r does not load (%s); serving GAP_MODEL instead", current.number,
+                      current.spec, exc)
+            await rounds.record_failure(db, current.number, str(exc), int(time.time() * 1000))
+        else:
+            await rounds.record_serving(db, current.number, model.model_id, int(time.time() * 1000))
+            return SwappableModel(model, current.spec)
+    model = await load_probed(settings.model, settings, refuse_failing=False)
+    return SwappableModel(model, settings.model)
+
+
+async def load_probed(spec: str, settings: Any, *, refuse_failing: bool = True) -> MonitoredModel:
+    """The model, asked one question before it serves (SPEC §5.2). A round's model that fails the probe
+    is refused like one that does not load (the running model keeps serving); GAP_MODEL itself serves
+    anyway, so that /healthz answers 503 with the error instead of the server not starting."""
+    model = MonitoredModel(await load_model(spec, settings=settings))
+    if not await model.probe():
+        if refuse_failing:
+            await model.aclose()
+            raise ModelError(f"it failed its start-up probe: {model.last_error}")
+        log.error("the model %s failed its start-up probe: %s", spec, model.last_error)
+    return model
+
+
+def follow_rounds(components: Components, poll_seconds: float) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup_ctx that polls the latest model round and hot-swaps the serving model when it changes."""
+    async def follow(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(_follow(components, poll_seconds), name="gap-model-rounds")
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return follow
+
+
+async def _follow(parts: Components, poll_seconds: float) -> None:
+    model = parts.model
+    assert isinstance(model, SwappableModel)
+    tried: set[int] = set()
+    while True:
+        await asyncio.sleep(poll_seconds)
+        try:
+            current = await rounds.latest(parts.db)
+        except Exception as exc:  # noqa: BLE001 - a database hiccup must not stop the follower
+            log.warning("model rounds: cannot read the latest round: %r", exc)
+            continue
+        if current is None or current.spec == model.spec or current.number in tried:
+            continue
+        tried.add(current.number)
+        now = int(time.time() * 1000)
+        try:
+            new = await load_probed(current.spec, parts.settings)
+        except ModelError as exc:
+            log.error("model rounds: round %d's model %r does not load: %s; still serving %s",
+                      current.number, current.spec, exc, model.model_id)
+            await rounds.record_failure(parts.db, current.number, str(exc), now)
+            continue
+        await model.swap(new, current.spec)
+        await rounds.record_serving(parts.db, current.number, new.model_id, now)
+        log.info("model rounds: now serving round %d (%s)", current.number, new.model_id)
+
 
 
 def build_bot(settings: Settings, service: GameService) -> BotRuntime | None:
@@ -127,12 +200,14 @@ async def build_app(settings: Settings, *, components: Components | None = None,
     from webapp.app import create_app
 
     parts = components or await build_components(settings, model=model)
-    resources = []
+    resources: list[Callable[[web.Application], AsyncIterator[None]]] = []
     if components is None:
         async def close_components(_app: web.Application) -> AsyncIterator[None]:
             yield
             await parts.aclose()
         resources.append(close_components)
+    if settings.round_poll_seconds > 0 and isinstance(parts.model, SwappableModel):
+        resources.append(follow_rounds(parts, settings.round_poll_seconds))
     app = create_app(parts.service, settings, parts.model, bot_token=bot_token, bot=build_bot(settings, parts.service),
                      resources=resources, extra_setup=extra_setup)
     app[COMPONENTS_KEY] = parts

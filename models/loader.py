@@ -41,7 +41,8 @@ def _load(spec: str, *, strategy: str, max_batch: int, max_wait_ms: float, max_q
     if spec == "fake" or spec.startswith("fake:"):  # fixed-latency fake for load tests: fake:<latency_ms>
         from models.fake import FixedLatencyModel
 
-        return FixedLatencyModel(latency_ms=float(spec.partition(":")[2] or 20))
+        latency = float(spec.partition(":")[2] or 20)
+        return FixedLatencyModel(latency_ms=latency, model_id=f"fake-fixed-latency-{latency:g}ms")
     if spec.startswith("openai:"):
         from dataclasses import replace
 
