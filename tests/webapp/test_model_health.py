@@ -31,7 +31,7 @@ async def test_healthz_reports_a_model_server_that_is_down_then_up(db, db_url):
     settings = Settings(bot_token=None, database_url=db_url, model=f"openai:http://127.0.0.1:{port}/v1",
                         player_hash_key="test-key", model_timeout_s=0.5, openai_connect_timeout_s=0.2)
     app = await build_app(settings, bot_token=TEST_BOT_TOKEN)  # the start-up probe fails: it serves anyway
-    options = app[COMPONENTS_KEY].model.inner.options
+    options = app[COMPONENTS_KEY].model.current.inner.options
     assert (options.timeout_s, options.connect_timeout_s, options.request_timeout_s) == (0.5, 0.2, 20.0)
     worker = None
     async with TestClient(TestServer(app, host="127.0.0.1")) as http:
@@ -48,7 +48,7 @@ async def test_healthz_reports_a_model_server_that_is_down_then_up(db, db_url):
         worker = web.AppRunner(create_model_server(fake, "fake"))
         await worker.setup()
         await web.TCPSite(worker, "127.0.0.1", port).start()
-        app[COMPONENTS_KEY].model.reprobe_s = 0  # probe again at once instead of 10 s later
+        app[COMPONENTS_KEY].model.current.reprobe_s = 0  # probe again at once instead of 10 s later
         resp = await http.get("/healthz")
         body = await resp.json()
         assert resp.status == 200 and body["status"] == "ok" and body["model_state"]["ready"] is True
