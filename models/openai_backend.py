@@ -133,7 +133,14 @@ class Endpoint:
             return self.model_name
         async with self._lookup:
             while self.model_name is None:
-                data = await self._retrying("GET", "/models", None, deadline)
+                try:
+                    data = await self._retrying("GET", "/models", None, deadline)
+                except (ModelTimeout, ModelOverloaded):
+                    raise  # not known yet: read again with the next question
+                except ModelError:
+                    if self._given_name is None:
+                        raise
+                    data = {"data": []}  # a server without /models (it answered 404): the given name, plainly
                 cards = data.get("data") if isinstance(data, dict) else None
                 if not isinstance(cards, list):
                     raise ModelError("the model server's /models reply is not a model list")

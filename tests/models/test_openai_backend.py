@@ -187,6 +187,14 @@ async def test_models_list_failing_first_is_read_again_not_guessed(server, png):
     await model.aclose()
 
 
+async def test_a_server_without_models_list_is_used_with_the_given_name(server, png):
+    server.model_failures = [404]
+    model = backend(f"openai:{server.url}?model={VLLM_NAME}")
+    assert (await model.answer(png, "How many objects are there?", taint=False)).honest == "3"
+    assert model.strategy == "prompt" and server.model_calls == 1
+    await model.aclose()
+
+
 async def test_a_server_now_serving_another_model_is_asked_its_name_again(server, png):
     model = backend(f"openai:{server.url}")
     await model.answer(png, "How many objects are there?", taint=False)
