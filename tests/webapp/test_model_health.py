@@ -3,6 +3,7 @@ answers 503 naming the last model error while it fails, and 200 again once it an
 here with GAP_MODEL=openai: pointing at a model worker that is down, then up."""
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
@@ -103,3 +104,23 @@ async def test_answers_decide_health_and_probes_are_rate_limited(png):
     assert not (await model.health()).ready and inner.calls == calls + 1
     clock.advance(5)
     assert (await model.health()).ready and inner.calls == calls + 2
+
+
+async def test_a_promoted_model_that_fails_its_probe_is_refused(db, db_url):
+    """A round (SPEC §3.2) naming a model server that is down never replaces the working model."""
+    from game import rounds
+
+    await seed_images(db)
+    settings = Settings(bot_token=None, database_url=db_url, model="fake:0", player_hash_key="test-key",
+                        round_poll_seconds=0.05, model_timeout_s=0.3, openai_connect_timeout_s=0.1)
+    app = await build_app(settings, bot_token=TEST_BOT_TOKEN)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as http:
+        down = await rounds.promote(db, f"openai:http://127.0.0.1:{free_port()}/v1?model=m", by="test", now_ms=1)
+        for _ in range(200):
+            if (await rounds.latest(db)).error:
+                break
+            await asyncio.sleep(0.05)
+        latest = await rounds.latest(db)
+        assert latest.number == down.number and "failed its start-up probe" in latest.error
+        assert latest.model_id is None and app[COMPONENTS_KEY].model.model_id == "fake-fixed-latency-0ms"
+        assert (await http.get("/healthz")).status == 200
