@@ -214,7 +214,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="how tainted answers are made (default: GAP_TAINT_STRATEGY)")
     serve.add_argument("--max-batch", type=int, default=16, help="questions per micro-batch")
     serve.add_argument("--max-queue", type=int, default=1024, help="waiting questions before 503 + Retry-After")
-    serve.set_defaults(func=_serve)
+    serve.set_defaults(func=_serve, log_level=logging.INFO)  # a server's log is what its operator reads
 
     promote = kinds.add_parser("promote", help="serve another model (e.g. a gap finetune adapter) in the running "
                                               "game from the next round on, without a restart")
