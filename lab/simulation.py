@@ -37,7 +37,7 @@ import aiohttp
 
 from lab.player_learning import FindBandit, learner_question, object_kind, session_outcomes
 from lab.simulation_state import Journal, StateMismatch
-from models.scenes import QA, Scene, answer_vocabulary, answers_match, sample_question
+from models.scenes import QA, NoQuestion, Scene, answer_vocabulary, answers_match, sample_question
 
 log = logging.getLogger("lab.simulation")
 
@@ -177,7 +177,10 @@ def _decide(player: SimPlayer, scene: Scene, qa_truth: str, qtype: str, served: 
             correction = "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(1, 6)))
         elif player.kind == "random" or not mistake:
             # flags without looking: a plausible-looking but arbitrary answer
-            other = sample_question(scene, random.Random(rng.random()), qtype).answer
+            try:
+                other = sample_question(scene, random.Random(rng.random()), qtype).answer
+            except NoQuestion:  # e.g. no other pair of objects far enough apart for a relation question
+                other = served
             correction = other if not answers_match(other, served) else qa_truth
             if answers_match(correction, served):  # a correction must differ from the answer (SPEC §3.1)
                 correction = next((v for v in answer_vocabulary(qtype) if not answers_match(v, served)), "no")
