@@ -312,8 +312,10 @@ class Experiment:
         return ["", "## Players who learn", "",
                 f"Careful and sloppy players who learn ({self.cfg.learner_share:.0%} of them) ask more of the question "
                 "families and objects that earned finds in their earlier summaries; the others keep their taste. "
-                + (f"The stand-in model's set weaknesses: {weak}. " if weak and self.cfg.standin else "")
-                + "'first'/'last': each player's first and last session.", "",
+                + (f"The stand-in model's set weaknesses: {weak}. " if weak and self.cfg.standin else
+                   "The weak family is the one whose served honest answers were most often wrong. ")
+                + "Finds: flags on untainted images, as the summary shows them; true finds: those whose "
+                "answer really was wrong.", "",
                 *learning_markdown(sim["learning"])]
 
     def _truth(self) -> dict:

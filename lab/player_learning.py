@@ -234,7 +234,7 @@ def learning_markdown(report: dict) -> list[str]:
     for g in GROUPS:
         rows = report["groups"].get(g, {})
         order = sorted((r for r in rows if r.startswith("session")), key=lambda r: int(r.split()[1]))
-        for row in ["first", "last", *order, "all"]:
+        for row in [*order, "all"]:   # (first/last stay in the JSON: they differ only when session counts do)
             if row not in rows:
                 continue
             c = rows[row]
