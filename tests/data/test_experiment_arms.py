@@ -3,10 +3,14 @@ images, with uniformly drawn questions and their true answers — so the arms di
 which questions were asked and how they were labelled."""
 from __future__ import annotations
 
+import argparse
 import random
 from collections import Counter
 
+import pytest
+
 from game.exports import ExportRecord
+from gap.commands.data import _family_accuracy
 from lab.experiment import random_pairs
 from models.scenes import answers_match, sample_question, scene_from_seed
 
@@ -32,3 +36,10 @@ def test_random_pairs_are_on_the_gap_arms_images_one_for_one_with_true_answers()
         assert (p.question, p.correct_answer) == (qa.question, qa.answer)
         assert answers_match(p.correct_answer, qa.answer)
     assert random_pairs([], scenes, random.Random(0)) == []
+
+
+def test_standin_weak_reads_family_equals_accuracy_and_refuses_anything_else():
+    assert _family_accuracy("color=0.2") == ("color", 0.2)
+    for bad in ("colour=0.2", "color", "color=high", "color=1.5", "=0.2", "color=-0.1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="FAMILY=ACCURACY"):
+            _family_accuracy(bad)

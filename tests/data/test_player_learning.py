@@ -139,3 +139,11 @@ async def test_a_model_wrong_everywhere_alike_gives_a_learner_no_reason_to_move(
     first = sum(color_share(p, 0) for p in learners) / 6
     last = sum(color_share(p, 3) for p in learners) / 6
     assert abs(last - first) < 0.12
+
+
+def test_the_modules_examples_hold():
+    import doctest
+
+    import lab.player_learning
+
+    assert doctest.testmod(lab.player_learning).failed == 0
