@@ -22,9 +22,10 @@ How it learns: Thompson sampling over arms (question family × the kind of
 object asked about) with Beta–Bernoulli posteriors. An arm with little evidence
 borrows the mean of its family (empirical-Bayes shrinkage), so a family that
 pays is tried on every kind of object. A learner asks about a scene by drawing
-one candidate question per family it can ask about and picking one with
-probability ∝ taste(family) × θ^greed, θ the arm's Thompson draw: before any
-evidence that is the player's own taste, the mix a non-learner keeps forever.
+a few candidate questions per family it can ask about (about whichever objects
+the picture offers) and picking one with probability ∝ taste(family) × θ^greed,
+θ the candidate's arm's Thompson draw: before any evidence that is the player's
+own taste, the mix a non-learner keeps forever.
 
 Everything here is a pure function of its inputs and an injected
 `random.Random`; a player's bandit is rebuilt from the outcomes journaled at
@@ -145,18 +146,23 @@ class FindBandit:
         return rng.choices(candidates, weights=scores)[0]
 
 
-def learner_question(scene: Scene, taste: Mapping[str, float], bandit: FindBandit, rng: random.Random) -> QA:
-    """A learning player's next question about `scene`: one candidate per family it can be asked about
-    (the player sees what the picture offers), the bandit picks."""
+def learner_question(scene: Scene, taste: Mapping[str, float], bandit: FindBandit, rng: random.Random,
+                     per_family: int = 3) -> QA:
+    """A learning player's next question about `scene`: `per_family` candidates for each family it can be
+    asked about (the player sees what the picture offers: which objects it could ask about), the bandit
+    picks. Each candidate carries 1/per_family of its family's taste, so without evidence the families
+    keep the player's own mix."""
     candidates = []
     for family in taste:
-        try:
-            candidates.append(sample_question(scene, rng, family))
-        except NoQuestion:  # e.g. no text in this picture
-            continue
+        for _ in range(per_family):
+            try:
+                candidates.append(sample_question(scene, rng, family))
+            except NoQuestion:  # e.g. no text in this picture
+                break
     if not candidates:
         return sample_question(scene, rng, None)
-    return bandit.choose(candidates, taste, rng)
+    return bandit.choose(candidates, {f: w / per_family for f, w in taste.items()}, rng)
+
 
 
 # ---------------------------------------------------------------------------- measurement

@@ -5,6 +5,7 @@ side of a session without the server: pick a question, the stand-in answers, the
 player judges (the simulator's own judgement), the summary's outcome is learnt."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 
@@ -12,7 +13,7 @@ from lab.player_learning import (FindBandit, learner_question, learning_report, 
                                  reveal_outcome, session_outcomes, weakest_family)
 from lab.simulation import SimPlayer, _decide, make_population, next_question
 from lab.standin_model import StandInModel
-from models.scenes import scene_from_seed
+from models.scenes import answer_vocabulary, answers_match, scene_from_seed
 
 TASTE = {"count": 0.35, "color": 0.2, "shape": 0.1, "exists": 0.15, "position": 0.12, "text": 0.08}
 
@@ -72,7 +73,21 @@ def test_only_careful_and_sloppy_players_learn_and_the_rest_of_the_population_do
     assert strip(everyone) == strip(nobody) == strip(half)
 
 
-async def play_offline(player: SimPlayer, model: StandInModel, sessions: int, seed: int) -> list[list[dict]]:
+@functools.lru_cache(maxsize=None)
+def pool_scene(index: int, complexity: str):
+    return scene_from_seed("pool", index, complexity)
+
+
+def standin(model: StandInModel):
+    """The stand-in as the offline loop's model: it answers questions registered with their truth."""
+    async def answer(image: bytes, qa, complexity: str) -> str:
+        model.register(hashlib.sha256(image).hexdigest(), qa.question, qa.answer, qa.qtype, complexity)
+        return (await model.answer(image, qa.question, taint=False)).served
+    return answer
+
+
+async def play_offline(player: SimPlayer, answer, sessions: int, seed: int,
+                       complexity: str = "simple") -> list[list[dict]]:
     """The player's side of `sessions` sessions of 10 images, no lures; returns each session's outcomes."""
     rng = random.Random(f"offline:{seed}:{player.telegram_id}")
     learnt: list[dict] = []
@@ -82,17 +97,15 @@ async def play_offline(player: SimPlayer, model: StandInModel, sessions: int, se
         outcomes = []
         for i in range(10):
             index = (seed * 1000 + s * 10 + i) % 500
-            scene = scene_from_seed("pool", index, "simple")
-            image = f"scene-{index}".encode()
+            scene = pool_scene(index, complexity)
             for position in range(player.questions_per_image):
                 qa = next_question(player, scene, rng, bandit)
-                model.register(hashlib.sha256(image).hexdigest(), qa.question, qa.answer, qa.qtype, "simple")
-                served = (await model.answer(image, qa.question, taint=False)).served
+                served = await answer(f"{complexity}-{index}".encode(), qa, complexity)
                 _, flagged, _ = _decide(player, scene, qa.answer, qa.qtype, served, i, rng)
                 outcomes.append({"aid": f"{player.telegram_id}-{s}-{i}-{position}", "family": qa.family,
-                                 "kind": object_kind(qa.question), "outcome": reveal_outcome(False, False,
-                                                                                              "wrong" if flagged else "correct"),
-                                 "mistake": qa.answer != served, "s": s, "p": player.telegram_id})
+                                 "kind": object_kind(qa.question),
+                                 "outcome": reveal_outcome(False, False, "wrong" if flagged else "correct"),
+                                 "mistake": not answers_match(qa.answer, served), "s": s, "p": player.telegram_id})
                 if flagged:
                     break  # a flag ends the image
         learnt += outcomes
@@ -112,8 +125,8 @@ def color_share(sessions: list[list[dict]], s: int) -> float:
 
 async def test_a_learners_questions_shift_to_the_family_the_model_gets_wrong_and_a_non_learners_do_not():
     model = StandInModel({"simple": 0.97}, seed=0, family_accuracy={"color": 0.15})
-    learners = [await play_offline(careful(100 + i, True), model, 4, seed=i) for i in range(6)]
-    keepers = [await play_offline(careful(200 + i, False), model, 4, seed=i) for i in range(6)]
+    learners = [await play_offline(careful(100 + i, True), standin(model), 4, seed=i) for i in range(6)]
+    keepers = [await play_offline(careful(200 + i, False), standin(model), 4, seed=i) for i in range(6)]
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     learner_first, learner_last = mean([color_share(p, 0) for p in learners]), mean([color_share(p, 3) for p in learners])
     keeper_first, keeper_last = mean([color_share(p, 0) for p in keepers]), mean([color_share(p, 3) for p in keepers])
@@ -135,10 +148,32 @@ async def test_a_learners_questions_shift_to_the_family_the_model_gets_wrong_and
 
 async def test_a_model_wrong_everywhere_alike_gives_a_learner_no_reason_to_move():
     model = StandInModel({"simple": 0.7}, seed=0)
-    learners = [await play_offline(careful(300 + i, True), model, 4, seed=i) for i in range(6)]
-    first = sum(color_share(p, 0) for p in learners) / 6
-    last = sum(color_share(p, 3) for p in learners) / 6
-    assert abs(last - first) < 0.12
+    learners = [await play_offline(careful(300 + i, True), standin(model), 4, seed=i) for i in range(12)]
+    first = sum(color_share(p, 0) for p in learners) / 12
+    later = sum(color_share(p, s) for p in learners for s in (1, 2, 3)) / 36
+    assert abs(later - first) < 0.1
+
+
+async def star_blind(image: bytes, qa, complexity: str) -> str:
+    """A model wrong about stars whatever the question (knowledge it never got), right otherwise."""
+    if object_kind(qa.question) == "star":
+        return next(v for v in answer_vocabulary(qa.qtype) if not answers_match(v, qa.answer))
+    return qa.answer
+
+
+async def test_a_learner_also_learns_which_objects_to_ask_about():
+    def star_share(player: list[list[dict]], sessions) -> float:
+        asked = [o for s in sessions for o in player[s]]
+        return sum(o["kind"] == "star" for o in asked) / len(asked)
+
+    learners = [await play_offline(careful(400 + i, True), star_blind, 6, seed=i, complexity="complex")
+                for i in range(8)]
+    keepers = [await play_offline(careful(500 + i, False), star_blind, 6, seed=i, complexity="complex")
+               for i in range(8)]
+    learner_first = sum(star_share(p, [0]) for p in learners) / 8
+    learner_late = sum(star_share(p, [3, 4, 5]) for p in learners) / 8
+    keeper_late = sum(star_share(p, [3, 4, 5]) for p in keepers) / 8
+    assert learner_late > learner_first + 0.08 and learner_late > keeper_late + 0.08
 
 
 def test_the_modules_examples_hold():
