@@ -29,8 +29,8 @@ own taste, the mix a non-learner keeps forever.
 
 Everything here is a pure function of its inputs and an injected
 `random.Random`; a player's bandit is rebuilt from the outcomes journaled at
-each session's end (lab/simulation_state.py), so a resumed run learns exactly
-what an uninterrupted one would have.
+each session's end (lab/simulation_state.py), so after an interruption a player
+knows exactly what its finished sessions taught it — nothing lost, nothing twice.
 """
 from __future__ import annotations
 
