@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from game.exports import ExportRecord
-from gap.commands.data import _family_accuracy
+from gap.commands.data import _family_accuracy, _share
 from lab.experiment import random_pairs
 from models.scenes import answers_match, sample_question, scene_from_seed
 
@@ -38,8 +38,12 @@ def test_random_pairs_are_on_the_gap_arms_images_one_for_one_with_true_answers()
     assert random_pairs([], scenes, random.Random(0)) == []
 
 
-def test_standin_weak_reads_family_equals_accuracy_and_refuses_anything_else():
+def test_standin_weak_and_learners_read_their_values_and_refuse_anything_else():
     assert _family_accuracy("color=0.2") == ("color", 0.2)
     for bad in ("colour=0.2", "color", "color=high", "color=1.5", "=0.2", "color=-0.1"):
         with pytest.raises(argparse.ArgumentTypeError, match="FAMILY=ACCURACY"):
             _family_accuracy(bad)
+    assert _share("0.5") == 0.5 and _share("1") == 1.0
+    for bad in ("1.5", "-0.1", "half"):
+        with pytest.raises(argparse.ArgumentTypeError, match="between 0 and 1"):
+            _share(bad)
