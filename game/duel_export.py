@@ -212,7 +212,7 @@ async def export_dpo(db: Database, out: Path, min_confidence: float = 0.5) -> di
         chosen, rejected = (c.a_text, c.b_text) if side == "a" else (c.b_text, c.a_text)
         recs.append(ExportRecord(id=f"duel{pid}", image_key=c.image, image_mime=c.image_mime or "image/png",
                                  question=c.prompt, model_answer=rejected, correct_answer=chosen,
-                                 posterior=round(conf, 6), question_type=c.source, judged_at=c.chosen_at))
+                                 posterior=round(conf, 6), question_type=c.source, judged_at=c.chosen_at, flagged=True))
     blobs = await db.run_read(_image_bytes, {r.image_key for r in recs}, set())
     return write_export(recs, blobs, "dpo", out, theta=min_confidence, title="GAP duels: answer preferences (DPO)",
                         notes=["chosen = the accuracy-weighted winner of an answer duel; posterior = P(chosen is "

@@ -22,7 +22,7 @@ from cachetools import LRUCache
 from PIL import Image
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from models.base import BadImage, ModelAnswer, ModelError
+from models.base import BadImage, BadQuestion, ModelAnswer, ModelError  # noqa: F401 - BadQuestion is re-exported
 from models.batching import MicroBatcher
 from models.fast_inputs import FastClipInputs
 from models.identity_lru import IdentityLRU
@@ -32,10 +32,6 @@ from models.taint import TAINT_INSTRUCTION, acceptable_taint, alternatives, clea
 log = logging.getLogger(__name__)
 MAX_QUESTION_CHARS = 2000
 IMAGE_CACHE_SIZE = 256  # decoded 64-px images are ~12 kB each
-
-
-class BadQuestion(ModelError):
-    """The question is empty (after removing control characters and special tokens)."""
 
 
 @dataclass
