@@ -24,7 +24,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from models.base import BadImage, ModelAnswer, ModelError
 from models.batching import MicroBatcher
-from models.fast_inputs import FastClipInputs
+from models.families import FamilyAdapter
 from models.identity_lru import IdentityLRU
 from models.images import decode_image
 from models.taint import TAINT_INSTRUCTION, acceptable_taint, alternatives, clean_answer
@@ -64,7 +64,9 @@ def _model_id(path: Path) -> str:
 
 def load_transformers(path: str | Path):
     """(processor, model) from a model directory, or from a LoRA adapter directory over its base."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
+
+    from models.processors import load_processor
 
     path = Path(path)
     adapter = path / "adapter_config.json"
@@ -78,11 +80,11 @@ def load_transformers(path: str | Path):
         if base_path is None:
             raise ModelError(f"the adapter's base model {base_ref!r} was not found")
         processor_dir = path if (path / "processor_config.json").exists() else base_path
-        processor = AutoProcessor.from_pretrained(processor_dir)
+        processor = load_processor(processor_dir)
         base = AutoModelForImageTextToText.from_pretrained(base_path, dtype=torch.float32)
         model = PeftModel.from_pretrained(base, path).merge_and_unload()
     else:
-        processor = AutoProcessor.from_pretrained(path)
+        processor = load_processor(path)
         model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
     model.eval()
     return processor, model
@@ -118,8 +120,7 @@ class TransformersVQA:
         self._specials = sorted((s for s in specials if s), key=len, reverse=True)
         self._vocab = self.tokenizer.get_vocab()
         self._image_cache: collections.OrderedDict[bytes, Image.Image] = collections.OrderedDict()
-        self._fast_inputs = FastClipInputs.for_processor(self.processor)
-        self._prompt_parts: tuple[str, ...] | None = None
+        self.family = FamilyAdapter.for_processor(self.processor)
         # projected image features per decoded image (the fast path's Llava + CLIP only): players ask
         # several questions about one image, and the vision tower was ~40% of a batch's time
         self._features: IdentityLRU[torch.Tensor] = IdentityLRU(IMAGE_CACHE_SIZE)
@@ -165,37 +166,24 @@ class TransformersVQA:
         return question
 
     # ------------------------------------------------------------------ model work (worker thread)
+    @property
+    def _fast_inputs(self):
+        """The family's fast input path (LLaVA over plain CLIP only), or None."""
+        return self.family.fast_inputs
+
+    @_fast_inputs.setter
+    def _fast_inputs(self, value) -> None:
+        self.family.fast_inputs = value
+
     def _render_prompt(self, question: str) -> str:
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return self.family.prompt.render(question)
 
     def _prompt(self, question: str) -> str:
-        """The chat-template prompt. Rendering the jinja template cost ~30 µs per question, a visible
-        share of a tiny model's batch, so when the template just wraps the question (checked on two
-        probes) the prompt is prefix + question + suffix; any other template is rendered each time."""
-        if self._prompt_parts is None:
-            probe = "\x00question\x00"
-            prefix, sep, suffix = self._render_prompt(probe).partition(probe)
-            other = "another probe"
-            wraps = bool(sep) and self._render_prompt(other) == prefix + other + suffix
-            self._prompt_parts = (prefix, suffix) if wraps else ()
-        if self._prompt_parts:
-            return self._prompt_parts[0] + question + self._prompt_parts[1]
-        return self._render_prompt(question)
+        """The family's prompt for one image and `question` (models.families)."""
+        return self.family.prompt(question)
 
     def _presize(self, img: Image.Image) -> Image.Image:
-        """Do the processor's shortest-edge bicubic resize here, once: the processor's own resize then
-        sees the target size and is a copy (same pixels, measured), which makes batches much cheaper."""
-        ip = getattr(self.processor, "image_processor", None)
-        size = getattr(ip, "size", None)
-        edge = size.get("shortest_edge") if isinstance(size, dict) else getattr(size, "shortest_edge", None)
-        if not edge or not getattr(ip, "do_resize", True) or int(getattr(ip, "resample", 3)) != int(Image.BICUBIC):
-            return img
-        w, h = img.size
-        if min(w, h) <= edge:
-            return img
-        new = (edge, int(edge * h / w)) if w <= h else (int(edge * w / h), edge)
-        return img.resize(new, resample=Image.BICUBIC)
+        return self.family.presize(img)
 
     def _image(self, data: bytes) -> Image.Image:
         """Decoded and pre-sized image, cached by content: players ask several questions about one
@@ -203,7 +191,7 @@ class TransformersVQA:
         key = hashlib.blake2b(data, digest_size=16).digest()
         img = self._image_cache.get(key)
         if img is None:
-            img = self._presize(decode_image(data))
+            img = self.family.prepare(decode_image(data))
             self._image_cache[key] = img
             if len(self._image_cache) > IMAGE_CACHE_SIZE:
                 self._image_cache.popitem(last=False)
@@ -212,11 +200,8 @@ class TransformersVQA:
         return img
 
     def _inputs(self, images: list[Image.Image], questions: list[str]):
-        images = [self._presize(im) for im in images]
-        prompts = [self._prompt(q) for q in questions]
-        if self._fast_inputs is not None:
-            return self._fast_inputs(images, prompts)
-        return self.processor(images=images, text=prompts, padding=True, return_tensors="pt")
+        images = [self.family.prepare(im) for im in images]
+        return self.family.inputs(self.processor, images, [self._prompt(q) for q in questions])
 
     @torch.inference_mode()
     def _with_image_features(self, images: list[Image.Image], inputs) -> dict:
