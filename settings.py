@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,9 @@ class Settings(BaseSettings):
     image_seconds: float = 120.0
     taint_prob: float = Field(0.8, ge=0.0, le=1.0)
     taint_strategy: str = "decode"
+    # "short": the local model is asked for a word or a phrase (LLaVA-1.5's VQA instruction); "free": the
+    # question as the player wrote it, answered in the model's own style (decode taint keeps that style)
+    answer_style: Literal["free", "short"] = "free"
     false_alarm_penalty: int = 10
     theta: float = Field(0.8, ge=0.0, le=1.0)
     webhook_url: str | None = None

@@ -38,12 +38,12 @@ def game_config(settings: Any) -> GameConfig:
                       false_alarm_penalty=int(settings.false_alarm_penalty))
 
 
-async def load_model(spec: str, strategy: str | None = None) -> VQAModel:
+async def load_model(spec: str, strategy: str | None = None, answer_style: str = "free") -> VQAModel:
     """The model named by GAP_MODEL (models.loader: a directory, openai:<url> or fake:<ms>),
-    with the taint strategy of the settings when given."""
+    with the taint strategy and answer style of the settings when given."""
     from models.loader import load_model as load
 
-    return load(spec, strategy=strategy) if strategy else load(spec)
+    return load(spec, strategy=strategy or "decode", answer_style=answer_style)
 
 
 @dataclass
@@ -71,7 +71,8 @@ async def build_components(settings: Any, *, model: VQAModel | None = None, migr
         await asyncio.to_thread(upgrade, settings.database_url)
     db = Database(settings.database_url)
     if model is None:
-        model = await load_model(settings.model, getattr(settings, "taint_strategy", None))
+        model = await load_model(settings.model, getattr(settings, "taint_strategy", None),
+                                 getattr(settings, "answer_style", "free"))
     service = GameService(db, model, hash_key=player_hash_key(settings), config=game_config(settings))
     return Components(settings=settings, db=db, model=model, service=service)
 

@@ -13,7 +13,7 @@ from models.base import ModelError, VQAModel
 
 
 def load_model(spec: str, *, strategy: str = "decode", max_batch: int = 16, max_wait_ms: float = 5,
-               max_queue: int = 256, timeout_s: float = 30) -> VQAModel:
+               max_queue: int = 256, timeout_s: float = 30, answer_style: str = "free") -> VQAModel:
     """Build the backend named by `spec` (see module docstring); ModelError when it cannot be loaded."""
     spec = str(spec).strip()
     if spec == "fake" or spec.startswith("fake:"):  # fixed-latency fake for load tests: fake:<latency_ms>
@@ -30,4 +30,4 @@ def load_model(spec: str, *, strategy: str = "decode", max_batch: int = 16, max_
     from models.local import TransformersVQA
 
     return TransformersVQA(path, strategy=strategy, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                           max_queue=max_queue, timeout_s=timeout_s)
+                           max_queue=max_queue, timeout_s=timeout_s, answer_style=answer_style)

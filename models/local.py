@@ -27,7 +27,8 @@ from models.batching import MicroBatcher
 from models.families import FamilyAdapter
 from models.identity_lru import IdentityLRU
 from models.images import decode_image
-from models.taint import TAINT_INSTRUCTION, acceptable_taint, alternatives, clean_answer
+from models.taint import (ANSWER_STYLES, SHORT_ANSWER_INSTRUCTION, TAINT_INSTRUCTION, acceptable_taint,
+                          clean_answer, taint_candidates)
 
 log = logging.getLogger(__name__)
 MAX_QUESTION_CHARS = 2000
@@ -95,9 +96,12 @@ class TransformersVQA:
 
     def __init__(self, path: str | Path, *, strategy: str = "decode", max_batch: int = 16, max_wait_ms: float = 5.0,
                  max_queue: int = 256, timeout_s: float = 30.0, max_new_tokens: int | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, answer_style: str = "free"):
         if strategy not in ("decode", "prompt"):
             raise ValueError(f"unknown taint strategy {strategy!r}")
+        if answer_style not in ANSWER_STYLES:
+            raise ValueError(f"unknown answer style {answer_style!r} (one of {', '.join(ANSWER_STYLES)})")
+        self.answer_style = answer_style
         self.path = Path(path)
         self.strategy = strategy
         started = time.perf_counter()
@@ -113,7 +117,9 @@ class TransformersVQA:
         if threads:
             torch.set_num_threads(threads)
         self.max_question_tokens = 48 if tiny else 512
-        self.max_new_tokens = max_new_tokens or (8 if tiny else 32)
+        # a directory may declare a longer answer (a model that answers in sentences)
+        declared = getattr(self.model.generation_config, "max_new_tokens", None) or 0
+        self.max_new_tokens = max_new_tokens or max(8 if tiny else 32, declared)
         self.eos_id = self.tokenizer.eos_token_id
         specials = set(self.tokenizer.all_special_tokens) | set(self.tokenizer.get_added_vocab())
         specials |= {getattr(self.processor, "image_token", None) or "<image>"}
@@ -156,6 +162,11 @@ class TransformersVQA:
         if not q:
             raise BadQuestion("the question is empty")
         return q
+
+    def _styled(self, question: str) -> str:
+        """The question as the model is asked it: with the short-answer instruction when the deployer
+        wants short answers (GAP_ANSWER_STYLE=short), else as the player wrote it."""
+        return f"{question}\n{SHORT_ANSWER_INSTRUCTION}" if self.answer_style == "short" else question
 
     def _truncate(self, question: str) -> str:
         """Cut to the model's question limit in tokens (worker thread only: the tokenizer is not shared
@@ -247,11 +258,13 @@ class TransformersVQA:
         return self._decode_new(out.sequences, inputs["input_ids"].shape[1]), out.scores[0]
 
     def _tries(self, questions: list[str], honest: list[str]) -> tuple[list[dict], int]:
+        """Per question, a token trie of its wrong answers in the honest answer's form (models.taint)."""
         tries, depth = [], 1
         for q, h in zip(questions, honest):
             trie: dict = {}
-            for cand in alternatives(q, h):
-                for seq in self._token_seqs(cand):
+            candidates, verbatim = taint_candidates(q, h)
+            for cand in candidates:
+                for seq in (self._tokenize_verbatim(cand) if verbatim else self._token_seqs(cand)):
                     node = trie
                     for tok in seq:
                         node = node.setdefault(tok, {})
@@ -281,6 +294,11 @@ class TransformersVQA:
             cached = self._token_seq_cache[answer] = self._tokenize_candidate(answer)
         return cached
 
+    def _tokenize_verbatim(self, sentence: str) -> list[list[int]]:
+        """A sentence candidate exactly as written (not memoised: sentences rarely repeat)."""
+        ids = self.tokenizer(sentence, add_special_tokens=False)["input_ids"]
+        return [ids] if ids and self.tokenizer.unk_token_id not in ids else []
+
     def _tokenize_candidate(self, answer: str) -> list[list[int]]:
         seqs = []
         if answer in self._vocab:  # word-level vocabularies: the answer is one token
@@ -293,9 +311,9 @@ class TransformersVQA:
 
     @torch.inference_mode()
     def generate_alternatives(self, images: list[Image.Image], questions: list[str], honest: list[str],
-                              inputs=None) -> list[str | None]:
+                              inputs=None, tries: tuple[list[dict], int] | None = None) -> list[str | None]:
         """Best-scoring answer of the question's type that differs from the honest one (constrained decoding)."""
-        tries, depth = self._tries(questions, honest)
+        tries, depth = tries or self._tries(questions, honest)
         if not any(tries):
             return [None] * len(questions)
         inputs = inputs if inputs is not None else self._inputs(images, questions)
@@ -329,10 +347,11 @@ class TransformersVQA:
                 results[i] = exc
         if idx:
             questions = [self._truncate(reqs[i].question) for i in idx]
-            inputs = self._with_image_features(images, self._inputs(images, questions))
+            asked = [self._styled(q) for q in questions]
+            inputs = self._with_image_features(images, self._inputs(images, asked))
             honest, first_scores = self._generate_with_first_scores(inputs)
             if self.strategy == "prompt":
-                instructed = self.generate_honest(images, [f"{TAINT_INSTRUCTION}\n{q}" for q in questions])
+                instructed = self.generate_honest(images, [f"{TAINT_INSTRUCTION}\n{q}" for q in asked])
             else:
                 instructed = [None] * len(idx)
             # the alternative is computed for every question, tainted or not: equal time either way
@@ -340,7 +359,7 @@ class TransformersVQA:
             if depth == 1:
                 decoded = self._alternatives_from_scores(tries, first_scores)
             else:
-                decoded = self.generate_alternatives(images, questions, honest, inputs=inputs)
+                decoded = self.generate_alternatives(images, questions, honest, inputs=inputs, tries=(tries, depth))
             for k, i in enumerate(idx):
                 r, h = reqs[i], honest[k]
                 served, tainted, strategy = h, False, None

@@ -26,6 +26,7 @@ def _train(args: argparse.Namespace, settings) -> int:
 def _load(spec: str | None, settings, strategy: str | None = None, **kw):
     from models.loader import load_model
 
+    kw.setdefault("answer_style", getattr(settings, "answer_style", "free"))
     return load_model(spec or settings.model, strategy=strategy or settings.taint_strategy, **kw)
 
 
