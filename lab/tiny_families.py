@@ -247,6 +247,10 @@ FAMILIES: dict[str, Callable[[], Built]] = {
 }
 
 
+def _printable(text: str) -> bool:
+    return bool(text.strip()) and text.isprintable() and "\ufffd" not in text
+
+
 def build_family(name: str, out: str | Path, *, seed: int = 0) -> Path:
     """Build family `name` (a key of FAMILIES) with random weights and save it as a model directory."""
     torch.manual_seed(seed)
@@ -254,6 +258,9 @@ def build_family(name: str, out: str | Path, *, seed: int = 0) -> Path:
     tok = built.processor.tokenizer
     gc = built.model.generation_config
     gc.pad_token_id, gc.eos_token_id, gc.bos_token_id = tok.pad_token_id, tok.eos_token_id, tok.bos_token_id
+    gc.max_new_tokens = 3  # a short answer, like the embedded model's: noise, but a word or two of it
+    # random weights pick raw bytes as often as words; a partial UTF-8 byte or a control character is no answer
+    gc.suppress_tokens = [i for i in range(len(tok)) if not _printable(tok.decode([i]))]
     out = Path(out)
     built.model.save_pretrained(out)
     built.processor.save_pretrained(out)

@@ -32,6 +32,7 @@ from models.taint import (ANSWER_STYLES, SHORT_ANSWER_INSTRUCTION, TAINT_INSTRUC
 
 log = logging.getLogger(__name__)
 MAX_QUESTION_CHARS = 2000
+MAX_NEW_TOKENS = 64
 IMAGE_CACHE_SIZE = 256  # decoded 64-px images are ~12 kB each
 
 
@@ -117,9 +118,9 @@ class TransformersVQA:
         if threads:
             torch.set_num_threads(threads)
         self.max_question_tokens = 48 if tiny else 512
-        # a directory may declare a longer answer (a model that answers in sentences)
-        declared = getattr(self.model.generation_config, "max_new_tokens", None) or 0
-        self.max_new_tokens = max_new_tokens or max(8 if tiny else 32, declared)
+        # a directory's own answer length (generation_config.json), capped: answers are at most 200 characters
+        declared = min(getattr(self.model.generation_config, "max_new_tokens", None) or 0, MAX_NEW_TOKENS)
+        self.max_new_tokens = max_new_tokens or declared or (8 if tiny else 32)
         self.eos_id = self.tokenizer.eos_token_id
         specials = set(self.tokenizer.all_special_tokens) | set(self.tokenizer.get_added_vocab())
         specials |= {getattr(self.processor, "image_token", None) or "<image>"}
