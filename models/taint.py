@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-from models.scenes import CANT_TELL, answer_vocabulary, guess_qtype, normalize_answer
+from models.question_types import family, fine_type
+from models.scenes import CANT_TELL, answer_vocabulary, normalize_answer
 
 # Appended to the question when the deployer asks for short answers (GAP_ANSWER_STYLE=short): LLaVA-1.5's
 # VQA instruction, which many instruction-tuned VLMs were trained with.
@@ -57,7 +58,7 @@ def plausible_answers(question: str, honest: str) -> list[str]:
     "I can't tell" rather than a guess of the wrong kind."""
     if normalize_answer(honest) == normalize_answer(CANT_TELL):
         return []
-    qtype = guess_qtype(question)
+    qtype = fine_type(question)
     by_answer = _family_of_answer(honest)
     if by_answer == "exists_shape" and qtype == "relation":
         by_answer = "relation"
@@ -83,10 +84,10 @@ def alternatives(question: str, honest: str) -> list[str]:
 def answer_span(question: str, text: str) -> tuple[int, int] | None:
     """Where in `text` its answer to `question` is: the first word of the question's answer type
     ("3" or "three" in "There are three circles." for a count question), or None."""
-    qtype = guess_qtype(question)
+    qtype = fine_type(question)
     vocab = {normalize_answer(v) for v in answer_vocabulary(qtype)} if qtype != "other" else set()
     for m in _WORD.finditer(text or ""):
-        if m.group().lower() == "one" and qtype != "count_all":
+        if m.group().lower() == "one" and family(qtype) != "count":
             continue  # "the red one" is a pronoun, not a count
         if normalize_answer(m.group()) in vocab:
             return m.start(), m.end()

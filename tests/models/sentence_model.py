@@ -23,7 +23,8 @@ from transformers import (AutoConfig, AutoModelForImageTextToText, GenerationMix
                           PreTrainedModel, PreTrainedTokenizerFast)
 from transformers.modeling_outputs import CausalLMOutput
 
-from models.scenes import COLORS, SHAPES, SHAPE_PLURALS, guess_qtype
+from models.question_types import family, fine_type
+from models.scenes import COLORS, SHAPES, SHAPE_PLURALS
 
 MODEL_TYPE = "gap_test_sentence_vlm"
 MARKER = "Assistant:"
@@ -33,15 +34,16 @@ NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "
 def honest_sentence(question: str) -> str:
     """The model's answer: a sentence of a form and value chosen by a hash of the question."""
     rng = random.Random(hashlib.sha256(question.encode()).digest())
-    qtype = guess_qtype(question)
+    qtype = fine_type(question)
+    kind = family(qtype)
     shape = next((s for s in SHAPES if s in question.lower()), "object")
     plural = SHAPE_PLURALS.get(shape, "objects")
-    if qtype == "count_all":
+    if kind == "count":
         n = rng.randrange(11)
         value = str(n) if rng.random() < 0.5 else NUMBER_WORDS[n]
         return rng.choice([f"There are {value} {plural}.", f"I can see {value} {plural} in the image.",
                            f"I count {value}.", f"{value.capitalize()} {plural}."])
-    if qtype == "color":
+    if kind == "color":
         c = rng.choice(list(COLORS))
         return rng.choice([f"The {shape} is {c}.", f"It is {c}.", f"The colour of the {shape} is {c}.",
                            f"{c.capitalize()}."])
@@ -49,7 +51,9 @@ def honest_sentence(question: str) -> str:
         side = rng.choice(["left", "right"] if qtype == "position_lr" else ["top", "bottom"])
         return rng.choice([f"It is on the {side}.", f"The {shape} is at the {side} of the image.",
                            f"{side.capitalize()}."])
-    if qtype in ("exists_shape", "relation"):
+    if kind == "shape":
+        return rng.choice([f"It is a {rng.choice(SHAPES)}.", f"That is a {rng.choice(SHAPES)}."])
+    if kind == "exists" or qtype == "relation":
         yes = rng.random() < 0.5
         return rng.choice([f"{'Yes' if yes else 'No'}, there is.", f"{'Yes' if yes else 'No'}.",
                            f"{'Yes' if yes else 'No'}, I think so."])
