@@ -25,6 +25,7 @@ from transformers.modeling_outputs import CausalLMOutput
 
 from models.question_types import family, fine_type
 from models.scenes import COLORS, SHAPES, SHAPE_PLURALS
+from models.taint import SHORT_ANSWER_INSTRUCTION, answer_span
 
 MODEL_TYPE = "gap_test_sentence_vlm"
 MARKER = "Assistant:"
@@ -32,7 +33,13 @@ NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "
 
 
 def honest_sentence(question: str) -> str:
-    """The model's answer: a sentence of a form and value chosen by a hash of the question."""
+    """The model's answer: a sentence of a form and value chosen by a hash of the question — or, when
+    the question asks for a single word or phrase (GAP_ANSWER_STYLE=short), the bare answer."""
+    if SHORT_ANSWER_INSTRUCTION in question:
+        question = question.replace(SHORT_ANSWER_INSTRUCTION, "").strip()
+        sentence = honest_sentence(question)
+        span = answer_span(question, sentence)
+        return sentence[span[0]:span[1]] if span else sentence
     rng = random.Random(hashlib.sha256(question.encode()).digest())
     qtype = fine_type(question)
     kind = family(qtype)
@@ -80,6 +87,7 @@ class SentenceVLM(PreTrainedModel, GenerationMixin):
         self.anchor = torch.nn.Parameter(torch.zeros(1))  # a weight, so the directory saves and loads
         self._tokenizer: PreTrainedTokenizerFast | None = None
         self._targets: dict[tuple[int, ...], list[int]] = {}
+        self._lengths: set[int] = set()
         self.post_init()
 
     @property
@@ -110,9 +118,10 @@ class SentenceVLM(PreTrainedModel, GenerationMixin):
                 ids = [t for t, m in zip(ids, attention_mask[row].tolist()) if m]
             key = tuple(ids)
             # the prompt is the longest prefix seen before; the answer so far is the rest
-            prompt = next((k for k in self._targets if key[:len(k)] == k), None)
+            prompt = next((key[:n] for n in sorted(self._lengths, reverse=True) if key[:n] in self._targets), None)
             if prompt is None:
                 self._targets[key] = self._target(ids)
+                self._lengths.add(len(key))
                 prompt = key
             target = self._targets[prompt]
             step = len(ids) - len(prompt)
