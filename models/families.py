@@ -103,7 +103,7 @@ def pad_to_aspect(img: Image.Image, max_aspect: float = MAX_ASPECT) -> Image.Ima
     if max(w, h) <= max_aspect * min(w, h):
         return img
     new = (w, max(h, int(round(w / max_aspect)))) if w > h else (max(w, int(round(h / max_aspect))), h)
-    mean = tuple(int(c) for c in img.resize((1, 1), Image.BOX).getpixel((0, 0)))
+    mean = img.resize((1, 1), Image.BOX).getpixel((0, 0))  # an int or a tuple, as the mode has it
     canvas = Image.new(img.mode, new, mean)
     canvas.paste(img, ((new[0] - w) // 2, (new[1] - h) // 2))
     return canvas
