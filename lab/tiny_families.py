@@ -266,3 +266,20 @@ def build_family(name: str, out: str | Path, *, seed: int = 0) -> Path:
     built.processor.save_pretrained(out)
     (out / "tiny_family.json").write_text(json.dumps({"family": name, "seed": seed}))
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m lab.tiny_families FAMILY OUT`: write a tiny random model directory (for `gap bench model`)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m lab.tiny_families", description=main.__doc__)
+    parser.add_argument("family", choices=sorted(FAMILIES))
+    parser.add_argument("out")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    print(build_family(args.family, args.out, seed=args.seed))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
