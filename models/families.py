@@ -9,9 +9,13 @@ processor's own attributes rather than tested again per request:
   LLaVA, Gemma3, ...), else the family's task prefix before the question
   (PaliGemma: "answer en <question>"; its processor adds the image tokens);
 - the images' pre-sizing: a processor that resizes to a shortest edge with
-  bicubic resampling (CLIP-style: LLaVA-1.5, the embedded model) gets that
-  resize done once per decoded image, up *or* down — an image smaller than
-  the crop is enlarged exactly as the processor would, never refused;
+  bicubic resampling (CLIP-style: LLaVA-1.5, the embedded model), to a
+  pixel budget in whole patches (Qwen2-VL's `smart_resize`) or to one fixed
+  size (SigLIP-style: PaliGemma, Gemma 3) gets that resize
+  done once per decoded image, up *or* down — an image smaller than the crop
+  is enlarged exactly as the processor would, never refused — and the
+  processor's own resize is then a copy (players ask several questions about
+  one image; resizing was the largest cost of a tiny Qwen2-VL batch);
 - the fast input path: only a LlavaProcessor over a plain CLIP processor
   (models.fast_inputs);
 - processor outputs that are not generation inputs (PaliGemma returns
@@ -26,7 +30,7 @@ would make a 170,000-pixel-long one).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from PIL import Image
 
@@ -109,6 +113,35 @@ def pad_to_aspect(img: Image.Image, max_aspect: float = MAX_ASPECT) -> Image.Ima
     return canvas
 
 
+def _pixel_budget(processor: Any) -> Callable[[int, int], tuple[int, int]] | None:
+    """(w, h) -> the size Qwen2-VL-style processors resize to (whole merged patches within a pixel budget)."""
+    ip = getattr(processor, "image_processor", None)
+    size = getattr(ip, "size", None)
+    if not type(ip).__name__.startswith("Qwen2VLImageProcessor") or not getattr(ip, "do_resize", True):
+        return None
+    lo, hi = (size.get("shortest_edge"), size.get("longest_edge")) if isinstance(size, dict) else (
+        getattr(size, "shortest_edge", None), getattr(size, "longest_edge", None))
+    if not lo or not hi or int(getattr(ip, "resample", 3)) != int(Image.BICUBIC):
+        return None
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+    factor = int(ip.patch_size) * int(ip.merge_size)
+    return lambda w, h: tuple(reversed(smart_resize(h, w, factor=factor, min_pixels=lo, max_pixels=hi)))
+
+
+def _fixed_size(processor: Any) -> tuple[tuple[int, int], int] | None:
+    """((w, h), resample) of a processor that resizes every image to one size (SigLIP: PaliGemma, Gemma 3)."""
+    ip = getattr(processor, "image_processor", None)
+    size = getattr(ip, "size", None)
+    h, w = (size.get("height"), size.get("width")) if isinstance(size, dict) else (
+        getattr(size, "height", None), getattr(size, "width", None))
+    if not h or not w or not getattr(ip, "do_resize", True) or getattr(ip, "do_center_crop", False):
+        return None
+    if getattr(ip, "image_grid_pinpoints", None) or getattr(ip, "do_pan_and_scan", False):
+        return None  # several crops per image (LLaVA-OneVision / NeXT, Gemma 3 pan and scan)
+    return (int(w), int(h)), int(getattr(ip, "resample", Image.BICUBIC))
+
+
 @dataclass
 class FamilyAdapter:
     """One family's small differences (module docstring); `for_processor` picks them."""
@@ -116,6 +149,8 @@ class FamilyAdapter:
     name: str
     prompt: ChatPrompt | PrefixPrompt
     shortest_edge: int | None = None
+    pixel_budget: Callable[[int, int], tuple[int, int]] | None = None
+    fixed_size: tuple[tuple[int, int], int] | None = None
     fast_inputs: FastClipInputs | None = None
     drop: frozenset[str] = field(default_factory=frozenset)
 
@@ -127,19 +162,23 @@ class FamilyAdapter:
         else:
             prompt = PrefixPrompt(TASK_PREFIXES.get(name, ""))
         return cls(name=name, prompt=prompt, shortest_edge=_shortest_edge(processor),
-                   fast_inputs=FastClipInputs.for_processor(processor), drop=NOT_MODEL_INPUTS)
+                   pixel_budget=_pixel_budget(processor), fixed_size=_fixed_size(processor), fast_inputs=FastClipInputs.for_processor(processor), drop=NOT_MODEL_INPUTS)
 
     def presize(self, img: Image.Image) -> Image.Image:
         """The processor's shortest-edge bicubic resize, done once here: the processor's own resize then
         sees the target size and is a copy (same pixels, measured), which makes batches much cheaper."""
-        if not self.shortest_edge:
-            return img
         w, h = img.size
-        edge = self.shortest_edge
-        if min(w, h) == edge:
+        resample = Image.BICUBIC
+        if self.fixed_size is not None:
+            new, resample = self.fixed_size
+        elif self.pixel_budget is not None:
+            new = self.pixel_budget(w, h)
+        elif self.shortest_edge:
+            edge = self.shortest_edge
+            new = (edge, int(edge * h / w)) if w <= h else (int(edge * w / h), edge)
+        else:
             return img
-        new = (edge, int(edge * h / w)) if w <= h else (int(edge * w / h), edge)
-        return img.resize(new, resample=Image.BICUBIC)
+        return img if new == (w, h) else img.resize(new, resample=resample)
 
     def prepare(self, img: Image.Image) -> Image.Image:
         """A decoded RGB image made acceptable to the processor: bounded aspect, pre-sized."""

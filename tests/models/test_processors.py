@@ -2,6 +2,7 @@
 family adapter each processor gets (models.processors, models.families)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -59,3 +60,18 @@ def test_slivers_are_padded_to_a_bounded_aspect():
     assert pad_to_aspect(Image.new("L", (3, 700))).size == (88, 700)
     square = Image.new("RGB", (40, 30))
     assert pad_to_aspect(square) is square
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "llava", "gemma3", "paligemma", "idefics3",
+                                    "llava_onevision"])
+def test_presizing_gives_the_processors_own_pixels(family, family_dir):
+    """The adapter's one-off resize per image leaves the processor's output unchanged, pixel for pixel."""
+    processor = load_processor(family_dir(family))
+    adapter = FamilyAdapter.for_processor(processor)
+    rng = np.random.default_rng(0)
+    for w, h in [(384, 384), (5, 3), (1024, 128), (77, 333), (16, 16)]:
+        image = Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+        raw = processor.image_processor(images=[image], return_tensors="pt")
+        presized = processor.image_processor(images=[adapter.prepare(image)], return_tensors="pt")
+        if max(w, h) <= 8 * min(w, h):  # slivers are padded first, by design
+            assert torch.equal(raw["pixel_values"], presized["pixel_values"]), (w, h)
