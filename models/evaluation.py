@@ -14,7 +14,8 @@ import random
 from typing import Callable
 
 from models.base import ModelError, VQAModel
-from models.scenes import EVAL_TYPES, QA, NoQuestion, Scene, answers_match, render_png, sample_question, scene_from_seed
+from models.scenes import EVAL_TYPES, QA, NoQuestion, Scene, render_png, sample_question, scene_from_seed
+from models.taint import says
 
 COMPLEXITIES = ("simple", "complex")
 TYPES = EVAL_TYPES + ("other",)
@@ -63,7 +64,7 @@ async def evaluate(model: VQAModel, n: int = 1000, types: tuple[str, ...] = TYPE
                 pngs[key] = await asyncio.to_thread(render_png, _scene(c, i), 384)
             try:
                 ans = await model.answer(pngs[key], qa.question, taint=False)
-                ok = answers_match(ans.honest, qa.answer)
+                ok = says(qa.question, ans.honest, qa.answer)
             except ModelError:
                 ok = False
             correct.setdefault((c, t), []).append(ok)

@@ -100,6 +100,12 @@ def answer_of(question: str, text: str) -> str:
     return text[span[0]:span[1]] if span else text
 
 
+def says(question: str, answer: str, truth: str) -> bool:
+    """Does the model's `answer` (a word or a sentence) give the ground-truth answer `truth`? Reliability
+    (SPEC §1.2) is measured by this, so a model that answers in sentences is not scored as always wrong."""
+    return normalize_answer(answer_of(question, answer)) == normalize_answer(truth)
+
+
 def in_form(answer: str, like: str) -> str:
     """`answer` written the way `like` is: a number word for a number word, capitalised for capitalised."""
     if like.isalpha() and answer in _DIGIT_WORDS:

@@ -19,7 +19,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from models.loader import load_model
 from models.scenes import normalize_answer, render_png, sample_question, scene_from_seed
-from models.taint import (SHORT_ANSWER_INSTRUCTION, acceptable_taint, answer_of, answer_span, in_form,
+from models.taint import (SHORT_ANSWER_INSTRUCTION, acceptable_taint, answer_of, answer_span, in_form, says,
                           taint_candidates)
 from settings import Settings
 from tests.models.sentence_model import build_sentence_model
@@ -137,3 +137,24 @@ async def test_short_answer_style_asks_for_a_word(sentence_dir):
     for a in typed:  # a bare honest answer, and a bare tainted one
         assert len(re.findall(r"\w+", a.honest)) == 1, a
         assert a.tainted and len(re.findall(r"\w+", a.served)) == 1, a
+
+
+async def test_reliability_reads_the_answer_inside_a_sentence(sentence_dir):
+    """The reliable pool is measured against ground truth (SPEC §1.2): a sentence that gives the true
+    answer counts as right. Scored here on the sentence model: the same count as scoring its answers' spans."""
+    from models.scenes import measure_accuracy
+
+    model = load_model(str(sentence_dir), max_batch=16, max_wait_ms=5, timeout_s=120)
+    try:
+        scene = scene_from_seed("pool", 5, "simple")
+        image = render_png(scene, 64)
+        accuracy = await measure_accuracy(model, image, scene, random.Random(1), n=40)
+        rng = random.Random(1)
+        qas = [sample_question(scene, rng, ["count", "color", "shape", "exists", "position"][i % 5]) for i in range(40)]
+        honest = [(await model.answer(image, qa.question, False)).honest for qa in qas]
+    finally:
+        await model.aclose()
+    right = sum(normalize_answer(answer_of(qa.question, h)) == normalize_answer(qa.answer) for qa, h in zip(qas, honest))
+    assert right >= 4 and accuracy == right / 40  # its sentences are sometimes right, and counted when they are
+    assert says("How many circles are there?", "I can see three circles in the image.", "3")
+    assert not says("How many circles are there?", "I can see three circles in the image.", "4")
