@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     answer_style: Literal["free", "short"] = "free"
     false_alarm_penalty: int = 10
     theta: float = Field(0.8, ge=0.0, le=1.0)
+    # how often each web worker checks for a newly promoted model round (SPEC §3.2); 0: never
+    round_poll_seconds: float = Field(5.0, ge=0.0)
     webhook_url: str | None = None
     # the bot's chat-side state (a correction owed after "Wrong", a broadcast awaiting confirmation) survives
     # restarts in this file (python-telegram-bot's PicklePersistence); empty: kept in memory only
