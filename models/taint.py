@@ -131,7 +131,32 @@ def taint_candidates(question: str, honest: str) -> tuple[list[str], bool]:
         return alternatives(question, honest), False
     word = honest[span[0]:span[1]]
     head, tail = honest[:span[0]], honest[span[1]:]
-    return [head + in_form(alt, word) + tail for alt in alternatives(question, word)], True
+    count = family(fine_type(question)) == "count"
+    return [_agree(head, in_form(alt, word), tail) if count else head + in_form(alt, word) + tail
+            for alt in alternatives(question, word)], True
+
+
+_COUNTED = {"circle", "square", "triangle", "star", "diamond", "object", "item", "thing", "shape", "figure"}
+_VERB_BEFORE = re.compile(r"\b(is|are|Is|Are)(\s+)$")
+_NOUN_AFTER = re.compile(r"^(\s+)([A-Za-z]+)")
+
+
+def _agree(head: str, number: str, tail: str) -> str:
+    """head + number + tail with "is/are" before and the counted noun after agreeing with the number:
+    a count that turned from one to five must not read "There is five circle" (the grammar would tell)."""
+    singular = normalize_answer(number) == "1"
+    verb = _VERB_BEFORE.search(head)
+    if verb:
+        word = ("is" if singular else "are")
+        word = word.capitalize() if verb.group(1)[0].isupper() else word
+        head = head[:verb.start()] + word + verb.group(2)
+    noun = _NOUN_AFTER.match(tail)
+    if noun:
+        text = noun.group(2)
+        base = text[:-1] if text.endswith("s") and text[:-1].lower() in _COUNTED else text
+        if base.lower() in _COUNTED:
+            tail = noun.group(1) + (base if singular else base + "s") + tail[noun.end():]
+    return head + number + tail
 
 
 def acceptable_taint(question: str, honest: str, tainted: str | None) -> bool:

@@ -48,8 +48,9 @@ def honest_sentence(question: str) -> str:
     if kind == "count":
         n = rng.randrange(11)
         value = str(n) if rng.random() < 0.5 else NUMBER_WORDS[n]
-        return rng.choice([f"There are {value} {plural}.", f"I can see {value} {plural} in the image.",
-                           f"I count {value}.", f"{value.capitalize()} {plural}."])
+        noun, verb = (shape, "is") if n == 1 else (plural, "are")
+        return rng.choice([f"There {verb} {value} {noun}.", f"I can see {value} {noun} in the image.",
+                           f"I count {value}.", f"{value.capitalize()} {noun}."])
     if kind == "color":
         c = rng.choice(list(COLORS))
         return rng.choice([f"The {shape} is {c}.", f"It is {c}.", f"The colour of the {shape} is {c}.",

@@ -38,8 +38,11 @@ def test_the_answer_inside_a_sentence():
 def test_candidates_keep_the_honest_form():
     sentences, verbatim = taint_candidates("How many circles are there?", "There are three circles.")
     assert verbatim and "There are five circles." in sentences and len(sentences) == 10
-    assert all(s.startswith("There are ") and s.endswith(" circles.") for s in sentences)
+    assert all(s.startswith("There are ") and s.endswith(" circles.") for s in sentences if "one" not in s)
     assert taint_candidates("Is there a red star?", "Yes, there is.")[0] == ["No, there is."]
+    # a count that turns from one to many (or back) keeps the sentence grammatical
+    assert "There are five circles." in taint_candidates("How many circles are there?", "There is one circle.")[0]
+    assert "There is 1 circle." in taint_candidates("How many circles are there?", "There are 3 circles.")[0]
     bare, verbatim = taint_candidates("How many circles are there?", "3")
     assert not verbatim and "4" in bare and "3" not in bare
     # a long answer with no answer of the question's type: any alternative would look different
@@ -113,10 +116,11 @@ async def test_tainted_sentences_cannot_be_told_from_honest_ones(sentence_dir):
     assert len(served) >= 1000 and 400 <= sum(tainted) <= 520
     assert all(a.strategy == "decode" for a in answers if a.tainted)
     for q, a in zip(questions * 2, answers):
-        if a.tainted:  # the same sentence around a different answer of the same type
+        if a.tainted:  # the same sentence around a different answer of the same type (and agreeing with it)
             span_h, span_t = answer_span(q, a.honest), answer_span(q, a.served)
-            assert a.served[:span_t[0]] == a.honest[:span_h[0]] and a.served[span_t[1]:] == a.honest[span_h[1]:]
             assert normalize_answer(a.served[span_t[0]:span_t[1]]) != normalize_answer(a.honest[span_h[0]:span_h[1]])
+            words_h, words_t = a.honest.split(), a.served.split()
+            assert len(words_h) == len(words_t) and sum(x != y for x, y in zip(words_h, words_t)) <= 3
     assert balanced_accuracy(served, tainted) <= 0.55
     # the same classifier on what a bare-word taint would have served tells the split at once
     bare = [answer_of(q, a.served) if a.tainted else a.served for q, a in zip(questions * 2, answers)]
