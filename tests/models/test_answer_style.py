@@ -70,8 +70,10 @@ def sentence_dir(family_dir, tmp_path_factory):
 
 
 def _questions(n: int) -> list[str]:
+    """`n` different questions of the game's kinds (the model's answer is a function of the question)."""
     rng = random.Random(3)
-    return [sample_question(scene_from_seed("pool", i, "complex"), rng).question for i in range(n)]
+    asked = (sample_question(scene_from_seed("pool", i, "complex"), rng).question for i in range(20 * n))
+    return list(dict.fromkeys(asked))[:n]
 
 
 async def _answer_all(model, image: bytes, questions: list[str], taint: list[bool]):
