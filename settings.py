@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     openai_connect_timeout_s: float = Field(5.0, gt=0)
     openai_request_timeout_s: float = Field(20.0, gt=0)
     openai_api_key: SecretStr | None = None
+    # "short": the local model is asked for a word or a phrase (LLaVA-1.5's VQA instruction); "free": the
+    # question as the player wrote it, answered in the model's own style (decode taint keeps that style)
+    answer_style: Literal["free", "short"] = "free"
     false_alarm_penalty: int = 10
     theta: float = Field(0.8, ge=0.0, le=1.0)
     duel_min_seconds: float = Field(1.5, ge=0.0, le=60.0)  # preference duels (SPEC §3.4): faster choices are refused

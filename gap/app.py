@@ -53,6 +53,7 @@ def model_options(settings: Any) -> dict[str, Any]:
 
     defaults = OpenAIOptions()
     return {"strategy": getattr(settings, "taint_strategy", "decode"),
+            "answer_style": getattr(settings, "answer_style", "free"),
             "timeout_s": float(getattr(settings, "model_timeout_s", defaults.timeout_s)),
             "openai": OpenAIOptions(
                 connect_timeout_s=float(getattr(settings, "openai_connect_timeout_s", defaults.connect_timeout_s)),

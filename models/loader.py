@@ -20,14 +20,16 @@ log = logging.getLogger(__name__)
 
 
 def load_model(spec: str, *, strategy: str = "decode", max_batch: int = 16, max_wait_ms: float = 5,
-               max_queue: int = 256, timeout_s: float = 30, openai: OpenAIOptions | None = None) -> VQAModel:
+               max_queue: int = 256, timeout_s: float = 30, openai: OpenAIOptions | None = None,
+               answer_style: str = "free") -> VQAModel:
     """Build the backend named by `spec` (see module docstring); ModelError when it cannot be loaded.
 
     Any failure while loading (a broken directory, a processor that needs a missing package) becomes
     one ModelError naming the cause, so every command can report it in one line."""
     try:
         return _load(str(spec).strip(), strategy=strategy, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                     max_queue=max_queue, timeout_s=timeout_s, openai=openai)
+                     max_queue=max_queue, timeout_s=timeout_s, openai=openai,
+                     answer_style=answer_style)
     except ModelError:
         raise
     except Exception as exc:  # noqa: BLE001 - transformers raises many kinds; the caller needs one
@@ -37,7 +39,7 @@ def load_model(spec: str, *, strategy: str = "decode", max_batch: int = 16, max_
 
 
 def _load(spec: str, *, strategy: str, max_batch: int, max_wait_ms: float, max_queue: int, timeout_s: float,
-          openai: OpenAIOptions | None) -> VQAModel:
+          openai: OpenAIOptions | None, answer_style: str) -> VQAModel:
     if spec == "fake" or spec.startswith("fake:"):  # fixed-latency fake for load tests: fake:<latency_ms>
         from models.fake import FixedLatencyModel
 
@@ -56,4 +58,4 @@ def _load(spec: str, *, strategy: str, max_batch: int, max_wait_ms: float, max_q
     from models.local import TransformersVQA
 
     return TransformersVQA(path, strategy=strategy, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                           max_queue=max_queue, timeout_s=timeout_s)
+                           max_queue=max_queue, timeout_s=timeout_s, answer_style=answer_style)

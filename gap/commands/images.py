@@ -134,6 +134,7 @@ async def _measure_with_model(db: Database, settings, args) -> dict:
 
     from gap.app import load_model
 
+    # the model is asked as it will be when serving (the answer style changes its answers)
     model = await load_model(args.model or settings.model, settings=settings)
     total = (await pool_counts(db))["images"]  # images without ground truth are skipped: an upper bound
     try:
