@@ -7,7 +7,12 @@ and the server do not share an event loop. Every simulated player plays a whole
 session: start, then per image one question judged Correct, one question judged
 Wrong with a correction (41 API requests). The baseline sends the same number of
 requests from the same number of concurrent clients. Printed: requests/s,
-p50/p99 latency, errors, and the game/bare throughput ratio."""
+p50/p99 latency, errors, and the game/bare throughput ratio.
+
+With --model-server the game is measured a second time with the model in its
+own process (`gap model serve` with the same fake model, the web worker
+pointed at it by GAP_MODEL=openai:<url>), and the split/in-process ratio is
+printed: the cost of FastChat's split of roles (SPEC §4.2)."""
 from __future__ import annotations
 
 import argparse
@@ -226,6 +231,40 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+async def _measure_game(env: dict[str, str], log: Path, players: int) -> dict:
+    """`gap serve` with the model of `env`, every player playing a whole session."""
+    port = _free_port()
+    game = _start([sys.executable, "-m", "gap.cli", "serve", "--host", "127.0.0.1", "--port", str(port)], env, log)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        await _wait_ready(base, "/healthz", game)
+        out = await _measure(base, game, players, _play)
+    finally:
+        _stop(game)
+    expected = players * REQUESTS_PER_PLAYER
+    if out["requests"] != expected:
+        out["error_kinds"]["incomplete sessions (requests missing)"] = expected - out["requests"]
+        out["errors"] += 1
+    return out
+
+
+async def _measure_split(env: dict[str, str], log: Path, players: int, latency_ms: float) -> dict:
+    """The same game with the model in its own process (`gap model serve`, SPEC §4.2): the web
+    worker reaches it as GAP_MODEL=openai:<url>; the model worker's CPU is reported beside."""
+    port = _free_port()
+    worker = _start([sys.executable, "-m", "gap.cli", "model", "serve", "--model", f"fake:{latency_ms:g}",
+                     "--host", "127.0.0.1", "--port", str(port)], env, log)
+    try:
+        await _wait_ready(f"http://127.0.0.1:{port}", "/health", worker)
+        cpu_before = _cpu_seconds(worker.pid)
+        out = await _measure_game({**env, "GAP_MODEL": f"openai:http://127.0.0.1:{port}/v1"}, log, players)
+        cpu = _cpu_seconds(worker.pid) - cpu_before
+    finally:
+        _stop(worker)
+    out["model_worker_cpu_s"] = round(cpu, 2)
+    return out
+
+
 async def _fleet(players: int, workers: int, database: str, env: dict[str, str], workdir: Path) -> dict:
     """The same play against `workers` `gap serve` processes sharing one database: a SQLite
     file, or a throwaway PostgreSQL cluster (lab/pg_cluster.py: needs the server binaries)."""
@@ -264,7 +303,7 @@ async def _fleet(players: int, workers: int, database: str, env: dict[str, str],
             await asyncio.to_thread(cluster.stop)
 
 
-async def _bench(players: int, latency_ms: float, workdir: Path, workers: int = 1,
+async def _bench(players: int, latency_ms: float, workdir: Path, model_server: bool = False, workers: int = 1,
                  database: str = "sqlite") -> dict:
     from game.migrate import upgrade
 
@@ -289,18 +328,10 @@ async def _bench(players: int, latency_ms: float, workdir: Path, workers: int = 
     finally:
         _stop(bare)
 
-    port = _free_port()
-    game = _start([sys.executable, "-m", "gap.cli", "serve", "--host", "127.0.0.1", "--port", str(port)], env, log)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        await _wait_ready(base, "/healthz", game)
-        results["game"] = await _measure(base, game, players, _play)
-        expected = players * REQUESTS_PER_PLAYER
-        if results["game"]["requests"] != expected:
-            results["game"]["error_kinds"]["incomplete sessions (requests missing)"] = expected - results["game"]["requests"]
-            results["game"]["errors"] += 1
-    finally:
-        _stop(game)
+    results["game"] = await _measure_game(env, log, players)
+    if model_server:
+        results["split"] = await _measure_split(env, log, players, latency_ms)
+        results["split_ratio"] = round(results["split"]["rps"] / results["game"]["rps"], 3) if results["game"]["rps"] else 0.0
     if workers > 1 or database != "sqlite":
         results["fleet"] = await _fleet(players, workers, database, env, workdir)
         results["fleet_ratio"] = round(results["fleet"]["rps"] / results["game"]["rps"], 3) \
@@ -322,9 +353,17 @@ def _print(results: dict) -> None:
               f" {r['server_cpu_us_per_request']:>18.1f}")
         for kind, n in r["error_kinds"].items():
             print(f"       error: {kind} x{n}")
+    if "split" in results:
+        r = results["split"]
+        print(f"{'split':6} {r['requests']:>9} {r['rps']:>9.1f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['errors']:>7}"
+              f" {r['server_cpu_us_per_request']:>18.1f}   (+ model worker {r['model_worker_cpu_s']} CPU s)")
+        for kind, n in r["error_kinds"].items():
+            print(f"       error: {kind} x{n}")
+        print(f"split (gap model serve + GAP_MODEL=openai:) / in-process throughput: "
+              f"{results['split_ratio'] * 100:.1f}%")
     if "fleet" in results:
         r = results["fleet"]
-        print(f"fleet  {r['requests']:>9} {r['rps']:>9.1f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['errors']:>7}"
+        print(f"{'fleet':6} {r['requests']:>9} {r['rps']:>9.1f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['errors']:>7}"
               f" {r['server_cpu_us_per_request']:>18.1f}")
         for kind, n in r["error_kinds"].items():
             print(f"       error: {kind} x{n}")
@@ -339,13 +378,13 @@ def run(args: argparse.Namespace, settings) -> int:
     """Entry point of `gap bench api`."""
     with tempfile.TemporaryDirectory(prefix="gap-bench-") as tmp:
         results = asyncio.run(_bench(args.players, args.model_latency_ms, Path(tmp),
-                                     getattr(args, "workers", 1), getattr(args, "database", "sqlite")))
+                                     model_server=getattr(args, "model_server", False),
+                                     workers=getattr(args, "workers", 1), database=getattr(args, "database", "sqlite")))
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         _print(results)
-    ok = results["game"]["errors"] == 0 and results["bare"]["errors"] == 0 \
-        and results.get("fleet", {}).get("errors", 0) == 0
+    ok = all(results[side]["errors"] == 0 for side in ("bare", "game", "split", "fleet") if side in results)
     return 0 if ok else 1
 
 

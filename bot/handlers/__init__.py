@@ -9,7 +9,7 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, TypeHandler, filters
 
-from bot.handlers import admin, fallback, guard, play, players
+from bot.handlers import admin, duels, fallback, guard, play, players
 
 PRIVATE_NEW = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
 
@@ -20,6 +20,7 @@ def register_handlers(application: Application) -> None:
         "help": players.help_command,
         "score": players.score,
         "play": play.play,
+        "duel": duels.duel,
         "stats": admin.stats,
         "pool": admin.pool,
         "export": admin.export,

@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="also play against this many `gap serve` workers sharing one database")
     api.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite",
                      help="the fleet's database: a SQLite file or a throwaway PostgreSQL cluster")
+    api.add_argument("--model-server", action="store_true",
+                     help="also measure with the model in its own process (gap model serve, GAP_MODEL=openai:)")
     api.add_argument("--json", action="store_true")
     api.set_defaults(func=_runner("lab.bench_api"))
     model = kinds.add_parser("model", help="the embedded model: latency, micro-batching, taint timing, loop lag")
