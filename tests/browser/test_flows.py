@@ -486,7 +486,7 @@ def test_desktop_layout_and_keyboard_only(fast_server, new_page, artifacts):
     expect(page.get_by_role("button", name="Wrong", exact=True)).to_be_focused()
     page.keyboard.press("Enter")
     expect(page.get_by_role("textbox", name="Correct answer")).to_be_focused()
-    page.keyboard.type("a circle")
+    page.keyboard.type("a purple circle")  # never the fake model's answer (a correction equal to it is refused)
     page.keyboard.press("Enter")
     expect(page.locator("#progress")).to_have_text("2 / 10")
     page.screenshot(path=artifacts / "game-desktop-1280x800.png")
