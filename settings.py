@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     taint_strategy: str = "decode"
     false_alarm_penalty: int = 10
     theta: float = Field(0.8, ge=0.0, le=1.0)
+    # the describe round and `gap compare` (SPEC §3.5)
+    describe_seconds: float = Field(60.0, gt=0.0)
+    gpu_hour_price: float = Field(2.0, ge=0.0)     # price of one GPU-hour: the model's cost per description
+    point_value: float = Field(0.01, ge=0.0)       # value of one game point: the crowd's cost per description
     webhook_url: str | None = None
     # the bot's chat-side state (a correction owed after "Wrong", a broadcast awaiting confirmation) survives
     # restarts in this file (python-telegram-bot's PicklePersistence); empty: kept in memory only

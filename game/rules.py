@@ -163,3 +163,24 @@ def validation_status(agree: int, disagree: int) -> str:
     if disagree >= VALIDATION_MIN_VOTES and agree * rd < rn * total:
         return "rejected"
     return "pending"
+
+
+# ---------------------------------------------------------------------- describe round (SPEC §3.5)
+
+DESCRIPTION_MAX = 300
+DESCRIBE_SECONDS = 60.0
+DESCRIPTION_POINTS = 10
+
+
+def clean_description(value: object) -> str:
+    """A player's description of an image: a sentence or two, 1–300 characters after
+    trimming, no control characters (the same checks as a question, SPEC §1.1)."""
+    return clean_text(value, field="description", max_len=DESCRIPTION_MAX)
+
+
+def description_award(fits: int, misfits: int) -> int:
+    """Points for a description from other players' counting ratings ("does it fit the
+    picture?"), by the rule that decides a find (`validation_status`): confirmed → the
+    writer earns DESCRIPTION_POINTS (paid once), anything else → nothing yet or ever.
+    A rating round, not the writer's own claim, decides, so typing anything earns nothing."""
+    return DESCRIPTION_POINTS if validation_status(fits, misfits) == "confirmed" else 0

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import and_, insert, update
 from sqlalchemy.exc import IntegrityError
 
-from game import rules, validation
+from game import descriptions, rules, validation
 from game import queries as q
 from game.db import Database, fast
 from game.errors import Conflict, Expired, Invalid, NotFound, Unavailable
@@ -66,6 +66,7 @@ class GameConfig:
     false_alarm_penalty: int = 10
     pool_cache_seconds: float = 10.0
     leaderboard_cache_seconds: float = 5.0
+    describe_seconds: float = rules.DESCRIBE_SECONDS
 
 
 class _LRU(OrderedDict):
@@ -282,6 +283,49 @@ class GameService:
                 result = await self.db.run_write(validation.tx_record_vote, player_id, find_id, request_id,
                                                  agrees, self.clock())
         if result.pop("_bonus_paid", False):
+            self._boards.clear()
+        return result
+
+    # ------------------------------------------------------------------ describe round (SPEC §3.5)
+
+    async def describe_task(self, player_id: int) -> dict[str, Any]:
+        """The player's open describe task, or a new image to describe (game/descriptions.py)."""
+        async with self._locks.hold(player_id):
+            rng = random.Random(self.rng.getrandbits(64))
+            return await self.db.run_write(descriptions.tx_open_task, player_id, new_id(), self.clock(),
+                                           self.config.describe_seconds, rng)
+
+    async def describe(self, player_id: int, task_id: object, request_id: object, text: object) -> dict[str, Any]:
+        """Store a description of the task's image; idempotent on request_id. Everything is
+        checked before anything is stored."""
+        request_id = clean_request_id(request_id)
+        text = rules.clean_description(text)
+        task_id = descriptions.clean_id(task_id, "image to describe")
+        async with self._locks.hold(player_id):
+            try:
+                return await self.db.run_write(descriptions.tx_describe, player_id, task_id, new_id(), request_id,
+                                               text, self.clock())
+            except IntegrityError:
+                return await self._replay_or_conflict(player_id, request_id, descriptions.DESCRIBE_KIND)
+
+    async def next_description(self, player_id: int) -> dict[str, Any]:
+        """Another player's description to rate; NotFound when none."""
+        return await self.db.run_read(descriptions.tx_next_to_rate, player_id)
+
+    async def rate_description(self, player_id: int, description_id: object, request_id: object,
+                               fits: object) -> dict[str, Any]:
+        """Rate a description (fits = it fits the picture); a confirming rating pays the writer once."""
+        request_id = clean_request_id(request_id)
+        fits = descriptions.clean_fits(fits)
+        description_id = descriptions.clean_id(description_id, "description")
+        async with self._locks.hold(player_id):
+            try:
+                result = await self.db.run_write(descriptions.tx_rate, player_id, description_id, request_id, fits,
+                                                 self.clock())
+            except IntegrityError:  # a concurrent rating elsewhere: decide again
+                result = await self.db.run_write(descriptions.tx_rate, player_id, description_id, request_id,
+                                                 fits, self.clock())
+        if result.pop("_paid", False):
             self._boards.clear()
         return result
 
