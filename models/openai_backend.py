@@ -21,10 +21,19 @@ import aiohttp
 
 from models.base import ModelAnswer, ModelError, ModelOverloaded
 from models.batching import ModelTimeout
+from models.describe import DESCRIBE_INSTRUCTION, REWRITE_INSTRUCTION, Description
 from models.images import decode_image
 from models.taint import HONEST_INSTRUCTION, TAINT_INSTRUCTION, acceptable_taint, clean_answer
 
 MAX_QUESTION_CHARS = 2000
+DESCRIBE_MAX_TOKENS = 120
+
+
+def _one_line(replies: list[str]) -> str:
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in (replies[0] if replies else "")).split())
+    if not text:
+        raise ModelError("the model sent an empty description")
+    return text
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -72,15 +81,14 @@ class OpenAIVQA:
                 self.model_name = "default"
         return self.model_name
 
-    async def _chat(self, system: str, question: str, data_url: str, n: int = 1,
-                    temperature: float = 0.0) -> list[str]:
+    async def _chat(self, system: str, question: str, data_url: str | None, n: int = 1,
+                    temperature: float = 0.0, max_tokens: int | None = None) -> list[str]:
+        content: list[dict] = [{"type": "text", "text": question}]
+        if data_url is not None:
+            content.insert(0, {"type": "image_url", "image_url": {"url": data_url}})
         body = {
-            "model": await self._model(), "max_tokens": self.max_tokens, "temperature": temperature, "n": n,
-            "messages": [
-                {"role": "system", "content": system},
-                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": data_url}},
-                                             {"type": "text", "text": question}]},
-            ],
+            "model": await self._model(), "max_tokens": max_tokens or self.max_tokens, "temperature": temperature,
+            "n": n, "messages": [{"role": "system", "content": system}, {"role": "user", "content": content}],
         }
         session = await self._http()
         try:
@@ -148,6 +156,25 @@ class OpenAIVQA:
             served, tainted = tainted_text, True
         return ModelAnswer(honest=honest, served=served, tainted=tainted, strategy="prompt" if tainted else None,
                            model_id=self.model_id, latency_ms=(time.perf_counter() - started) * 1000)
+
+    async def describe(self, image: bytes) -> Description:
+        """An honest description of the picture in the model's own words (SPEC §3.5)."""
+        started = time.perf_counter()
+        data_url = await asyncio.to_thread(self._data_url, image)
+        async with self._slots, asyncio.timeout(self.timeout_s):
+            replies = await self._chat(DESCRIBE_INSTRUCTION, "Describe this picture.", data_url,
+                                       max_tokens=DESCRIBE_MAX_TOKENS)
+        return Description(text=_one_line(replies), model_id=self.model_id,
+                           compute_seconds=time.perf_counter() - started)
+
+    async def rewrite(self, text: str) -> Description:
+        """A person's description rewritten by the model (text only; the study's "modified" crowd data)."""
+        started = time.perf_counter()
+        async with self._slots, asyncio.timeout(self.timeout_s):
+            replies = await self._chat(REWRITE_INSTRUCTION, text[:MAX_QUESTION_CHARS], None,
+                                       max_tokens=DESCRIBE_MAX_TOKENS)
+        return Description(text=_one_line(replies), model_id=self.model_id,
+                           compute_seconds=time.perf_counter() - started)
 
     @staticmethod
     async def _first(task: asyncio.Task) -> str:
