@@ -23,7 +23,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, func, insert, literal, or_, select, update
 
 from game import queries as q
 from game import rules
@@ -75,7 +75,8 @@ def _task_view(task_id: str, opaque_id: str, deadline_at: int, now: int) -> dict
 def tx_open_task(conn, player_id: int, task_id: str, now: int, seconds: float, rng: random.Random) -> dict[str, Any]:
     """The player's open task (served, not described, before its deadline), or a new one:
     an image with known content that this player has not been given yet, among those with
-    the fewest crowd descriptions (so every image gathers some). Unavailable when none."""
+    the fewest crowd descriptions made or under way (so every image gathers some).
+    Unavailable when none."""
     open_task = conn.execute(
         select(describe_tasks.c.id, describe_tasks.c.deadline_at, images.c.opaque_id)
         .join(images, images.c.id == describe_tasks.c.image_id)
@@ -84,8 +85,10 @@ def tx_open_task(conn, player_id: int, task_id: str, now: int, seconds: float, r
         .order_by(describe_tasks.c.served_at.desc()).limit(1)).first()
     if open_task is not None:
         return _task_view(open_task.id, open_task.opaque_id, open_task.deadline_at, now)
-    crowd = (select(descriptions.c.image_id, func.count().label("n")).where(descriptions.c.source == "crowd")
-             .group_by(descriptions.c.image_id).subquery("crowd"))
+    # described or still open: two players describing at once get different images
+    crowd = (select(describe_tasks.c.image_id, func.count().label("n"))
+             .where(or_(describe_tasks.c.described_at.is_not(None), describe_tasks.c.deadline_at > now))
+             .group_by(describe_tasks.c.image_id).subquery("crowd"))
     seen = select(describe_tasks.c.image_id).where(describe_tasks.c.player_id == player_id)
     rows = conn.execute(
         select(images.c.id, images.c.opaque_id, func.coalesce(crowd.c.n, 0).label("n"))
@@ -236,11 +239,12 @@ def tx_descriptions(conn) -> list[StoredDescription]:
                               int(r.points)) for r in rows]
 
 
-def tx_known_images(conn, image_ids: list[int]) -> list[KnownImage]:
-    """The described images with their content and ground truth."""
+def tx_known_images(conn, image_ids: list[int], with_content: bool = True) -> list[KnownImage]:
+    """The described images with their ground truth (and their bytes, unless not needed)."""
     if not image_ids:
         return []
-    rows = conn.execute(select(images.c.id, images.c.content, images.c.scene_json, images.c.annotations_json)
+    content = images.c.content if with_content else literal(b"").label("content")
+    rows = conn.execute(select(images.c.id, content, images.c.scene_json, images.c.annotations_json)
                         .where(images.c.id.in_(image_ids)).order_by(images.c.id)).all()
     return [KnownImage(r.id, bytes(r.content), r.scene_json, r.annotations_json) for r in rows]
 

@@ -1,0 +1,143 @@
+"""Model or crowd? (SPEC §3.5) end to end: simulated describers with known accuracy per
+attribute play the describe round over a real server, a stand-in describing model with
+the opposite strengths describes the same images, and the comparison ranks the two
+sources per attribute the way their accuracies say; `gap compare` writes the report
+and chart, and a rerun describes nothing twice."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+
+from sqlalchemy import func, select
+
+from game import descriptions as store
+from game.attributes import annotation_attributes, count_band, image_attributes, scene_attributes
+from game.compare import Doc, SourceComparison, crowd_cost, image_splits, model_cost
+from game.compare_report import chart_png, markdown, write_report
+from game.compare_run import CompareConfig, compare_sources, describe_missing
+from game.db import Database
+from game.description_tables import descriptions
+from game.migrate import upgrade
+from gap.cli import main
+from gap.commands.images import generate_pool
+from lab.describers import DescriberProfile, SimulatedDescribingModel, simulate_describers
+from lab.local_server import running_server
+from models.scenes import Scene, scene_from_seed
+from settings import load_settings
+
+TOKEN = "123456:DESCRIBE-token-for-tests"
+CROWD = DescriberProfile("crowd", {"largest_color": 0.95, "count": 0.95, "largest_shape": 0.3, "largest_side": 0.3},
+                         default=0.8)
+MODEL = DescriberProfile("model", {"largest_color": 0.3, "count": 0.3, "largest_shape": 0.95, "largest_side": 0.95},
+                         default=0.8)
+
+
+def test_attributes_from_scenes_and_annotations():
+    assert [count_band(n) for n in (1, 2, 3, 4, 6, 7, 8, 9, 10)] == ["1", "2", "3", "4-6", "4-6", "7-8", "7-8",
+                                                                    "9+", "9+"]
+    scene = scene_from_seed("pool", 7, "complex")
+    got = scene_attributes(scene)
+    largest = max(scene.objects, key=lambda o: o.r)
+    assert got["largest_color"] == largest.color and got["largest_shape"] == largest.shape
+    assert got["count"] == count_band(len(scene.objects)) and got["has_text"] in ("yes", "no")
+    assert image_attributes(scene.to_json(), None) == got
+    note = {"file": "a.jpg", "attributes": {"Shirt": " Red ", "hair": "long", "n": 2, "nested": {"x": 1}, "e": ""}}
+    assert annotation_attributes(note) == {"Shirt": "red", "hair": "long", "n": "2"}
+    assert image_attributes(None, "{not json") == {} and image_attributes(None, None) == {}
+
+
+def test_splits_are_by_image_and_reproducible():
+    splits = image_splits(range(50), 4, seed=1)
+    assert splits == image_splits(range(50), 4, seed=1) and splits != image_splits(range(50), 4, seed=2)
+    for train, test in splits:
+        assert len(test) == 10 and len(train) == 40 and not train & test
+
+
+def test_costs():
+    crowd = crowd_cost([10, 0, 10, 0], [20.0, 30.0, 40.0, 50.0], point_value=0.05)
+    assert crowd.per_description == 20 * 0.05 / 4 and crowd.mean_seconds == 35.0
+    model = model_cost("model", [0.5, 1.5], gpu_hour_price=3.6)
+    assert model.per_description == 1.0 * 3.6 / 3600
+
+
+def test_an_uninformative_source_scores_worse():
+    rng = random.Random(0)
+    labels = {i: {"color": rng.choice(["red", "blue", "green"])} for i in range(60)}
+    docs = [Doc(i, "crowd", f"a {v['color']} star") for i, v in labels.items()]
+    docs += [Doc(i, "model", rng.choice(["a star", "a shape", "something"])) for i in labels]
+    table = SourceComparison(trials=5, trees=20).fit(docs, labels)
+    row, = table.rows_
+    assert table.settings_ == [("crowd", "crowd"), ("model", "model"), ("model", "crowd")]
+    assert row.cells[("crowd", "crowd")].mean > 0.95 and row.cells[("model", "model")].mean < 0.6
+    assert row.winner() == "crowd" and row.change(("model", "model")) < -30
+
+
+async def _scenes_by_sha(db: Database) -> dict[str, Scene]:
+    rows = await db.run_read(store.tx_descriptions)
+    known = await db.run_read(store.tx_known_images, sorted({d.image_id for d in rows}))
+    return {hashlib.sha256(k.content).hexdigest(): Scene.from_json(k.scene_json) for k in known}
+
+
+async def test_report_ranks_sources_by_their_known_accuracy(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cmp.sqlite3'}"
+    upgrade(url)
+    db = Database(url)
+    await generate_pool(db, 80, seed=21)
+    settings = load_settings(database_url=url, bot_token=TOKEN, bot_enabled=False, model="fake:0")
+    async with running_server(settings) as server:
+        totals = await simulate_describers(server, TOKEN, url, CROWD, 16, images_each=5, ratings_each=4, seed=2)
+    assert totals == {"described": 80, "rated": 64}
+    model = SimulatedDescribingModel(MODEL, await _scenes_by_sha(db))
+    assert await describe_missing(db, model) == 80
+    assert await describe_missing(db, model) == 0          # resumable: nothing is described twice
+
+    report = await compare_sources(db, CompareConfig(trials=8, trees=30, point_value=0.05))
+    rows = {r.attribute: r for r in report.rows}
+    assert set(rows) == {"largest_color", "largest_shape", "largest_side", "largest_half", "count", "has_text"}
+    for attribute in ("largest_color", "count"):           # the crowd is the more accurate source
+        assert rows[attribute].winner() == "crowd", markdown(report)
+        assert rows[attribute].change(("model", "model")) < -20
+    for attribute in ("largest_shape", "largest_side"):     # the model is
+        assert rows[attribute].winner() == "model", markdown(report)
+        assert rows[attribute].change(("model", "model")) > 20
+    assert all(c.trials == 8 for r in report.rows for c in r.cells.values())
+    async with db.read() as conn:
+        paid = (await conn.execute(select(func.sum(descriptions.c.points))
+                                   .where(descriptions.c.source == "crowd"))).scalar_one() or 0
+    crowd, model_costs = report.costs[0], report.costs[1]
+    assert crowd.descriptions == 80 and abs(crowd.per_description - paid * 0.05 / 80) < 1e-12
+    assert model_costs.source == "model" and 0 <= model_costs.per_description < 1e-3
+    md, png = write_report(report, tmp_path / "report")
+    text = md.read_text()
+    assert "| largest_color | 80 |" in text and "crowd/crowd" in text and "Δ model/model" in text
+    assert png.read_bytes().startswith(b"\x89PNG") and chart_png(report).startswith(b"\x89PNG")
+
+    await db.dispose()
+
+
+async def _crowd_described_game(url: str, images: int) -> None:
+    upgrade(url)
+    db = Database(url)
+    await generate_pool(db, images, seed=4)
+    await db.dispose()
+    settings = load_settings(database_url=url, bot_token=TOKEN, bot_enabled=False, model="fake:0")
+    async with running_server(settings) as server:
+        await simulate_describers(server, TOKEN, url, CROWD, 4, images_each=5, ratings_each=2, seed=9)
+
+
+def test_gap_compare_writes_the_report_and_resumes(tmp_path, monkeypatch, capsys):
+    """`gap compare` with the fixed-latency fake (a VQA model: described by questions); stdout is the report."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.sqlite3'}"
+    asyncio.run(_crowd_described_game(url, 20))
+    monkeypatch.setenv("GAP_DATABASE_URL", url)
+    out_dir = tmp_path / "cli"
+    assert main(["compare", "--trials", "3", "--trees", "5", "--model", "fake:0", "--out", str(out_dir)]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("# Model or crowd?") and "`fake-fixed-latency`" in out and "| count |" in out
+    assert "20 new model descriptions, 0 rewrites" in err
+    assert (out_dir / "REPORT.md").read_text().startswith(out.rstrip("\n"))
+    assert (out_dir / "compare.png").read_bytes().startswith(b"\x89PNG")
+    assert main(["compare", "--trials", "2", "--trees", "2", "--model", "fake:0", "--out", str(out_dir)]) == 0
+    assert "0 new model descriptions" in capsys.readouterr().err
+    assert main(["compare", "--trials", "1", "--out", str(out_dir)]) == 2
