@@ -92,7 +92,7 @@ async def test_report_ranks_sources_by_their_known_accuracy(tmp_path):
     assert await describe_missing(db, model) == 80
     assert await describe_missing(db, model) == 0          # resumable: nothing is described twice
 
-    report = await compare_sources(db, CompareConfig(trials=8, trees=30, point_value=0.05))
+    report = await compare_sources(db, CompareConfig(trials=4, trees=10, point_value=0.05))
     rows = {r.attribute: r for r in report.rows}
     assert set(rows) == {"largest_color", "largest_shape", "largest_side", "largest_half", "count", "has_text"}
     for attribute in ("largest_color", "count"):           # the crowd is the more accurate source
@@ -101,7 +101,7 @@ async def test_report_ranks_sources_by_their_known_accuracy(tmp_path):
     for attribute in ("largest_shape", "largest_side"):     # the model is
         assert rows[attribute].winner() == "model", markdown(report)
         assert rows[attribute].change(("model", "model")) > 20
-    assert all(c.trials == 8 for r in report.rows for c in r.cells.values())
+    assert all(c.trials == 4 for r in report.rows for c in r.cells.values())
     async with db.read() as conn:
         paid = (await conn.execute(select(func.sum(descriptions.c.points))
                                    .where(descriptions.c.source == "crowd"))).scalar_one() or 0
