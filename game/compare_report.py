@@ -61,6 +61,26 @@ def markdown(report: CompareReport) -> str:
     return "\n".join(out) + "\n"
 
 
+def summary_text(report: CompareReport) -> str:
+    """A few plain lines for a chat message: per attribute the crowd's and the model's own
+    weighted F1, the change and who is better; then the cost per description."""
+    lines = [f"Model or crowd? ({report.images} images, {report.config.trials} splits, model "
+             f"{report.model_id or 'none'})"]
+    for row in report.rows:
+        crowd, model = row.cells.get(BASELINE), row.cells.get(("model", "model"))
+        crowd_s = f"{crowd.mean:.2f}" if crowd else "—"
+        model_s = f"{model.mean:.2f}" if model else "—"
+        lines.append(f"• {row.attribute}: crowd {crowd_s} · model {model_s} "
+                     f"({_pct(row.change(('model', 'model')))}) → {row.winner() or '—'}")
+    if not report.rows:
+        lines.append("No attribute can be compared yet: players need to describe more images.")
+    for c in report.costs:
+        cost = "—" if math.isnan(c.per_description) else f"{c.per_description:.4f}"
+        lines.append(f"Cost per {c.source} description: {cost} ({c.descriptions} descriptions)")
+    lines += [f"Note: {n}" for n in report.notes]
+    return "\n".join(lines)
+
+
 def chart_png(report: CompareReport) -> bytes:
     """One panel per attribute: a bar per train/test setting (mean weighted F1, std as error bar)."""
     n = max(1, len(report.rows))

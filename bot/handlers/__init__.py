@@ -20,6 +20,7 @@ def register_handlers(application: Application) -> None:
         "play": play.play,
         "stats": admin.stats,
         "pool": admin.pool,
+        "compare": admin.compare,
         "export": admin.export,
         "mute": admin.mute,
         "unmute": admin.unmute,

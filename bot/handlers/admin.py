@@ -1,4 +1,4 @@
-"""Admin commands: /stats /pool /export /mute /unmute /broadcast /settings.
+"""Admin commands: /stats /pool /compare /export /mute /unmute /broadcast /settings.
 
 Every handler starts with the admin check; anyone else gets the same polite
 words as an unknown command (common.NOT_AVAILABLE), so nothing is revealed.
@@ -113,6 +113,37 @@ async def pool(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         lines.append(f"• {r.pool}: {r.images} images, {r.reliable} in the reliable pool; "
                      f"model accuracy {measured}; {judged}")
     await _reply(update, "\n".join(lines))
+
+
+# -------------------------------------------------------------------- /compare
+COMPARE_TRIALS = 20
+COMPARE_TREES = 50
+COMPARE_USAGE = "Usage: /compare [trials 2–100] — model or crowd, per attribute (gap compare makes the full report)"
+
+
+@admin_only
+async def compare(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Model or crowd (SPEC §3.5): the comparison of the stored descriptions, as text and a chart."""
+    from game.compare_report import chart_png, summary_text
+    from game.compare_run import CompareConfig, compare_sources
+
+    args = context.args or []
+    try:
+        trials = int(args[0]) if args else COMPARE_TRIALS
+        if len(args) > 1 or not 2 <= trials <= 100:
+            raise ValueError
+    except ValueError:
+        await _reply(update, COMPARE_USAGE)
+        return
+    deps = deps_of(context)
+    config = CompareConfig(trials=trials, trees=COMPARE_TREES, gpu_hour_price=deps.settings.gpu_hour_price,
+                           point_value=deps.settings.point_value)
+    report = await compare_sources(deps.service.db, config)
+    png = await asyncio.to_thread(chart_png, report)
+    await _reply(update, summary_text(report))
+    assert update.effective_chat is not None
+    await context.bot.send_photo(update.effective_chat.id, photo=png, filename="gap-compare.png",
+                                 caption="Weighted F1 per attribute (train/test source)")
 
 
 # --------------------------------------------------------------------- /export

@@ -15,7 +15,7 @@ from game.evaluation_store import SETTLE_MS
 from game.tables import answers, players, session_images
 from tests.bot.conftest import ADMIN_ID, TEST_BOT_TOKEN, WEBHOOK_SECRET, World, new_user_id
 
-ADMIN_COMMANDS = ["/stats", "/pool", "/export", "/export vqa 0.5", "/mute 1", "/unmute 1", "/broadcast hello all",
+ADMIN_COMMANDS = ["/stats", "/pool", "/compare", "/export", "/export vqa 0.5", "/mute 1", "/unmute 1", "/broadcast hello all",
                   "/settings"]
 
 
@@ -193,3 +193,31 @@ async def test_settings_show_the_configuration_without_secrets(make_world):
     text = (await world.reply_to(ADMIN_ID, "sendMessage", mark)).params["text"]
     assert "bot_token = ***" in text and "webhook_secret = ***" in text and "image_seconds = 120.0" in text
     assert TEST_BOT_TOKEN not in text and TEST_BOT_TOKEN.split(":")[1] not in text and WEBHOOK_SECRET not in text
+
+
+async def test_compare_sends_the_model_or_crowd_table_and_chart(make_world):
+    """/compare (SPEC §3.5): players describe through the real service, the model describes the same
+    images, and the admin gets the per-attribute comparison and its chart; bad arguments get the usage."""
+    from game.compare_run import describe_missing
+    from gap.commands.images import generate_pool
+
+    world = await make_world(webhook=True)
+    service = world.components.service
+    await generate_pool(world.components.db, 12, seed=8)
+    for p in range(3):
+        player = await service.upsert_player(7100 + p, f"Describer {p}")
+        for i in range(4):
+            task = await service.describe_task(player)
+            await service.describe(player, task["task_id"], f"d{p}-{i}", f"a shape, picture {p}-{i}")
+    assert await describe_missing(world.components.db, service.model) == 12
+    mark = world.mark()
+    await world.say(ADMIN_ID, "/compare 3")
+    text = (await world.reply_to(ADMIN_ID, "sendMessage", mark)).params["text"]
+    assert text.startswith("Model or crowd? (12 images, 3 splits, model fake-fixed-latency)")
+    assert "• largest_color: crowd " in text and "Cost per crowd description: 0.0000 (12 descriptions)" in text
+    photo = await world.reply_to(ADMIN_ID, "sendPhoto", mark)
+    assert photo.files["photo"].data.startswith(b"\x89PNG\r\n\x1a\n")
+    for bad in ("/compare 1", "/compare lots", "/compare 3 4"):
+        mark = world.mark()
+        await world.say(ADMIN_ID, bad)
+        assert (await world.reply_to(ADMIN_ID, "sendMessage", mark)).params["text"].startswith("Usage: /compare")
