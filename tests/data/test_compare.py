@@ -141,3 +141,56 @@ def test_gap_compare_writes_the_report_and_resumes(tmp_path, monkeypatch, capsys
     assert main(["compare", "--trials", "2", "--trees", "2", "--model", "fake:0", "--out", str(out_dir)]) == 0
     assert "0 new model descriptions" in capsys.readouterr().err
     assert main(["compare", "--trials", "1", "--out", str(out_dir)]) == 2
+
+
+class EchoEndpoint:
+    """OpenAI-compatible chat completions: a fixed description for an image, the text itself
+    (tidied) for a rewrite."""
+
+    def __init__(self) -> None:
+        self.rewrites = 0
+
+    async def chat(self, request):
+        from aiohttp import web
+
+        body = await request.json()
+        content = body["messages"][-1]["content"]
+        if any(c["type"] == "image_url" for c in content):
+            reply = "Some shapes in several colours."
+        else:
+            self.rewrites += 1
+            reply = " ".join(content[-1]["text"].split())
+        return web.json_response({"choices": [{"index": 0, "message": {"role": "assistant", "content": reply}}]})
+
+
+async def test_an_openai_model_rewrites_crowd_descriptions_for_the_fourth_setting(tmp_path):
+    from aiohttp import web
+
+    from game.compare_run import rewrite_missing
+    from models.loader import load_model
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'rw.sqlite3'}"
+    await _crowd_described_game(url, 20)
+    echo = EchoEndpoint()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", echo.chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    model = load_model(f"openai:http://127.0.0.1:{runner.addresses[0][1]}/v1?model=vlm")
+    db = Database(url)
+    try:
+        assert await describe_missing(db, model) == 20
+        assert await rewrite_missing(db, model) == 20 and echo.rewrites == 20
+        assert await rewrite_missing(db, model) == 0 and echo.rewrites == 20     # resumable
+        report = await compare_sources(db, CompareConfig(trials=3, trees=5))
+        assert report.model_id == model.model_id
+        assert report.settings == [("crowd", "crowd"), ("model", "model"), ("model", "crowd"), ("model", "rewrite")]
+        assert [c.source for c in report.costs] == ["crowd", "model", "rewrite"]
+        row = next(r for r in report.rows if r.attribute == "largest_color")
+        assert row.cells[("model", "rewrite")].trials == 3 and row.change(("model", "rewrite")) is not None
+        assert "Δ model/rewrite" in markdown(report) and not report.notes
+    finally:
+        await model.aclose()
+        await db.dispose()
+        await runner.cleanup()
