@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, insert, literal, or_, select, update
 
-from game import queries as q
+from game import storage as q
 from game import rules
 from game.db import fast
 from game.description_tables import describe_tasks, description_ratings, descriptions
