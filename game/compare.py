@@ -33,6 +33,7 @@ SETTINGS: tuple[tuple[str, str], ...] = (("crowd", "crowd"), ("model", "model"),
 BASELINE = ("crowd", "crowd")
 TEST_SHARE = 0.2
 MIN_IMAGES = 5
+TIE_MARGIN = 0.02   # weighted F1 closer than this: neither source is called better
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,13 @@ class AttributeRow:
         return 100.0 * (other.mean - base.mean) / base.mean
 
     def winner(self) -> str | None:
-        """"model" or "crowd": whose own descriptions carry the attribute better (model/model vs crowd/crowd)."""
+        """"model", "crowd" or "tie": whose own descriptions carry the attribute better
+        (model/model vs crowd/crowd; within TIE_MARGIN weighted F1 it is a tie)."""
         base, model = self.cells.get(BASELINE), self.cells.get(("model", "model"))
         if base is None or model is None:
             return None
+        if abs(model.mean - base.mean) < TIE_MARGIN:
+            return "tie"
         return "model" if model.mean > base.mean else "crowd"
 
 

@@ -53,8 +53,8 @@ def markdown(report: CompareReport) -> str:
         secs = "—" if math.isnan(c.mean_seconds) else f"{c.mean_seconds:.2f}"
         out.append(f"| {c.source} | {c.descriptions} | {secs} | {cost} | {c.basis} |")
     out += ["", "Δ: % change of the mean weighted F1 against crowd/crowd. \"better\": whose own descriptions "
-            "carry the attribute better (model/model vs crowd/crowd) — attributes the model wins can be left "
-            "to it; the others need the crowd. Crowd seconds are the time players took; model seconds are "
+            "carry the attribute better (model/model vs crowd/crowd; within 0.02 a tie) — attributes the model "
+            "wins can be left to it; the others need the crowd. Crowd seconds are the time players took; model seconds are "
             "measured compute."]
     if report.notes:
         out += [""] + [f"- {n}" for n in report.notes]

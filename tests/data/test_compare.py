@@ -194,3 +194,14 @@ async def test_an_openai_model_rewrites_crowd_descriptions_for_the_fourth_settin
         await model.aclose()
         await db.dispose()
         await runner.cleanup()
+
+
+def test_close_scores_are_a_tie():
+    from game.compare import AttributeRow, Cell
+
+    row = AttributeRow("x", 10, 2, {("crowd", "crowd"): Cell("crowd", "crowd", 0.60, 0.1, 5),
+                                    ("model", "model"): Cell("model", "model", 0.61, 0.1, 5)})
+    assert row.winner() == "tie" and round(row.change(("model", "model")), 3) == 1.667
+    row.cells[("model", "model")] = Cell("model", "model", 0.63, 0.1, 5)
+    assert row.winner() == "model"
+    assert AttributeRow("y", 10, 2).winner() is None and AttributeRow("y", 10, 2).change(("model", "model")) is None
