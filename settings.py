@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     describe_seconds: float = Field(60.0, gt=0.0)
     gpu_hour_price: float = Field(2.0, ge=0.0)     # price of one GPU-hour: the model's cost per description
     point_value: float = Field(0.01, ge=0.0)       # value of one game point: the crowd's cost per description
+    # how often each web worker checks for a newly promoted model round (SPEC §3.2); 0: never
+    round_poll_seconds: float = Field(5.0, ge=0.0)
     webhook_url: str | None = None
     # the bot's chat-side state (a correction owed after "Wrong", a broadcast awaiting confirmation) survives
     # restarts in this file (python-telegram-bot's PicklePersistence); empty: kept in memory only

@@ -16,6 +16,7 @@ from game.tables import answers, players, session_images
 from tests.bot.conftest import ADMIN_ID, TEST_BOT_TOKEN, WEBHOOK_SECRET, World, new_user_id
 
 ADMIN_COMMANDS = ["/stats", "/pool", "/compare", "/export", "/export vqa 0.5", "/mute 1", "/unmute 1", "/broadcast hello all",
+                  "/promote fake:1", "/rounds",
                   "/settings"]
 
 
@@ -195,6 +196,30 @@ async def test_settings_show_the_configuration_without_secrets(make_world):
     assert TEST_BOT_TOKEN not in text and TEST_BOT_TOKEN.split(":")[1] not in text and WEBHOOK_SECRET not in text
 
 
+async def test_promote_starts_a_model_round_that_the_server_follows(make_world):
+    world = await make_world(webhook=True, round_poll_seconds=0.05)
+    await play_sessions(world, new_user_id(), 1)  # answers by the first model
+    mark = world.mark()
+    await world.say(ADMIN_ID, "/promote")
+    assert (await world.reply_to(ADMIN_ID, "sendMessage", mark)).params["text"].startswith("Usage: /promote")
+    mark = world.mark()
+    await world.say(ADMIN_ID, "/promote fake:3")
+    reply = (await world.reply_to(ADMIN_ID, "sendMessage", mark)).params["text"]
+    assert reply.startswith("Round 1: fake:3 recorded")
+    for _ in range(200):
+        if world.components.model.model_id == "fake-fixed-latency-3ms":
+            break
+        await asyncio.sleep(0.05)
+    assert world.components.model.model_id == "fake-fixed-latency-3ms"  # swapped without a restart
+    await play_sessions(world, new_user_id(), 1)  # answers by the promoted model
+    mark = world.mark()
+    await world.say(ADMIN_ID, "/rounds")
+    text = (await world.reply_to(ADMIN_ID, "sendMessage", mark)).params["text"]
+    assert "Round 1: fake:3 — serving fake-fixed-latency-3ms" in text
+    assert "round 0 · fake-fixed-latency-0ms: " in text and "round 1 · fake-fixed-latency-3ms: " in text
+    assert "finds per player-minute" in text and "error rate" in text
+
+
 async def test_compare_sends_the_model_or_crowd_table_and_chart(make_world):
     """/compare (SPEC §3.5): players describe through the real service, the model describes the same
     images, and the admin gets the per-attribute comparison and its chart; bad arguments get the usage."""
@@ -214,7 +239,7 @@ async def test_compare_sends_the_model_or_crowd_table_and_chart(make_world):
     await world.say(ADMIN_ID, "/compare 2")
     # a few hundred small forests: generous on a loaded CI machine
     text = (await world.reply_to(ADMIN_ID, "sendMessage", mark, timeout=180)).params["text"]
-    assert text.startswith("Model or crowd? (12 images, 2 splits, model fake-fixed-latency)")
+    assert text.startswith("Model or crowd? (12 images, 2 splits, model fake-fixed-latency-0ms)")
     assert "• largest_color: crowd " in text and "Cost per crowd description: 0.0000 (12 descriptions)" in text
     photo = await world.reply_to(ADMIN_ID, "sendPhoto", mark, timeout=60)
     assert photo.files["photo"].data.startswith(b"\x89PNG\r\n\x1a\n")

@@ -134,7 +134,7 @@ def test_gap_compare_writes_the_report_and_resumes(tmp_path, monkeypatch, capsys
     out_dir = tmp_path / "cli"
     assert main(["compare", "--trials", "3", "--trees", "5", "--model", "fake:0", "--out", str(out_dir)]) == 0
     out, err = capsys.readouterr()
-    assert out.startswith("# Model or crowd?") and "`fake-fixed-latency`" in out and "| count |" in out
+    assert out.startswith("# Model or crowd?") and "`fake-fixed-latency-0ms`" in out and "| count |" in out
     assert "20 new model descriptions, 0 rewrites" in err
     assert (out_dir / "REPORT.md").read_text().startswith(out.rstrip("\n"))
     assert (out_dir / "compare.png").read_bytes().startswith(b"\x89PNG")
