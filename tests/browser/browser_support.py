@@ -113,7 +113,7 @@ async def _seed_pool(db_url: str, count: int) -> None:
 
 
 def start_demo(tmp: Path, *, model: str | None, image_seconds: float, seed_images: int = 0,
-               bot_token: str | None = BOT_TOKEN) -> Server:
+               bot_token: str | None = BOT_TOKEN, env_extra: dict[str, str] | None = None) -> Server:
     """Start `gap demo --no-browser --port 0` and wait for the URL it prints.
     `bot_token=None` leaves GAP_BOT_TOKEN unset: the demo makes its local token."""
     tmp.mkdir(parents=True, exist_ok=True)
@@ -124,6 +124,7 @@ def start_demo(tmp: Path, *, model: str | None, image_seconds: float, seed_image
             pool.submit(asyncio.run, _seed_pool(db_url, seed_images)).result()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GAP_") and k != "PORT"}
     env.update({"GAP_DATABASE_URL": db_url, "GAP_IMAGE_SECONDS": str(image_seconds), "PYTHONUNBUFFERED": "1"})
+    env.update(env_extra or {})
     if bot_token:
         env["GAP_BOT_TOKEN"] = bot_token
     if model:

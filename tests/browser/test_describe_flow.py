@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from browser_support import Server
+from browser_support import Server, start_demo, stop
 
 pytestmark = pytest.mark.browser
 
@@ -57,6 +57,7 @@ def test_describe_then_rate(fast_server, new_page, artifacts):
     assert len(rows) == 1 and rows[0][:2] == ("crowd", XSS) and 0 <= rows[0][2] < 60 and rows[0][3] == 0
     expect(page.locator("#rate-item")).to_be_hidden()                      # nobody else's to rate yet
     page.get_by_role("button", name="Describe another").click()
+    expect(page.get_by_role("button", name="Send", exact=True)).to_be_enabled()   # the next picture has come
     expect(box).to_be_focused()
     box.fill("two blue circles on the left")
     page.get_by_role("button", name="Send", exact=True).click()
@@ -82,6 +83,7 @@ def test_describe_then_rate(fast_server, new_page, artifacts):
     page3, watch3 = new_page()
     page3.goto(fast_server.page_url(carol))
     page3.get_by_role("button", name="Describe a picture").click()
+    expect(page3.get_by_role("button", name="Send", exact=True)).to_be_enabled()   # the picture has come
     page3.get_by_role("textbox", name="Your description").fill("a yellow diamond")
     page3.get_by_role("textbox", name="Your description").press("Enter")
     expect(page3.locator("#rate-item")).to_be_visible()
@@ -98,3 +100,36 @@ def test_describe_then_rate(fast_server, new_page, artifacts):
                              "ON d.player_id = l.player_id WHERE l.reason = 'description' AND d.points > 0")
     assert paid == [(XSS, 10)]
     assert not watch3.errors and not watch3.dialogs and not watch3.csp
+
+
+@pytest.fixture(scope="module")
+def short_describe_server(tmp_path_factory):
+    """The demo with a 6-second describe limit (GAP_DESCRIBE_SECONDS)."""
+    server = start_demo(tmp_path_factory.mktemp("demo-describe-short"), model="fake:30", image_seconds=90,
+                        seed_images=6, env_extra={"GAP_DESCRIBE_SECONDS": "6"})
+    yield server
+    stop(server)
+
+
+def test_time_runs_out_and_nothing_is_stored(short_describe_server, new_page):
+    server = short_describe_server
+    _, init = server.new_user("Dora")
+    page, watch = new_page()
+    page.goto(server.page_url(init))
+    page.get_by_role("button", name="Describe a picture").click()
+    expect(page.get_by_role("button", name="Send", exact=True)).to_be_enabled()
+    box = page.get_by_role("textbox", name="Your description")
+    box.fill("too slow, a red star")
+    expect(page.locator("#describe-error")).to_have_text("Time is up for this picture.", timeout=20_000)
+    expect(page.get_by_role("button", name="Send", exact=True)).to_be_disabled()
+    (task_id,), = server.query("SELECT id FROM describe_tasks")
+    status, body = server.api("POST", f"/api/describe/{task_id}", init, {"request_id": "late", "text": "a red star"})
+    assert status == 409 and body["error"]["code"] == "expired"
+    assert server.query("SELECT COUNT(*) FROM descriptions") == [(0,)]
+    page.get_by_role("button", name="Describe another").click()              # a fresh picture and clock
+    expect(page.get_by_role("button", name="Send", exact=True)).to_be_enabled()
+    expect(box).to_have_value("too slow, a red star")                       # the typing was kept
+    box.press("Enter")
+    expect(page.locator("#describe-done")).to_contain_text("Saved (")
+    assert server.query("SELECT text FROM descriptions") == [("too slow, a red star",)]
+    assert not watch.errors and not watch.dialogs and not watch.csp

@@ -837,7 +837,8 @@
       desc.task = task;
       desc.max = Number(task.max_chars) || 300;
       $('describe-text').setAttribute('maxlength', String(desc.max));
-      $('describe-text').value = load('session', 'gap.describe.' + task.task_id) || '';
+      var draft = load('session', 'gap.describe.' + task.task_id);
+      if (draft && !$('describe-text').value.trim()) $('describe-text').value = draft;  // never clobber typing
       updateDescribeCount();
       $('describe-image').src = task.image.url;
       desc.endAt = clockRef + Math.max(0, Number(task.image.seconds_left) || 0) * 1000;
@@ -864,7 +865,8 @@
 
   async function sendDescription() {
     var task = desc.task;
-    if (!task || desc.busy) return;
+    if (desc.busy) return;
+    if (!task) { setFieldError('describe', 'Wait for the picture, please.'); return; }
     var v = validateText($('describe-text').value, desc.max, 'a description');
     if (v.error) { setFieldError('describe', v.error); $('describe-text').focus(); return; }
     desc.busy = true;
