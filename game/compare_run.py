@@ -16,6 +16,7 @@ from game import descriptions as store
 from game.attributes import image_attributes
 from game.compare import AttributeRow, Doc, SourceComparison, SourceCost, crowd_cost, model_cost
 from game.db import Database
+from game.storage import new_id
 from models.base import VQAModel
 from models.describe import can_rewrite, describe_image
 
@@ -47,12 +48,6 @@ class CompareReport:
     notes: list[str] = field(default_factory=list)
 
 
-def _new_id() -> str:
-    import secrets
-
-    return secrets.token_hex(16)
-
-
 async def describe_missing(db: Database, model: VQAModel, progress: Progress | None = None) -> int:
     """Describe with `model` every crowd-described image it has not described yet; returns how many."""
     rows = await db.run_read(store.tx_descriptions)
@@ -62,7 +57,7 @@ async def describe_missing(db: Database, model: VQAModel, progress: Progress | N
     for n, image in enumerate(await db.run_read(store.tx_known_images, todo), start=1):
         got = await describe_image(model, image.content)
         await db.run_write(store.tx_store_generated, {
-            "id": _new_id(), "image_id": image.image_id, "source": "model", "model_id": got.model_id[:256],
+            "id": new_id(), "image_id": image.image_id, "source": "model", "model_id": got.model_id[:256],
             "based_on": None, "text": got.text, "seconds": got.compute_seconds, "created_at": int(time.time() * 1000)})
         if progress:
             progress(n, len(todo))
@@ -79,7 +74,7 @@ async def rewrite_missing(db: Database, model: VQAModel, progress: Progress | No
     for n, d in enumerate(todo, start=1):
         got = await model.rewrite(d.text)  # type: ignore[attr-defined]
         await db.run_write(store.tx_store_generated, {
-            "id": _new_id(), "image_id": d.image_id, "source": "rewrite", "model_id": got.model_id[:256],
+            "id": new_id(), "image_id": d.image_id, "source": "rewrite", "model_id": got.model_id[:256],
             "based_on": d.id, "text": got.text, "seconds": got.compute_seconds, "created_at": int(time.time() * 1000)})
         if progress:
             progress(n, len(todo))

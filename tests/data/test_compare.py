@@ -205,3 +205,26 @@ def test_close_scores_are_a_tie():
     row.cells[("model", "model")] = Cell("model", "model", 0.63, 0.1, 5)
     assert row.winner() == "model"
     assert AttributeRow("y", 10, 2).winner() is None and AttributeRow("y", 10, 2).change(("model", "model")) is None
+
+
+def test_simulated_describers_state_values_with_their_accuracy():
+    import pytest
+
+    from lab.describers import VALUES, fits, parse_accuracy, stated_values, write_description
+
+    assert parse_accuracy("largest_color=0.9, count=0.5") == {"largest_color": 0.9, "count": 0.5}
+    for bad in ("colour=0.9", "count=1.5", "count=x"):
+        with pytest.raises(ValueError):
+            parse_accuracy(bad)
+    scenes = [scene_from_seed("pool", i, "complex") for i in range(300)]
+    sharp = DescriberProfile("sharp", {"largest_color": 1.0, "largest_shape": 1.0}, default=0.0)
+    rng = random.Random(1)
+    truth_kept = {a: 0 for a in VALUES}
+    for scene in scenes:
+        said = stated_values(scene, sharp, rng)
+        text = write_description(said, rng)
+        assert said["largest_color"] in text and said["largest_shape"] in text and fits(scene, text)
+        for attribute, value in said.items():
+            truth_kept[attribute] += value == scene_attributes(scene)[attribute]
+    assert truth_kept["largest_color"] == truth_kept["largest_shape"] == 300
+    assert all(truth_kept[a] == 0 for a in VALUES if a not in ("largest_color", "largest_shape"))
