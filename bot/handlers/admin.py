@@ -21,11 +21,12 @@ from bot import charts
 from bot.handlers.common import NOT_AVAILABLE, clip, deps_of, is_admin
 from game import admin_queries, rounds
 from game.errors import Invalid
+from game.export_formats import FORMATS
 
 log = logging.getLogger("gap.bot.admin")
 
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
-EXPORT_FORMATS = ("sharegpt", "trl-sft", "dpo", "vqa")
+EXPORT_FORMATS = FORMATS  # the same formats as `gap export`
 BROADCAST_PREFIX = "b"
 BROADCAST_MAX = 3500
 

@@ -53,18 +53,29 @@ def _evaluate(args: argparse.Namespace, settings) -> int:
 def _export(args: argparse.Namespace, settings) -> int:
     from game.exports import export_finds
 
-    async def go():
+    async def go(bar: tqdm):
         db = _database(args, settings)
         try:
             theta = args.theta if args.theta is not None else settings.theta
+
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
             return await export_finds(db, args.format, theta, Path(args.out), unfiltered=args.unfiltered,
-                                      confirmed=args.confirmed)
+                                      confirmed=args.confirmed, progress=progress, license=args.license)
         finally:
             await db.dispose()
 
-    card = asyncio.run(go())
+    with tqdm(desc="export", unit="row", file=sys.stderr, disable=None) as bar:
+        try:
+            card = asyncio.run(go(bar))
+        except ValueError as exc:  # e.g. --out holds an export of another format
+            print(f"gap export: {exc}", file=sys.stderr)
+            return 2
     print(f"wrote {card['examples']} examples ({card['images']} images) to {args.out} "
-          f"[{args.format}, θ={card['theta']}]; types: {card['question_types']}")
+          f"[{args.format}, θ={card['theta']}]; skipped {card['skipped_same_sides']} pairs whose answer and "
+          f"correction say the same; types: {card['question_types']}")
     if card["examples"] == 0:
         print("note: nothing passed the filter — run `gap evaluate` first", file=sys.stderr)
     return 0
@@ -96,6 +107,32 @@ def _finetune(args: argparse.Namespace, settings) -> int:
             return 130
     print(json.dumps(result))
     return 0
+
+
+def _share(text: str) -> float:
+    """A share in [0, 1] (--learners)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {text!r}")
+    return value
+
+
+def _family_accuracy(text: str) -> tuple[str, float]:
+    """`color=0.2` → ("color", 0.2), for --standin-weak."""
+    from models.scenes import FAMILIES
+
+    family, _, value = text.partition("=")
+    try:
+        accuracy = float(value)
+    except ValueError:
+        accuracy = -1.0
+    if family not in FAMILIES or not 0.0 <= accuracy <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected FAMILY=ACCURACY with FAMILY one of {', '.join(FAMILIES)} "
+                                         f"and ACCURACY in [0, 1], got {text!r}")
+    return family, accuracy
 
 
 def _experiment(args: argparse.Namespace, settings) -> int:
@@ -133,14 +170,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=_evaluate)
 
-    ex = sub.add_parser("export", help="write the finds at θ as training data (sharegpt, trl-sft, dpo, vqa)")
-    ex.add_argument("--format", choices=["sharegpt", "trl-sft", "dpo", "vqa"], default="sharegpt")
+    from game.export_formats import FORMATS
+
+    ex = sub.add_parser("export", help=f"write the finds at θ as training data ({', '.join(FORMATS)})")
+    ex.add_argument("--format", choices=FORMATS, default="sharegpt",
+                    help="sharegpt (LLaMA-Factory, with dataset_info.json), llava, trl-sft, dpo (TRL), vqa, "
+                         "hf (a Hugging Face dataset directory: Parquet with the images embedded)")
     ex.add_argument("--theta", type=float, default=None)
-    ex.add_argument("--out", required=True, help="output directory (train.jsonl, images/, README.md)")
+    ex.add_argument("--out", required=True, help="output directory (data file, images/, README.md dataset card)")
     ex.add_argument("--unfiltered", action="store_true", help="every find with a correction, ignoring θ and muting")
     ex.add_argument("--confirmed", action="store_true",
                     help="also export confirmations (answers trusted players judged correct, P(missed mistake) ≤ 1−θ) "
                          "with the model's answer as target: fine-tuning on corrections alone biases the model")
+    ex.add_argument("--license", default="other",
+                    help="the dataset card's licence, a Hugging Face Hub licence id such as cc-by-4.0 (default: other)")
     ex.add_argument("--database", help="SQLAlchemy URL (default: GAP_DATABASE_URL)")
     ex.set_defaults(func=_export)
 
@@ -154,6 +197,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     si.add_argument("--state", help="directory journaling the run as it goes, so that rerunning the same command "
                                     "resumes it after Ctrl-C or a crash (default: <truth-out>.state)")
     si.add_argument("--concurrency", type=int, default=8)
+    si.add_argument("--learners", type=_share, default=1.0,
+                    help="share of careful and sloppy players who learn from their summaries to ask more of what "
+                         "earned finds (random flaggers and spammers never learn)")
     si.add_argument("--speed", type=float, default=0.0,
                     help="seconds of real waiting per simulated second of thinking (0: no waiting)")
     si.add_argument("--database", help="the server's database, to map image ids to ground-truth scenes")
@@ -190,6 +236,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     xp.add_argument("--theta", type=float, default=None)
     xp.add_argument("--standin", action="store_true",
                     help="a stand-in model of set accuracy (97%% simple, 60%% complex): checks the evaluation only")
+    xp.add_argument("--standin-weak", action="append", type=_family_accuracy, metavar="FAMILY=ACCURACY",
+                    help="with --standin: its accuracy on one question family, on every scene (repeatable), "
+                         "e.g. color=0.2 — a weakness for learning players to find")
+    xp.add_argument("--learners", type=_share, default=None,
+                    help="share of careful and sloppy players who learn from their summaries (default 1)")
     xp.set_defaults(func=_experiment)
 
     ce = sub.add_parser("ceiling", help="upper bound for the experiment: fine-tune on ground truth for complex scenes")
