@@ -4,6 +4,7 @@ stores the description with the time taken, other players rate it and a confirme
 description pays its writer once. Bad input gets a clear error and stores nothing."""
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -133,3 +134,20 @@ async def test_no_image_with_known_content_is_a_clear_503(client, db):
     resp = await client.post("/api/describe", headers=ALICE)   # the seeded pool has no scene graphs
     assert resp.status == 503 and (await resp.json())["error"]["code"] == "unavailable"
     assert await count(db, describe_tasks) == 0
+
+
+async def test_concurrent_confirming_ratings_pay_once(client, db):
+    await generate_pool(db, 2, seed=7)
+    task = await open_task(client, ALICE)
+    got = await (await post(client, f"/api/describe/{task['task_id']}", {"request_id": "d", "text": "a red star"},
+                            ALICE)).json()
+    rate = f"/api/descriptions/{got['description_id']}/rating"
+    raters = [auth_header(4200 + i, first_name=f"R{i}") for i in range(4)]
+    responses = await asyncio.gather(*(post(client, rate, {"request_id": "r", "fits": True}, h) for h in raters))
+    assert [r.status for r in responses] == [200] * 4
+    async with db.read() as conn:
+        paid = (await conn.execute(select(points_ledger.c.points)
+                                   .where(points_ledger.c.reason == "description"))).scalars().all()
+        stored = (await conn.execute(select(descriptions.c.points))).scalar_one()
+    assert paid == [DESCRIPTION_POINTS] and stored == DESCRIPTION_POINTS
+    assert await count(db, description_ratings) == 4
