@@ -27,7 +27,7 @@ from models.scenes import Scene, scene_from_seed
 from settings import load_settings
 
 TOKEN = "123456:DESCRIBE-token-for-tests"
-CROWD = DescriberProfile("crowd", {"largest_color": 0.95, "count": 0.95, "largest_shape": 0.3, "largest_side": 0.3},
+CROWD = DescriberProfile("crowd", {"largest_color": 0.95, "count": 0.95, "largest_shape": 0.3, "largest_side": 0.5},
                          default=0.8)
 MODEL = DescriberProfile("model", {"largest_color": 0.3, "count": 0.3, "largest_shape": 0.95, "largest_side": 0.95},
                          default=0.8)
@@ -83,13 +83,13 @@ async def test_report_ranks_sources_by_their_known_accuracy(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path / 'cmp.sqlite3'}"
     upgrade(url)
     db = Database(url)
-    await generate_pool(db, 80, seed=21)
+    await generate_pool(db, 60, seed=21)
     settings = load_settings(database_url=url, bot_token=TOKEN, bot_enabled=False, model="fake:0")
     async with running_server(settings) as server:
-        totals = await simulate_describers(server, TOKEN, url, CROWD, 16, images_each=5, ratings_each=4, seed=2)
-    assert totals == {"described": 80, "rated": 64}
+        totals = await simulate_describers(server, TOKEN, url, CROWD, 12, images_each=5, ratings_each=4, seed=2)
+    assert totals == {"described": 60, "rated": 48}
     model = SimulatedDescribingModel(MODEL, await _scenes_by_sha(db))
-    assert await describe_missing(db, model) == 80
+    assert await describe_missing(db, model) == 60
     assert await describe_missing(db, model) == 0          # resumable: nothing is described twice
 
     report = await compare_sources(db, CompareConfig(trials=4, trees=10, point_value=0.05))
@@ -106,11 +106,11 @@ async def test_report_ranks_sources_by_their_known_accuracy(tmp_path):
         paid = (await conn.execute(select(func.sum(descriptions.c.points))
                                    .where(descriptions.c.source == "crowd"))).scalar_one() or 0
     crowd, model_costs = report.costs[0], report.costs[1]
-    assert crowd.descriptions == 80 and abs(crowd.per_description - paid * 0.05 / 80) < 1e-12
+    assert crowd.descriptions == 60 and abs(crowd.per_description - paid * 0.05 / 60) < 1e-12
     assert model_costs.source == "model" and 0 <= model_costs.per_description < 1e-3
     md, png = write_report(report, tmp_path / "report")
     text = md.read_text()
-    assert "| largest_color | 80 |" in text and "crowd/crowd" in text and "Δ model/model" in text
+    assert "| largest_color | 60 |" in text and "crowd/crowd" in text and "Δ model/model" in text
     assert png.read_bytes().startswith(b"\x89PNG") and chart_png(report).startswith(b"\x89PNG")
 
     await db.dispose()

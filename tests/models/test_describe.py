@@ -3,6 +3,7 @@ composed from its own honest answers; an OpenAI-compatible endpoint describes an
 rewrites in its own words (a local chat-completions server on a real port)."""
 from __future__ import annotations
 
+import asyncio
 
 import pytest
 from aiohttp import web
@@ -29,12 +30,14 @@ async def test_embedded_model_describes_with_its_honest_answers():
         for i in range(6):
             scene = scene_from_seed("heldout", i, "simple")
             png = render_png(scene, 384)
-            got = await describe_image(model, png)
-            count = (await model.answer(png, COUNT_QUESTION, False)).honest
-            colors = [c for c in COLORS
-                      if normalize_answer((await model.answer(png, COLOR_QUESTION.format(color=c), False)).honest) == "yes"]
-            shapes = [s for s in SHAPES
-                      if normalize_answer((await model.answer(png, SHAPE_QUESTION.format(shape=s), False)).honest) == "yes"]
+            questions = ([COUNT_QUESTION] + [COLOR_QUESTION.format(color=c) for c in COLORS]
+                         + [SHAPE_QUESTION.format(shape=s) for s in SHAPES])
+            got, *answers = await asyncio.gather(describe_image(model, png),
+                                                 *(model.answer(png, q, False) for q in questions))
+            said = [normalize_answer(a.honest) for a in answers]
+            count = answers[0].honest
+            colors = [c for c, a in zip(COLORS, said[1:1 + len(COLORS)]) if a == "yes"]
+            shapes = [s for s, a in zip(SHAPES, said[1 + len(COLORS):]) if a == "yes"]
             assert got.text == (f"There are {count} objects. Colours: {', '.join(colors) or 'none I can tell'}; "
                                 f"shapes: {', '.join(shapes) or 'none I can tell'}.")
             assert got.model_id == model.model_id and got.compute_seconds > 0
