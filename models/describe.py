@@ -5,8 +5,9 @@ picture in a sentence or two when asked, and can rewrite a person's description;
 a VQA-only model such as the embedded one cannot caption, but it can answer
 questions — so its description is composed from its honest answers to a fixed set
 of template questions (how many objects, which colours, which shapes). A backend
-that can describe says so by having `describe(image)` (and `rewrite(text)`); the
-choice is made here, once, by what the backend offers.
+that can describe says so by having `describe(image) -> Description` (and
+`rewrite(text) -> Description`); the choice is made here, once, by what the backend
+offers.
 
 Descriptions are never tainted. `compute_seconds` is the measured time the model
 worked on the description (for the questions, the wall time of their one batch), the
@@ -17,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 from models.base import VQAModel
 from models.scenes import COLORS, SHAPES, normalize_answer
@@ -41,17 +41,6 @@ class Description:
     text: str
     model_id: str
     compute_seconds: float
-
-
-@runtime_checkable
-class Describer(Protocol):
-    """A backend that describes pictures and rewrites text itself (an instruction-following model)."""
-
-    model_id: str
-
-    async def describe(self, image: bytes) -> Description: ...
-
-    async def rewrite(self, text: str) -> Description: ...
 
 
 def can_rewrite(model: object) -> bool:

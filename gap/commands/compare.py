@@ -64,11 +64,17 @@ def _compare(args: argparse.Namespace, settings) -> int:
     if args.trials < 2 or args.trees < 1:
         print("gap compare: --trials must be at least 2 and --trees at least 1", file=sys.stderr)
         return 2
+    from models.base import ModelError
+
     try:
         print(asyncio.run(run_compare(settings, args)), end="")
     except KeyboardInterrupt:
         print("\ninterrupted: the descriptions made so far are stored; rerun to continue", file=sys.stderr)
         return 130
+    except ModelError as exc:
+        print(f"gap compare: the model failed: {exc} (the descriptions made so far are stored; rerun to continue, "
+              "or --no-generate to compare what is stored)", file=sys.stderr)
+        return 1
     return 0
 
 
