@@ -24,12 +24,23 @@ class Settings(BaseSettings):
     image_seconds: float = 120.0
     taint_prob: float = Field(0.8, ge=0.0, le=1.0)
     taint_strategy: str = "decode"
+    # an answer's deadline (s), every retry to a model server included; then the player gets a clear error
+    model_timeout_s: float = Field(30.0, gt=0)
+    # openai: backend, one connection attempt and one HTTP request (s); GAP_OPENAI_API_KEY is sent as a Bearer token
+    openai_connect_timeout_s: float = Field(5.0, gt=0)
+    openai_request_timeout_s: float = Field(20.0, gt=0)
+    openai_api_key: SecretStr | None = None
+    # "short": the local model is asked for a word or a phrase (LLaVA-1.5's VQA instruction); "free": the
+    # question as the player wrote it, answered in the model's own style (decode taint keeps that style)
+    answer_style: Literal["free", "short"] = "free"
     false_alarm_penalty: int = 10
     theta: float = Field(0.8, ge=0.0, le=1.0)
     # the describe round and `gap compare` (SPEC §3.5)
     describe_seconds: float = Field(60.0, gt=0.0)
     gpu_hour_price: float = Field(2.0, ge=0.0)     # price of one GPU-hour: the model's cost per description
     point_value: float = Field(0.01, ge=0.0)       # value of one game point: the crowd's cost per description
+    duel_min_seconds: float = Field(1.5, ge=0.0, le=60.0)  # preference duels (SPEC §3.4): faster choices are refused
+    duel_redundancy: int = Field(5, ge=1, le=100)  # players per (non-gold) duel
     # how often each web worker checks for a newly promoted model round (SPEC §3.2); 0: never
     round_poll_seconds: float = Field(5.0, ge=0.0)
     webhook_url: str | None = None
@@ -71,7 +82,7 @@ class Settings(BaseSettings):
         """The live configuration with secrets masked (for /settings and logs)."""
         out: dict[str, object] = {}
         for name, value in self.model_dump().items():
-            if isinstance(getattr(self, name), SecretStr) or name in {"bot_token", "webhook_secret", "player_hash_key"}:
+            if isinstance(getattr(self, name), SecretStr) or name in {"bot_token", "webhook_secret", "player_hash_key", "openai_api_key"}:
                 out[name] = "***" if value is not None else None
             else:
                 out[name] = value

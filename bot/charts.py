@@ -16,11 +16,14 @@ def stats_png(
     images_reached: Sequence[int],
     *,
     images_per_session: int = 10,
+    duel_seconds: Sequence[float] = (),
+    duel_min_seconds: float = 0.0,
 ) -> bytes:
-    """PNG bytes: sessions per day, histogram of player reliability (s), images reached per session."""
-    fig = Figure(figsize=(12, 3.8), dpi=100, layout="constrained")
+    """PNG bytes: sessions per day, histogram of player reliability (s), images reached per session,
+    and the time per duel (SPEC §3.4) with the minimum time marked."""
+    fig = Figure(figsize=(16, 3.8), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
-    ax_days, ax_rel, ax_reach = fig.subplots(1, 3)
+    ax_days, ax_rel, ax_reach, ax_duel = fig.subplots(1, 4)
 
     days = [dt.date(1970, 1, 1) + dt.timedelta(days=d) for d, _ in sessions_per_day]
     ax_days.bar(days, [n for _, n in sessions_per_day], color="#3b82f6")
@@ -40,6 +43,15 @@ def stats_png(
     ax_reach.set_title(f"Images reached per session (n={len(images_reached)})")
     ax_reach.set_xlabel("images")
     ax_reach.set_ylabel("sessions")
+
+    top = max([duel_min_seconds * 4, 10.0] + [min(s, 60.0) for s in duel_seconds])
+    ax_duel.hist([min(s, top) for s in duel_seconds], bins=30, range=(0, top), color="#8b5cf6", edgecolor="white")
+    if duel_min_seconds:
+        ax_duel.axvline(duel_min_seconds, color="#ef4444", linestyle="--", label="minimum time")
+        ax_duel.legend(fontsize=7)
+    ax_duel.set_title(f"Seconds per duel (n={len(duel_seconds)})")
+    ax_duel.set_xlabel("seconds")
+    ax_duel.set_ylabel("duels")
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -112,6 +112,7 @@ def page_config(settings: Any) -> dict[str, Any]:
         "maxQuestion": MAX_QUESTION_CHARS,
         "maxCorrection": MAX_CORRECTION_CHARS,
         "falseAlarmPenalty": int(getattr(settings, "false_alarm_penalty", 10)),
+        "duelSeconds": float(getattr(settings, "duel_min_seconds", 1.5)),
         "examples": example_questions(),
     }
 

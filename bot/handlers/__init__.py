@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
-from bot.handlers import admin, fallback, play, players
+from bot.handlers import admin, duels, fallback, play, players
 
 PRIVATE_NEW = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
 
@@ -18,6 +18,7 @@ def register_handlers(application: Application) -> None:
         "help": players.help_command,
         "score": players.score,
         "play": play.play,
+        "duel": duels.duel,
         "stats": admin.stats,
         "pool": admin.pool,
         "compare": admin.compare,

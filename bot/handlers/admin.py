@@ -19,7 +19,7 @@ from telegram.ext import ContextTypes
 
 from bot import charts
 from bot.handlers.common import NOT_AVAILABLE, clip, deps_of, is_admin
-from game import admin_queries, rounds
+from game import admin_queries, duels_stats, rounds
 from game.errors import Invalid
 from game.export_formats import FORMATS
 
@@ -93,11 +93,22 @@ async def stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         f"• finds on untainted images: {o.finds}\n"
         f"Exportable at θ={deps.settings.theta:g}: {exportable if exportable is not None else 'n/a (evaluation failed)'}"
     )
-    png = await asyncio.to_thread(charts.stats_png, per_day, reliabilities, reached)
+    duel = await duels_stats.duel_summary(db)
+    duel_seconds = await duels_stats.duel_seconds(db)
+    median = duels_stats.time_summary([int(s * 1000) for s in duel_seconds]).get("median")
+    if duel["choices"]:
+        accuracy = duel["mean_player_accuracy"]
+        text += (f"\nDuels: {duel['choices']} choices by {duel['players']} players, {duel['removed']} removed; "
+                 f"{duel['too_fast_refused']} too-fast taps refused; mean accuracy on checks "
+                 f"{accuracy if accuracy is not None else '–'}; median {median} s per duel")
+    else:
+        text += "\nDuels: none played yet"
+    png = await asyncio.to_thread(charts.stats_png, per_day, reliabilities, reached, duel_seconds=duel_seconds,
+                                  duel_min_seconds=float(deps.settings.duel_min_seconds))
     await _reply(update, text)
     assert update.effective_chat is not None
     await context.bot.send_photo(update.effective_chat.id, photo=png, filename="gap-stats.png",
-                                 caption="Sessions per day · player reliability · images reached per session")
+                                 caption="Sessions per day · player reliability · images reached per session · seconds per duel")
 
 
 # ----------------------------------------------------------------------- /pool

@@ -23,6 +23,7 @@ HELP = (
     "Commands:\n"
     "/start — open the game\n"
     "/play — play right here in the chat (if the game button doesn't work for you)\n"
+    "/duel — duels: pick the better of two pictures or answers, five at a time\n"
     "/score — your points, rank and how reliable your judgements are\n"
     "/help — this message"
 )

@@ -37,7 +37,7 @@ async def run_compare(settings, args: argparse.Namespace) -> str:
     try:
         model_id = None
         if not args.no_generate:
-            model = await load_model(args.model or settings.model)
+            model = await load_model(args.model or settings.model, settings=settings)
             model_id = model.model_id
             bar, update = _bar("describing with the model")
             with bar:

@@ -53,6 +53,9 @@ def _evaluate(args: argparse.Namespace, settings) -> int:
 def _export(args: argparse.Namespace, settings) -> int:
     from game.exports import export_finds
 
+    if args.format == "pairs" or args.duels:
+        return _export_duels(args, settings)
+
     async def go(bar: tqdm):
         db = _database(args, settings)
         try:
@@ -78,6 +81,28 @@ def _export(args: argparse.Namespace, settings) -> int:
           f"correction say the same; types: {card['question_types']}")
     if card["examples"] == 0:
         print("note: nothing passed the filter — run `gap evaluate` first", file=sys.stderr)
+    return 0
+
+
+def _export_duels(args: argparse.Namespace, settings) -> int:
+    """Preference data from duels (SPEC §3.4): `pairs`, or `dpo` from answer duels (`--duels`)."""
+    from game.duel_export import export_dpo, export_pairs
+
+    if args.format not in ("pairs", "dpo"):
+        print("gap export: --duels writes `pairs` or `dpo`", file=sys.stderr)
+        return 2
+
+    async def go():
+        db = _database(args, settings)
+        try:
+            if args.format == "pairs":
+                return await export_pairs(db, Path(args.out))
+            return await export_dpo(db, Path(args.out))
+        finally:
+            await db.dispose()
+
+    card = asyncio.run(go())
+    print(f"wrote {card['examples']} examples ({card['images']} images) to {args.out} [{args.format}, duels]")
     return 0
 
 
@@ -172,10 +197,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     from game.export_formats import FORMATS
 
-    ex = sub.add_parser("export", help=f"write the finds at θ as training data ({', '.join(FORMATS)})")
-    ex.add_argument("--format", choices=FORMATS, default="sharegpt",
+    ex = sub.add_parser("export", help=f"write the finds at θ as training data ({', '.join(FORMATS)}), "
+                                       "or duel preferences (pairs; dpo with --duels)")
+    ex.add_argument("--format", choices=[*FORMATS, "pairs"], default="sharegpt",
                     help="sharegpt (LLaMA-Factory, with dataset_info.json), llava, trl-sft, dpo (TRL), vqa, "
-                         "hf (a Hugging Face dataset directory: Parquet with the images embedded)")
+                         "hf (a Hugging Face dataset directory: Parquet with the images embedded); "
+                         "pairs: preference duels, one line per choice")
+    ex.add_argument("--duels", action="store_true",
+                    help="export from preference duels: `pairs` (one line per choice) or `dpo` (answer duels)")
     ex.add_argument("--theta", type=float, default=None)
     ex.add_argument("--out", required=True, help="output directory (data file, images/, README.md dataset card)")
     ex.add_argument("--unfiltered", action="store_true", help="every find with a correction, ignoring θ and muting")

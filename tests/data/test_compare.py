@@ -142,6 +142,7 @@ def test_gap_compare_writes_the_report_and_resumes(tmp_path, monkeypatch, capsys
     assert "0 new model descriptions" in capsys.readouterr().err
     assert main(["compare", "--trials", "1", "--out", str(out_dir)]) == 2
     unreachable = "openai:http://127.0.0.1:9/v1?model=vlm"                  # nothing listens there
+    monkeypatch.setenv("GAP_MODEL_TIMEOUT_S", "2")
     assert main(["compare", "--trials", "2", "--model", unreachable, "--out", str(out_dir)]) == 1
     assert "gap compare: the model failed" in capsys.readouterr().err
 

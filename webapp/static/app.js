@@ -214,7 +214,7 @@
 
   // ------------------------------------------------------------------ screens
   var screen = 'loading';
-  var SCREENS = ['loading', 'auth', 'home', 'game', 'summary', 'leaders', 'validate', 'describe'];
+  var SCREENS = ['loading', 'auth', 'home', 'game', 'summary', 'leaders', 'validate', 'duel', 'describe'];
   var leadersReturn = 'home';
 
   function show(name) {
@@ -236,6 +236,7 @@
   function onBackButton() {
     if (screen === 'leaders') return leadersBack();
     if (screen === 'validate') return validateBack();
+    if (screen === 'duel') return showHome();
     if (screen === 'describe') return describeBack();
     if (screen === 'game' && mode === 'correct') return undoWrong();
   }
@@ -253,7 +254,7 @@
     document.querySelectorAll('.js-back').forEach(function (b) { b.classList.toggle('tg-mirrored', nativeBack); });
     if (tgSupports('6.1')) {
       tgTry(function () {
-        if (screen === 'leaders' || screen === 'validate' || screen === 'describe' || (playing && mode === 'correct')) tg.BackButton.show(); else tg.BackButton.hide();
+        if (screen === 'leaders' || screen === 'validate' || screen === 'duel' || screen === 'describe' || (playing && mode === 'correct')) tg.BackButton.show(); else tg.BackButton.hide();
       });
     }
     if (tgSupports('6.2')) {
@@ -797,6 +798,158 @@
     if (validateReturn === 'summary') show('summary'); else showHome();
   }
 
+  // ------------------------------------------------------------------ preference duels (SPEC §3.4)
+  // Batches of five one-tap choices; the server decides everything (hidden checks, minimum
+  // time, points, removal). The buttons wait out the minimum time the server reports.
+  var duel = { state: null, busy: false, readyAt: 0, readyTimer: null };
+  var DUEL_PANELS = ['loading', 'tutorial', 'item', 'result', 'removed'];
+
+  function duelPanel(name) {
+    DUEL_PANELS.forEach(function (p) { $('duel-' + p).hidden = p !== name; });
+  }
+
+  async function showDuels() {
+    show('duel');
+    $('duel-progress').textContent = '';
+    duelPanel('loading');
+    try {
+      var state = await api('GET', '/api/duels/current');
+      if (state.status === 'removed' || state.status === 'playing') return renderDuel(state);
+      if (!state.tutorial_done) return startTutorial();
+      await startDuels();
+    } catch (err) { handleError(err, showDuels); }
+  }
+
+  async function startDuels() {
+    duelPanel('loading');
+    try {
+      renderDuel(await api('POST', '/api/duels'));
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'removed') return renderDuel({ status: 'removed', message: err.message });
+      handleError(err, startDuels);
+    }
+  }
+
+  function startTutorial() {
+    $('tut-feedback').textContent = '';
+    $('tut-rules').hidden = $('btn-tut-start').hidden = true;
+    $('tut-left').className = $('tut-right').className = 'duel-side';
+    $('tut-left').disabled = $('tut-right').disabled = false;
+    duelPanel('tutorial');
+  }
+
+  function tutorialPick(right) {
+    if (!right) {
+      $('tut-left').className = 'duel-side wrong-pick';
+      $('tut-feedback').textContent = 'Not quite — look again: the caption says a red circle.';
+      return;
+    }
+    $('tut-right').className = 'duel-side right-pick';
+    $('tut-left').className = 'duel-side';
+    $('tut-left').disabled = $('tut-right').disabled = true;
+    $('tut-feedback').textContent = 'Right! That is all there is to it.';
+    $('tut-rules').hidden = $('btn-tut-start').hidden = false;
+    $('btn-tut-start').focus();
+  }
+
+  async function finishTutorial() {
+    try {
+      await api('POST', '/api/duels/tutorial');
+    } catch (err) { return handleError(err, finishTutorial); }
+    await startDuels();
+  }
+
+  function renderDuel(state) {
+    duel.state = state;
+    clearTimeout(duel.readyTimer);
+    if (state.status === 'removed') {
+      $('duel-progress').textContent = '';
+      $('duel-removed').textContent = state.message || 'Duels are closed for you.';
+      return duelPanel('removed');
+    }
+    if (state.status === 'finished' && state.result) {
+      var r = state.result;
+      $('duel-progress').textContent = 'Batch done';
+      $('duel-points').textContent = String(r.points || 0);
+      $('duel-checks').textContent = 'Checks right: ' + r.checks_right + ' of ' + r.checks +
+        ' · your accuracy: ' + Math.round(100 * Number(r.accuracy || 0)) + ' %';
+      duelPanel('result');
+      $('btn-duel-next').focus();
+      return;
+    }
+    if (state.status !== 'playing' || !state.item) return startDuels();
+    var item = state.item;
+    $('duel-progress').textContent = 'Duel ' + (Number(item.index) + 1) + ' / ' + item.total;
+    $('duel-ask').textContent = item.kind === 'caption' ? 'Which picture fits the caption?' : 'Which answer is right?';
+    $('duel-prompt').textContent = '“' + item.prompt + '”';
+    $('duel-image').hidden = !item.image_url;
+    if (item.image_url) $('duel-image').src = item.image_url;
+    ['left', 'right'].forEach(function (side) {
+      var btn = $('duel-' + side);
+      var s = item[side] || {};
+      btn.textContent = '';
+      if (s.url) {
+        var img = el('img');
+        img.src = s.url;
+        img.alt = side === 'left' ? 'Left picture' : 'Right picture';
+        btn.appendChild(img);
+        btn.setAttribute('aria-label', side === 'left' ? 'Left picture' : 'Right picture');
+      } else {
+        btn.appendChild(el('span', 'duel-text', s.text || ''));
+        btn.setAttribute('aria-label', (side === 'left' ? 'Left answer: ' : 'Right answer: ') + (s.text || ''));
+      }
+      btn.disabled = true;
+    });
+    duel.readyAt = performance.now() + Math.max(0, Number(item.wait_ms) || 0);
+    duelPanel('item');
+    armDuel();
+  }
+
+  function armDuel() {
+    clearTimeout(duel.readyTimer);
+    var ms = duel.readyAt - performance.now();
+    if (ms > 0) {
+      $('duel-hint').textContent = 'Look at both…';
+      duel.readyTimer = setTimeout(armDuel, ms);
+      return;
+    }
+    $('duel-left').disabled = $('duel-right').disabled = false;
+    $('duel-hint').textContent = 'Tap your choice.';
+  }
+
+  async function refreshDuel() {
+    try { renderDuel(await api('GET', '/api/duels/current')); } catch (err) { handleError(err, refreshDuel); }
+  }
+
+  async function chooseDuel(side) {
+    var item = duel.state && duel.state.item;
+    if (!item || duel.busy || $('duel-' + side).disabled) return;
+    duel.busy = true;
+    $('duel-left').disabled = $('duel-right').disabled = true;
+    var body = { request_id: newRequestId(), choice: side };
+    var run = async function () {
+      try {
+        var state = await api('POST', '/api/duels/items/' + encodeURIComponent(item.item_id) + '/choice', body);
+        duel.busy = false;
+        haptic('light');
+        renderDuel(state);
+      } catch (err) {
+        duel.busy = false;
+        if (err instanceof ApiError && err.code === 'too_fast') {
+          $('duel-hint').textContent = err.message;
+          duel.readyAt = performance.now() + 500;
+          return armDuel();
+        }
+        if (err instanceof ApiError && err.code === 'removed') return renderDuel({ status: 'removed', message: err.message });
+        if (err instanceof ApiError && (err.status === 404 || err.status === 409)) return refreshDuel();
+        if (err instanceof ApiError && (err.status === 0 || err.retryable)) { duel.busy = true; return handleError(err, run); }
+        handleError(err);
+        armDuel();
+      }
+    };
+    await run();
+  }
+
   // ------------------------------------------------------------------ describe round (SPEC §3.5)
   // One picture to describe within the server's deadline, then other players'
   // descriptions to rate ("does it fit the picture?"); confirmed descriptions earn points.
@@ -1013,6 +1166,15 @@
     $('btn-misfits').addEventListener('click', function () { sendRating(false); });
     $('btn-agree').addEventListener('click', function () { sendCheck(true); });
     $('btn-disagree').addEventListener('click', function () { sendCheck(false); });
+    $('btn-duels').addEventListener('click', showDuels);
+    $('btn-duel-back').addEventListener('click', showHome);
+    $('btn-duel-next').addEventListener('click', startDuels);
+    $('duel-left').addEventListener('click', function () { chooseDuel('left'); });
+    $('duel-right').addEventListener('click', function () { chooseDuel('right'); });
+    $('tut-left').addEventListener('click', function () { tutorialPick(false); });
+    $('tut-right').addEventListener('click', function () { tutorialPick(true); });
+    $('btn-tut-start').addEventListener('click', finishTutorial);
+    document.querySelectorAll('.js-duel-seconds').forEach(function (n) { n.textContent = String(cfg.duelSeconds === undefined ? 1.5 : cfg.duelSeconds); });
     $('tab-week').addEventListener('click', function () { showLeaders('week'); });
     $('tab-all').addEventListener('click', function () { showLeaders('all'); });
     $('screen-leaders').querySelector('[role=tablist]').addEventListener('keydown', function (e) {
@@ -1069,6 +1231,7 @@
   // ------------------------------------------------------------------ boot
   async function loadInitial() {
     try {
+      if (/(^|[?&])mode=duels(&|$)/.test(window.location.search)) return showDuels();   // the bot's /duel button
       var state = await api('GET', '/api/sessions/current');
       if (state && state.status === 'playing') return applyState(state, { focus: false });
       showHome();

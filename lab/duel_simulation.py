@@ -1,0 +1,191 @@
+"""Simulated duellers over the real HTTP API (SPEC §3.4): proof that the GameLabel rules do
+what they claim.
+
+Four kinds of players play batches through `/api/duels` exactly like the page does
+(signed initData, request ids, waiting out the `wait_ms` the server reports):
+
+- careful: picks the right side with probability 0.97 on unambiguous pairs and 0.9 on
+  near misses;
+- sloppy: 0.7, and one tap in five comes too fast (refused and counted by the server,
+  then retried after the wait);
+- random: a fair coin;
+- always-left: always the left side.
+
+A player "sees" a duel through its ground truth: the simulator maps the duel's id to the
+side that is right, as it would read a scene graph — it never reads the gold flag, the
+player's record or the removal state (those come back from the API). Each plays
+`batches` batches (random and always-left players keep coming back, up to 40) or until removed. The report compares, against the truth of the
+procedural duels, accuracy-weighted labels with majority vote, and counts removals per
+kind, the measured accuracy on gold and the refused too-fast taps.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from game import duel_rules as R
+from game.db import Database
+from game.duel_export import load_choices, majority_labels, weighted_labels
+from game.duels_stats import duel_summary
+from webapp.auth import sign_init_data
+
+KINDS = ("careful", "sloppy", "random", "always-left")
+
+
+@dataclass(frozen=True)
+class Dueller:
+    telegram_id: int
+    kind: str
+
+
+def population(counts: dict[str, int], first_id: int = 7_000_000) -> list[Dueller]:
+    out, next_id = [], first_id
+    for kind in KINDS:
+        for _ in range(counts.get(kind, 0)):
+            out.append(Dueller(next_id, kind))
+            next_id += 1
+    return out
+
+
+class Eyes:
+    """The right displayed side of a duel, from the database file (the simulator's view of
+    the pictures); None when the duel has no ground truth."""
+
+    def __init__(self, sqlite_path: Path) -> None:
+        self.con = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+
+    def right_side(self, item_id: str) -> tuple[str | None, bool]:
+        row = self.con.execute("SELECT i.swapped, p.truth, p.source FROM duel_items i JOIN duel_pairs p "
+                               "ON p.id = i.pair_id WHERE i.id = ?", (item_id,)).fetchone()
+        if row is None or row[1] is None:
+            return None, False
+        swapped, truth, source = row
+        near = source not in ("gold",)
+        return ("left" if (truth == "a") != bool(swapped) else "right"), near
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def decide(kind: str, right: str | None, near: bool, rng: random.Random) -> str:
+    if kind == "always-left":
+        return "left"
+    if right is None or kind == "random":
+        return rng.choice(R.CHOICES)
+    p = (0.9 if near else 0.97) if kind == "careful" else 0.7
+    wrong = "right" if right == "left" else "left"
+    return right if rng.random() < p else wrong
+
+
+async def _call(http: aiohttp.ClientSession, method: str, url: str, auth: str, body: dict | None = None):
+    async with http.request(method, url, json=body, headers={"Authorization": f"tma {auth}"}) as resp:
+        return resp.status, await resp.json()
+
+
+PERSISTENT = ("random", "always-left")   # bad players keep coming back until the game stops them
+
+
+async def play(http: aiohttp.ClientSession, base: str, token: str, player: Dueller, eyes: Eyes, batches: int,
+               seed: int, persist_batches: int = 40) -> dict[str, Any]:
+    """One player's batches (random and always-left players: up to `persist_batches`, as
+    long as they are let in); returns what the API told them."""
+    if player.kind in PERSISTENT:
+        batches = max(batches, persist_batches)
+    rng = random.Random(f"{seed}:{player.telegram_id}")
+    auth = sign_init_data(token, {"id": player.telegram_id, "first_name": f"sim {player.kind}"})
+    points = refused = checks = checks_right = played = 0
+    removed = False
+    for _ in range(batches):
+        status, state = await _call(http, "POST", f"{base}/api/duels", auth)
+        if status == 409 and state["error"]["code"] == "removed":
+            removed = True
+            break
+        if status != 200:
+            raise RuntimeError(f"start: {status} {state}")
+        while state["status"] == "playing":
+            item = state["item"]
+            right, near = await asyncio.to_thread(eyes.right_side, item["item_id"])
+            pick = decide(player.kind, right, near, rng)
+            too_quick = player.kind == "sloppy" and rng.random() < 0.2
+            if not too_quick:
+                await asyncio.sleep(item["wait_ms"] / 1000 + 0.005)
+            body = {"request_id": uuid.uuid4().hex, "choice": pick}
+            url = f"{base}/api/duels/items/{item['item_id']}/choice"
+            status, got = await _call(http, "POST", url, auth, body)
+            if status == 409 and got["error"]["code"] == "too_fast":
+                refused += 1
+                await asyncio.sleep(item["wait_ms"] / 1000 + 0.01)
+                status, got = await _call(http, "POST", url, auth, body)
+            if status != 200:
+                raise RuntimeError(f"choice: {status} {got}")
+            state = got
+        played += 1
+        if state.get("result"):
+            points += int(state["result"]["points"])
+            checks += int(state["result"]["checks"])
+            checks_right += int(state["result"]["checks_right"])
+        if state["status"] == "removed":
+            removed = True
+            break
+    return {"kind": player.kind, "telegram_id": player.telegram_id, "points": points, "removed": removed,
+            "refused": refused, "checks": checks, "checks_right": checks_right, "batches": played}
+
+
+async def simulate(base: str, token: str, db_url: str, sqlite_path: Path, counts: dict[str, int], *,
+                   batches: int = 15, seed: int = 0, concurrency: int = 16) -> dict[str, Any]:
+    """Play everyone (at most `concurrency` at once) and return the report."""
+    players = population(counts)
+    eyes = Eyes(sqlite_path)
+    gate = asyncio.Semaphore(concurrency)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def one(p: Dueller):
+                async with gate:
+                    return await play(http, base, token, p, eyes, batches, seed)
+            results = await asyncio.gather(*(one(p) for p in players))
+    finally:
+        eyes.close()
+    return await report(results, db_url)
+
+
+async def report(results: list[dict[str, Any]], db_url: str) -> dict[str, Any]:
+    """Per kind: removals, points, refused taps and the accuracy on gold the game measured;
+    overall: weighted vs majority labels against the truth of the procedural duels."""
+    db = Database(db_url)
+    try:
+        choices, records = await load_choices(db)
+        stats = await duel_summary(db)
+    finally:
+        await db.dispose()
+    truth = {c.pair_id: c.truth for c in choices if not c.gold and c.truth is not None}
+    weighted = {p: s for p, (s, _) in weighted_labels(choices, records).items() if p in truth}
+    majority = {p: s for p, s in majority_labels(choices).items() if p in truth}
+
+    def agreement(labels: dict[int, str]) -> float:
+        # an undecided duel (a tie, or only zero-weight labels) counts as a coin flip, so
+        # both aggregations are scored on the same duels
+        if not truth:
+            return float("nan")
+        return sum(1.0 if labels.get(p) == t else 0.5 if p not in labels else 0.0 for p, t in truth.items()) / len(truth)
+
+    by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in results:
+        by_kind[r["kind"]].append(r)
+    kinds = {}
+    for kind, rs in by_kind.items():
+        checks = sum(r["checks"] for r in rs)
+        kinds[kind] = {"players": len(rs), "removed_share": round(sum(r["removed"] for r in rs) / len(rs), 3),
+                       "mean_points": round(sum(r["points"] for r in rs) / len(rs), 1),
+                       "too_fast_refused": sum(r["refused"] for r in rs),
+                       "gold_accuracy": round(sum(r["checks_right"] for r in rs) / checks, 3) if checks else None,
+                       "mean_batches": round(sum(r["batches"] for r in rs) / len(rs), 1)}
+    return {"duels_with_truth": len(truth), "weighted_agreement": round(agreement(weighted), 4),
+            "majority_agreement": round(agreement(majority), 4), "kinds": kinds, "stats": stats}

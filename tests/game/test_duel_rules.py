@@ -1,0 +1,110 @@
+"""The pure rules of preference duels (SPEC §3.4), without a database."""
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from game import duel_rules as R
+from game.errors import Invalid
+
+
+@pytest.mark.parametrize("value", ["left", "right"])
+def test_choice_is_left_or_right(value):
+    assert R.clean_choice(value) == value
+
+
+@pytest.mark.parametrize("value", ["tie", "both", "", None, 0, 1, True, ["left"], "LEFT", "left "])
+def test_no_ties_and_nothing_else(value):
+    with pytest.raises(Invalid, match="no ties"):
+        R.clean_choice(value)
+
+
+def test_bounds_are_credible_not_raw_ratios():
+    lower, upper = R.accuracy_bounds(R.GoldRecord(3, 0))
+    # 3 of 3 is a raw ratio of 1.0; the posterior is still unsure
+    assert 0.4 < lower < 0.6 and upper > 0.95
+    lower, upper = R.accuracy_bounds(R.GoldRecord(300, 0))
+    assert lower > 0.98
+    lower, upper = R.accuracy_bounds(R.GoldRecord(0, 0))
+    assert lower == pytest.approx(0.05) and upper == pytest.approx(0.95)
+
+
+def test_gold_rate_starts_high_falls_for_credibly_accurate_players_never_zero():
+    newcomer = R.gold_rate(R.GoldRecord())
+    assert newcomer == R.GOLD_RATE_START
+    # a few lucky answers are not credible yet
+    assert R.gold_rate(R.GoldRecord(3, 0)) == R.GOLD_RATE_START
+    rates = [R.gold_rate(R.GoldRecord(c, c // 10)) for c in (5, 10, 20, 40, 80, 1000)]
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
+    assert rates[-1] == R.GOLD_RATE_FLOOR > 0
+    # a mediocre player with many observations keeps the high rate
+    assert R.gold_rate(R.GoldRecord(500, 500)) == R.GOLD_RATE_START
+
+
+def test_gold_count_follows_the_rate_and_is_at_least_one():
+    rng = random.Random(3)
+    new = [R.gold_count(rng, R.GoldRecord()) for _ in range(4000)]
+    trusted = [R.gold_count(rng, R.GoldRecord(1000, 10)) for _ in range(4000)]
+    assert min(new + trusted) >= 1 and max(new) <= R.BATCH_SIZE
+    assert sum(new) / len(new) == pytest.approx(R.BATCH_SIZE * R.GOLD_RATE_START, abs=0.1)
+    assert sum(trusted) / len(trusted) < 1.3  # the floor of 0.15 of 5, raised to at least one
+
+
+def test_removal_needs_credible_evidence():
+    assert not R.should_remove(R.GoldRecord(0, 0))
+    assert not R.should_remove(R.GoldRecord(0, 1))     # one mistake: unsure
+    assert not R.should_remove(R.GoldRecord(1, 2))     # a raw ratio of 1/3, but three answers only
+    assert R.should_remove(R.GoldRecord(0, 5))
+    assert R.should_remove(R.GoldRecord(25, 25))       # coin flipping, 50 times
+    assert not R.should_remove(R.GoldRecord(45, 5))    # a careful player
+    assert not R.should_remove(R.GoldRecord(7, 3))     # 70 % on ten: not credibly below the bar
+    assert "closed" in R.REMOVAL_MESSAGE
+
+
+def test_careful_players_are_kept_and_random_ones_removed_over_many_gold():
+    rng = random.Random(11)
+
+    def removed(p: float, n: int = 60) -> bool:
+        c = w = 0
+        for _ in range(n):
+            if rng.random() < p:
+                c += 1
+            else:
+                w += 1
+            if R.should_remove(R.GoldRecord(c, w)):
+                return True
+        return False
+
+    assert sum(removed(0.5) for _ in range(150)) / 150 >= 0.9
+    assert sum(removed(0.95) for _ in range(150)) / 150 <= 0.02
+
+
+def test_points_by_accuracy():
+    assert R.batch_points(R.GoldRecord(0, 0)) == 0           # chance
+    assert R.batch_points(R.GoldRecord(5, 5)) == 0
+    assert R.batch_points(R.GoldRecord(0, 10)) == 0           # never negative
+    high, low = R.batch_points(R.GoldRecord(50, 0)), R.batch_points(R.GoldRecord(35, 15))
+    assert 45 <= high <= 50 and 0 < low < high
+    assert R.batch_points(R.GoldRecord(50, 0), duels=2) < high
+
+
+def test_label_weight_is_log_odds_and_zero_below_chance():
+    assert R.label_weight(R.GoldRecord()) == 0
+    assert R.label_weight(R.GoldRecord(2, 8)) == 0
+    assert R.label_weight(R.GoldRecord(8, 0)) == pytest.approx(math.log(9))  # mean 0.9: odds 9
+
+
+def test_min_time():
+    assert not R.check_min_time(1000, 2499, 1.5)
+    assert R.check_min_time(1000, 2500, 1.5)
+    assert R.check_min_time(1000, 1000, 0)
+
+
+def test_arrangement_is_a_fair_coin_and_maps_back():
+    rng = random.Random(5)
+    swaps = sum(R.arrange(rng) for _ in range(4000))
+    assert 1800 < swaps < 2200
+    assert R.side_to_canonical("left", False) == "a" and R.side_to_canonical("right", False) == "b"
+    assert R.side_to_canonical("left", True) == "b" and R.side_to_canonical("right", True) == "a"
