@@ -145,155 +145,218 @@ async def _set_state(conn, key: str, value: Any) -> None:
         await conn.execute(eval_state.insert().values(key=key, value=text))
 
 
+@dataclass
+class _Window:
+    """The answers this run reads: judged after the stored watermark and before the settle cutoff."""
+    watermark: int
+    cutoff: int
+    total_before: int
+
+
+@dataclass
+class _NewAnswers:
+    """The new answers' sufficient statistics, keyed (player_id, stratum, kind, flagged) → n,
+    and the question type of every distinct question that was flagged on an untainted image."""
+    n_read: int
+    delta: dict[tuple[int, str, int, bool], int]
+    find_qtypes: dict[str, str]
+
+
+@dataclass
+class _Fit:
+    """All statistics so far, their refit (game.evaluation.evaluate) and the indexes that map them back to rows."""
+    counts: Counts
+    result: EvalResult
+    player_ids: list[int]
+    groups: list[str]
+    admin_muted: set[int]
+    pi_reliable: float
+
+    def status(self, i: int) -> str:
+        p = self.player_ids[i]
+        return MUTED if (self.result.muted[i] or p in self.admin_muted) else HELD if self.result.gated[i] else OK
+
+
+_A, _SI, _I = T.answers, T.session_images, T.images
+_FLAG = case((and_(_A.c.verdict == "wrong", _A.c.correction.is_not(None),
+                   func.length(func.trim(_A.c.correction)) > 0), 1), else_=0)
+_JOINED = _A.join(_SI, _A.c.session_image_id == _SI.c.id).join(_I, _A.c.image_id == _I.c.id)
+
+
+def _in_window(window: _Window):
+    return and_(_A.c.verdict.is_not(None), _A.c.judged_at > window.watermark, _A.c.judged_at <= window.cutoff)
+
+
 async def run_evaluation(db: Database, config: EvalConfig = EvalConfig(), *, now_ms: int | None = None,
                          player_model: bool = False, plot_path: Path | None = None) -> EvaluationSummary:
-    """One incremental evaluation pass; returns the summary that `gap evaluate` prints."""
+    """One incremental evaluation pass (SPEC §2); returns the summary that `gap evaluate` prints.
+
+    Named steps, all in one write transaction: read the window → count the new answers →
+    store their finds → add the counts → refit over everything → store the estimates."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    cutoff = now_ms - SETTLE_MS
     async with db.write() as conn:
         await _one_run_at_a_time(conn)
-        watermark = int(await get_state(conn, "watermark_ms", -1))
-        total_before = int(await get_state(conn, "answers_evaluated", 0))
-        # Read the new answers' few columns and aggregate here: a SQL GROUP BY over a million
-        # rows (with the question text) sorts on disk and is several times slower than one scan.
-        A, SI, I = T.answers, T.session_images, T.images
-        flag_expr = case((and_(A.c.verdict == "wrong", A.c.correction.is_not(None),
-                               func.length(func.trim(A.c.correction)) > 0), 1), else_=0)
-        window = and_(A.c.verdict.is_not(None), A.c.judged_at > watermark, A.c.judged_at <= cutoff)
-        joined = A.join(SI, A.c.session_image_id == SI.c.id).join(I, A.c.image_id == I.c.id)
-        scan = (select(A.c.player_id, SI.c.tainted, A.c.tainted, flag_expr, I.c.complexity, A.c.question,
-                       I.c.model_accuracy)
-                .select_from(joined).where(window))
-        rows = await _fetch_tuples(conn, scan)
-        # 1. add the new answers' sufficient statistics
-        n_new = n_new_all = len(rows)
-        delta: dict[tuple[int, str, int, bool], int] = {}
-        qtypes: dict[str, str] = {}  # classify each distinct text once
-        find_questions: set[str] = set()
-        if rows:
-            # Gold (answers on tainted images) only from images whose measured accuracy is very
-            # high: an image that barely passed the reliable-pool threshold is often not reliable
-            # (measured on few questions), and its "tainted" answers may be right, its honest ones
-            # wrong — which would make careful players look insensitive and alarmist.
-            rows = [r for r in rows if not r[1] or r[6] is None or r[6] >= config.gold_min_accuracy]
-            n_new = len(rows)
-        if rows:
-            player, img_t, ans_t, flag, complexity, question, _acc = zip(*rows)
-            kind = np.where(np.asarray(img_t, dtype=bool),
-                            np.where(np.asarray(ans_t, dtype=bool), TAINTED, HONEST_TAINTED), UNTAINTED)
-            flag_arr = np.asarray(flag, dtype=np.int64)
-            q_codes: dict[str, int] = {}
-            q_idx = np.fromiter((q_codes.setdefault(q, len(q_codes)) for q in question), dtype=np.int64, count=n_new)
-            c_codes: dict[str | None, int] = {}
-            c_idx = np.fromiter((c_codes.setdefault(c, len(c_codes)) for c in complexity), dtype=np.int64, count=n_new)
-            q_list = list(q_codes)
-            for q in q_list:
-                qtypes[q] = classify_question(q)
-            t_names = sorted(set(qtypes.values()))
-            q_type_idx = np.array([t_names.index(qtypes[q]) for q in q_list], dtype=np.int64)
-            c_list = list(c_codes)
-            grp_names = [stratum(c, tn) for c in c_list for tn in t_names]
-            grp_idx = np.where(kind == UNTAINTED, 1 + c_idx * len(t_names) + q_type_idx[q_idx], 0)
-            p_arr = np.asarray(player, dtype=np.int64)
-            key = ((p_arr * (len(grp_names) + 1) + grp_idx) * 3 + kind) * 2 + flag_arr
-            uniq, cnt = np.unique(key, return_counts=True)
-            for k, n in zip(uniq.tolist(), cnt.tolist()):
-                f_, rest = k % 2, k // 2
-                kd, rest = rest % 3, rest // 3
-                g_, p_ = rest % (len(grp_names) + 1), rest // (len(grp_names) + 1)
-                delta[(p_, grp_names[g_ - 1] if g_ else "", kd, bool(f_))] = n
-            finds = (kind == UNTAINTED) & (flag_arr == 1)
-            find_questions = {q_list[i] for i in np.unique(q_idx[finds]).tolist()}
-        if find_questions:
-            # per-find rows, written by the database itself (INSERT … SELECT) through a temporary
-            # question → type table, so a million answers never pass through Python one by one
-            tmp = Table("eval_qtypes_tmp", MetaData(), Column("question", Text), Column("qtype", String(16)),
-                        prefixes=["TEMPORARY"])
-            await conn.run_sync(lambda c: tmp.create(c, checkfirst=True))
-            await conn.execute(tmp.delete())
-            await conn.execute(tmp.insert(), [{"question": q, "qtype": qtypes[q]} for q in find_questions])
-            grp_expr = func.coalesce(I.c.complexity, "unknown") + literal(":") + tmp.c.qtype
-            src = (select(A.c.id, A.c.player_id, grp_expr, tmp.c.qtype, literal(now_ms))
-                   .select_from(joined.join(tmp, tmp.c.question == A.c.question))
-                   .where(and_(window, SI.c.tainted.is_(False), flag_expr == 1)))
-            await conn.execute(find_answers.insert().from_select(
-                ["answer_id", "player_id", "grp", "question_type", "created_at"], src))
-            await conn.run_sync(lambda c: tmp.drop(c))
-        existing = {(r.player_id, r.grp, r.kind, bool(r.flagged)): r.n
-                    for r in (await conn.execute(select(eval_counts))).all()}
-        upd = [{"p": k[0], "g": k[1], "k": k[2], "f": k[3], "n": existing[k] + n} for k, n in delta.items() if k in existing]
-        ins = [{"player_id": k[0], "grp": k[1], "kind": k[2], "flagged": k[3], "n": n}
-               for k, n in delta.items() if k not in existing]
-        if upd:
-            await conn.execute(
-                update(eval_counts).where(and_(eval_counts.c.player_id == bindparam("p"), eval_counts.c.grp == bindparam("g"),
-                                               eval_counts.c.kind == bindparam("k"), eval_counts.c.flagged == bindparam("f")))
-                .values(n=bindparam("n")), upd)
-        await _insert_many(conn, eval_counts, ins)
-        for k, n in delta.items():
-            existing[k] = existing.get(k, 0) + n
+        window = await _read_window(conn, now_ms)
+        new = await _count_new_answers(conn, window, config)
+        await _store_finds(conn, window, new.find_qtypes, now_ms)
+        totals = await _add_counts(conn, new.delta)
+        fit = await _refit(conn, totals, config)
+        total = window.total_before + new.n_read
+        pi = await _store_estimates(conn, fit, window, total, now_ms)
+    pm_summary = await fit_and_store_player_model(db, plot_path=plot_path, now_ms=now_ms) if player_model else None
+    return _summary(fit, config, new_answers=new.n_read, total=total, pi=pi,
+                    watermark_ms=max(window.watermark, window.cutoff), player_model=pm_summary)
 
-        # 2. refit over all statistics
-        player_ids = sorted({k[0] for k in existing})
-        groups = sorted({k[1] for k in existing if k[2] == UNTAINTED}) or ["unknown:other"]
-        p_index = {p: i for i, p in enumerate(player_ids)}
-        g_index = {g: i for i, g in enumerate(groups)}
-        counts = Counts.zeros(len(player_ids), len(groups))
-        for (p, g, kind, flagged), n in existing.items():
-            if kind == UNTAINTED:
-                counts.untainted[p_index[p], g_index[g], int(flagged)] += n
-            else:
-                counts.gold[p_index[p], kind, int(flagged)] += n
-        acc = (await conn.execute(select(func.avg(T.images.c.model_accuracy))
-                                   .where(and_(T.images.c.reliable.is_(True), T.images.c.model_accuracy.is_not(None),
-                                               T.images.c.model_accuracy >= config.gold_min_accuracy)))).scalar()
-        pi_reliable = 0.0 if acc is None else float(min(0.5, max(0.0, 1.0 - acc)))
-        parents = sorted({g.split(":", 1)[0] for g in groups})
-        group_parent = np.array([parents.index(g.split(":", 1)[0]) for g in groups], dtype=np.int64)
-        result = evaluate(counts, config, pi_reliable=pi_reliable, group_parent=group_parent)
-        admin_muted = {r.id for r in (await conn.execute(select(T.players.c.id).where(T.players.c.muted.is_(True)))).all()}
 
-        # 3. store the estimates
-        await _store_player_estimates(conn, result, counts, player_ids, admin_muted, now_ms)
-        cells = []
-        for p, i in p_index.items():
-            status = MUTED if (result.muted[i] or p in admin_muted) else HELD if result.gated[i] else OK
-            for g, j in g_index.items():
-                if counts.untainted[i, j, 1] > 0:
-                    cells.append({"player_id": p, "grp": g, "posterior": float(result.find_posterior[i, j]),
-                                  "status": status, "updated_at": now_ms})
-        await conn.execute(find_cells.delete())
-        await _insert_many(conn, find_cells, cells)
-        # Peer validation (SPEC §3.3) feeds the posterior: each voted find's cell posterior,
-        # updated by its validators' votes with their s and f, is stored per find
-        # (validation_posteriors; answer_posteriors_query prefers it).
-        from game.validation import store_vote_posteriors
+async def _read_window(conn, now_ms: int) -> _Window:
+    return _Window(watermark=int(await get_state(conn, "watermark_ms", -1)), cutoff=now_ms - SETTLE_MS,
+                   total_before=int(await get_state(conn, "answers_evaluated", 0)))
 
-        await conn.run_sync(store_vote_posteriors, now_ms)
-        new_watermark = max(watermark, cutoff)
-        total = total_before + n_new_all
-        await _set_state(conn, "watermark_ms", new_watermark)
-        await _set_state(conn, "answers_evaluated", total)
-        pi = {g: float(result.pi[j]) for g, j in g_index.items()}
-        await _set_state(conn, "pi", {"global": result.pi_global, "strata": pi, "reliable_pool": pi_reliable})
 
-    pm_summary = None
-    if player_model:
-        pm_summary = await fit_and_store_player_model(db, plot_path=plot_path, now_ms=now_ms)
-    finds = int(counts.untainted[:, :, 1].sum())
-    exportable = 0
-    for p, i in p_index.items():
-        if result.muted[i] or result.gated[i] or p in admin_muted:
-            continue
-        exportable += int(counts.untainted[i, :, 1][result.find_posterior[i] >= config.theta].sum())
+async def _count_new_answers(conn, window: _Window, config: EvalConfig) -> _NewAnswers:
+    """Read the new answers' few columns and aggregate here: a SQL GROUP BY over a million
+    rows (with the question text) sorts on disk and is several times slower than one scan."""
+    scan = (select(_A.c.player_id, _SI.c.tainted, _A.c.tainted, _FLAG, _I.c.complexity, _A.c.question,
+                   _I.c.model_accuracy)
+            .select_from(_JOINED).where(_in_window(window)))
+    rows = await _fetch_tuples(conn, scan)
+    n_read = len(rows)
+    # Gold (answers on tainted images) only from images whose measured accuracy is very
+    # high: an image that barely passed the reliable-pool threshold is often not reliable
+    # (measured on few questions), and its "tainted" answers may be right, its honest ones
+    # wrong — which would make careful players look insensitive and alarmist.
+    rows = [r for r in rows if not r[1] or r[6] is None or r[6] >= config.gold_min_accuracy]
+    if not rows:
+        return _NewAnswers(n_read, {}, {})
+    player, img_t, ans_t, flag, complexity, question, _acc = zip(*rows)
+    kind = np.where(np.asarray(img_t, dtype=bool),
+                    np.where(np.asarray(ans_t, dtype=bool), TAINTED, HONEST_TAINTED), UNTAINTED)
+    flagged = np.asarray(flag, dtype=np.int64)
+    q_list, q_idx = _codes(question)
+    c_list, c_idx = _codes(complexity)
+    qtypes = {q: classify_question(q) for q in q_list}  # each distinct text once
+    t_names = sorted(set(qtypes.values()))
+    q_type_idx = np.array([t_names.index(qtypes[q]) for q in q_list], dtype=np.int64)
+    grp_names = [stratum(c, tn) for c in c_list for tn in t_names]
+    group = np.where(kind == UNTAINTED, c_idx * len(t_names) + q_type_idx[q_idx], 0)
+    player_ids, p_idx = np.unique(np.asarray(player, dtype=np.int64), return_inverse=True)
+    counts = Counts.from_answers(p_idx, kind, flagged, group, n_players=len(player_ids), n_groups=len(grp_names))
+    delta: dict[tuple[int, str, int, bool], int] = {}
+    for p, kd, f in zip(*np.nonzero(counts.gold)):
+        delta[(int(player_ids[p]), "", int(kd), bool(f))] = int(counts.gold[p, kd, f])
+    for p, g, f in zip(*np.nonzero(counts.untainted)):
+        delta[(int(player_ids[p]), grp_names[g], UNTAINTED, bool(f))] = int(counts.untainted[p, g, f])
+    finds = (kind == UNTAINTED) & (flagged == 1)
+    find_qtypes = {q_list[i]: qtypes[q_list[i]] for i in np.unique(q_idx[finds]).tolist()}
+    return _NewAnswers(n_read, delta, find_qtypes)
+
+
+def _codes(values) -> tuple[list, np.ndarray]:
+    """Distinct values in first-seen order and each value's index into them."""
+    codes: dict[Any, int] = {}
+    idx = np.fromiter((codes.setdefault(v, len(codes)) for v in values), dtype=np.int64, count=len(values))
+    return list(codes), idx
+
+
+async def _store_finds(conn, window: _Window, find_qtypes: dict[str, str], now_ms: int) -> None:
+    """Per-find rows, written by the database itself (INSERT … SELECT) through a temporary
+    question → type table, so a million answers never pass through Python one by one."""
+    if not find_qtypes:
+        return
+    tmp = Table("eval_qtypes_tmp", MetaData(), Column("question", Text), Column("qtype", String(16)),
+                prefixes=["TEMPORARY"])
+    await conn.run_sync(lambda c: tmp.create(c, checkfirst=True))
+    await conn.execute(tmp.delete())
+    await conn.execute(tmp.insert(), [{"question": q, "qtype": t} for q, t in find_qtypes.items()])
+    grp_expr = func.coalesce(_I.c.complexity, "unknown") + literal(":") + tmp.c.qtype
+    src = (select(_A.c.id, _A.c.player_id, grp_expr, tmp.c.qtype, literal(now_ms))
+           .select_from(_JOINED.join(tmp, tmp.c.question == _A.c.question))
+           .where(and_(_in_window(window), _SI.c.tainted.is_(False), _FLAG == 1)))
+    await conn.execute(find_answers.insert().from_select(
+        ["answer_id", "player_id", "grp", "question_type", "created_at"], src))
+    await conn.run_sync(lambda c: tmp.drop(c))
+
+
+async def _add_counts(conn, delta: dict[tuple[int, str, int, bool], int]) -> dict[tuple[int, str, int, bool], int]:
+    """Add the new counts to the stored ones; returns the totals."""
+    totals = {(r.player_id, r.grp, r.kind, bool(r.flagged)): r.n
+              for r in (await conn.execute(select(eval_counts))).all()}
+    upd = [{"p": k[0], "g": k[1], "k": k[2], "f": k[3], "n": totals[k] + n} for k, n in delta.items() if k in totals]
+    ins = [{"player_id": k[0], "grp": k[1], "kind": k[2], "flagged": k[3], "n": n}
+           for k, n in delta.items() if k not in totals]
+    if upd:
+        c = eval_counts.c
+        await conn.execute(
+            update(eval_counts).where(and_(c.player_id == bindparam("p"), c.grp == bindparam("g"),
+                                           c.kind == bindparam("k"), c.flagged == bindparam("f")))
+            .values(n=bindparam("n")), upd)
+    await _insert_many(conn, eval_counts, ins)
+    for k, n in delta.items():
+        totals[k] = totals.get(k, 0) + n
+    return totals
+
+
+async def _refit(conn, totals: dict[tuple[int, str, int, bool], int], config: EvalConfig) -> _Fit:
+    """Refit s, f and π over all statistics (game.evaluation), with the reliable pool's measured
+    error rate as π's anchor and strata pooled by image complexity."""
+    player_ids = sorted({k[0] for k in totals})
+    groups = sorted({k[1] for k in totals if k[2] == UNTAINTED}) or ["unknown:other"]
+    p_index = {p: i for i, p in enumerate(player_ids)}
+    g_index = {g: i for i, g in enumerate(groups)}
+    counts = Counts.zeros(len(player_ids), len(groups))
+    for (p, g, kind, flagged), n in totals.items():
+        if kind == UNTAINTED:
+            counts.untainted[p_index[p], g_index[g], int(flagged)] += n
+        else:
+            counts.gold[p_index[p], kind, int(flagged)] += n
+    acc = (await conn.execute(select(func.avg(_I.c.model_accuracy))
+                               .where(and_(_I.c.reliable.is_(True), _I.c.model_accuracy.is_not(None),
+                                           _I.c.model_accuracy >= config.gold_min_accuracy)))).scalar()
+    pi_reliable = 0.0 if acc is None else float(min(0.5, max(0.0, 1.0 - acc)))
+    parents = sorted({g.split(":", 1)[0] for g in groups})
+    group_parent = np.array([parents.index(g.split(":", 1)[0]) for g in groups], dtype=np.int64)
+    result = evaluate(counts, config, pi_reliable=pi_reliable, group_parent=group_parent)
+    admin_muted = {r.id for r in (await conn.execute(select(T.players.c.id).where(T.players.c.muted.is_(True)))).all()}
+    return _Fit(counts, result, player_ids, groups, admin_muted, pi_reliable)
+
+
+async def _store_estimates(conn, fit: _Fit, window: _Window, total: int, now_ms: int) -> dict[str, float]:
+    """Players' estimates, find cells, peer-validation posteriors and the run's state; returns π by stratum."""
+    counts, result = fit.counts, fit.result
+    await _store_player_estimates(conn, result, counts, fit.player_ids, fit.admin_muted, now_ms)
+    cells = [{"player_id": p, "grp": g, "posterior": float(result.find_posterior[i, j]),
+              "status": fit.status(i), "updated_at": now_ms}
+             for i, p in enumerate(fit.player_ids) for j, g in enumerate(fit.groups)
+             if counts.untainted[i, j, 1] > 0]
+    await conn.execute(find_cells.delete())
+    await _insert_many(conn, find_cells, cells)
+    # Peer validation (SPEC §3.3) feeds the posterior: each voted find's cell posterior,
+    # updated by its validators' votes with their s and f, is stored per find
+    # (validation_posteriors; answer_posteriors_query prefers it).
+    from game.validation import store_vote_posteriors
+
+    await conn.run_sync(store_vote_posteriors, now_ms)
+    await _set_state(conn, "watermark_ms", max(window.watermark, window.cutoff))
+    await _set_state(conn, "answers_evaluated", total)
+    pi = {g: float(result.pi[j]) for j, g in enumerate(fit.groups)}
+    await _set_state(conn, "pi", {"global": result.pi_global, "strata": pi, "reliable_pool": fit.pi_reliable})
+    return pi
+
+
+def _summary(fit: _Fit, config: EvalConfig, *, new_answers: int, total: int, pi: dict[str, float],
+             watermark_ms: int, player_model: dict[str, Any] | None) -> EvaluationSummary:
+    counts, result = fit.counts, fit.result
+    exportable = sum(int(counts.untainted[i, :, 1][result.find_posterior[i] >= config.theta].sum())
+                     for i in range(len(fit.player_ids)) if fit.status(i) == OK)
     order = np.argsort(-result.ability)[:5]
-    top = [{"player_id": player_ids[i], "s": round(float(result.s_mean[i]), 3), "f": round(float(result.f_mean[i]), 3)}
-           for i in order]
+    top = [{"player_id": fit.player_ids[i], "s": round(float(result.s_mean[i]), 3),
+            "f": round(float(result.f_mean[i]), 3)} for i in order]
     return EvaluationSummary(
-        new_answers=n_new_all, total_answers=total, players=len(player_ids), muted=int(result.muted.sum()),
-        gated=int(result.gated.sum()), finds=finds, exportable=exportable, theta=config.theta, pi=pi,
-        pi_global=result.pi_global, pi_reliable=pi_reliable, iterations=result.iterations, prior_s=result.prior_s, prior_f=result.prior_f,
-        watermark_ms=new_watermark, player_model=pm_summary, top_players=top, joint_prior=result.joint_prior,
+        new_answers=new_answers, total_answers=total, players=len(fit.player_ids), muted=int(result.muted.sum()),
+        gated=int(result.gated.sum()), finds=int(counts.untainted[:, :, 1].sum()), exportable=exportable,
+        theta=config.theta, pi=pi, pi_global=result.pi_global, pi_reliable=fit.pi_reliable,
+        iterations=result.iterations, prior_s=result.prior_s, prior_f=result.prior_f, watermark_ms=watermark_ms,
+        player_model=player_model, top_players=top, joint_prior=result.joint_prior,
     )
 
 
