@@ -1,6 +1,7 @@
 """The ways an image becomes reliable (SPEC §1.2): an operator's declaration and the
 crowd's posterior of the model's accuracy, beside the ground-truth measurement
-(game/tables.py `images`; game/crowd_reliability.py writes the crowd columns).
+(game/tables.py `images`, game/evaluation_tables.py `crowd_counts`; game/crowd_reliability.py
+writes the crowd columns).
 
 Revision ID: ph_0001
 Revises: pv_0001
@@ -22,9 +23,18 @@ def upgrade() -> None:
     op.add_column("images", sa.Column("crowd_verdicts", sa.Integer(), nullable=True))
     op.add_column("images", sa.Column("crowd_accuracy", sa.Float(), nullable=True))
     op.add_column("images", sa.Column("crowd_lower", sa.Float(), nullable=True))
+    op.create_table(
+        "crowd_counts",
+        sa.Column("image_id", sa.Integer(), sa.ForeignKey("images.id"), nullable=False),
+        sa.Column("player_id", sa.Integer(), sa.ForeignKey("players.id"), nullable=False),
+        sa.Column("n_correct", sa.Integer(), nullable=False),
+        sa.Column("n_wrong", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("image_id", "player_id"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("crowd_counts")
     with op.batch_alter_table("images") as batch:
         batch.drop_column("crowd_lower")
         batch.drop_column("crowd_accuracy")
