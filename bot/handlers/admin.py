@@ -20,6 +20,7 @@ from telegram.ext import ContextTypes
 from bot import charts
 from bot.handlers.common import NOT_AVAILABLE, clip, deps_of, is_admin
 from game import admin_queries
+from game.pool_progress import pool_progress, progress_lines
 
 log = logging.getLogger("gap.bot.admin")
 
@@ -79,6 +80,7 @@ async def stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     db = deps.service.db
     o = await admin_queries.overview(db)
     exportable, reliabilities = await _evaluation(context)
+    progress = progress_lines(await pool_progress(db))
     per_day = await admin_queries.sessions_per_day(db, days=30, now_ms=deps.service.clock())
     reached = await admin_queries.images_reached_per_session(db)
     text = (
@@ -89,7 +91,8 @@ async def stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         f"• caught deliberate mistakes: {o.tainted_catches}\n"
         f"• false alarms on tainted images: {o.false_alarms}\n"
         f"• finds on untainted images: {o.finds}\n"
-        f"Exportable at θ={deps.settings.theta:g}: {exportable if exportable is not None else 'n/a (evaluation failed)'}"
+        f"Exportable at θ={deps.settings.theta:g}: {exportable if exportable is not None else 'n/a (evaluation failed)'}\n"
+        "Reliable pool (reliable/images per way):\n" + "\n".join(f"• {line}" for line in progress)
     )
     png = await asyncio.to_thread(charts.stats_png, per_day, reliabilities, reached)
     await _reply(update, text)

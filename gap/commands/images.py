@@ -216,8 +216,15 @@ def _run_measuring(settings, work) -> int:
 
 
 def _stats(args: argparse.Namespace, settings) -> int:
-    counts = asyncio.run(_with_db(settings, pool_counts))
+    from game.pool_progress import pool_progress, progress_lines
+
+    async def work(db: Database):
+        return await pool_counts(db), await pool_progress(db)
+
+    counts, progress = asyncio.run(_with_db(settings, work))
     print(", ".join(f"{k} {v}" for k, v in counts.items()))
+    for line in progress_lines(progress):
+        print(line)
     return 0
 
 
@@ -249,5 +256,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     rel = kinds.add_parser("reliable", help="re-measure the model's accuracy and store the reliable pool")
     _measure_options(rel)
     rel.set_defaults(func=_reliable)
-    stats = kinds.add_parser("stats", help="pool sizes")
+    stats = kinds.add_parser("stats", help="pool sizes and the reliable pool's progress by way "
+                                            "(declared / measured / crowd-measured / unknown)")
     stats.set_defaults(func=_stats)

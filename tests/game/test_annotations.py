@@ -120,6 +120,12 @@ def test_cli_annotations_measured_declared_and_bad_input(tmp_path: Path, monkeyp
     assert rows["best.png"].declared_reliable and rows["best.png"].reliable
     assert rows["hard.png"].declared_reliable and rows["hard.png"].reliable and rows["hard.png"].model_accuracy == 0.0
 
+    capsys.readouterr()
+    assert main(["images", "stats"]) == 0
+    out = capsys.readouterr().out
+    assert "imported:photos: 2 of 3 reliable (declared 1/1, measured (annotations) 1/1, unknown 0/1)" in out
+    assert "imported:curated: 1 of 1 reliable (declared 1/1)" in out
+
     # Nothing imported at all: a non-zero exit code, and nothing stored.
     capsys.readouterr()
     only_bad = tmp_path / "only_bad"
