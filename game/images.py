@@ -262,7 +262,11 @@ async def set_reliability(db: Database, accuracies: dict[int, float], threshold:
 
 
 async def pool_counts(db: Database) -> dict[str, int]:
-    """How many images the game can draw from: all, reliable."""
+    """How many images the game can draw from: all, reliable, and playable — the images of pools
+    that have a reliable image (a session stratifies by pool, so a pool without one is left out:
+    game/rules.plan_session)."""
     async with db.read() as conn:
-        rows = (await conn.execute(select(images.c.reliable))).all()
-    return {"images": len(rows), "reliable": sum(1 for r in rows if r.reliable)}
+        rows = (await conn.execute(select(images.c.pool, images.c.reliable))).all()
+    with_reliable = {r.pool for r in rows if r.reliable}
+    return {"images": len(rows), "reliable": sum(1 for r in rows if r.reliable),
+            "playable": sum(1 for r in rows if r.pool in with_reliable)}

@@ -179,11 +179,12 @@ def tx_image_content(conn, image_id: int) -> bytes:
     return bytes(conn.execute(select(images.c.content).where(images.c.id == image_id)).scalar_one())
 
 
-def tx_pools(conn) -> list[tuple[int, bool]]:
-    """(id, reliable) of every image in id order, so a seeded plan is the same on any backend
-    (PostgreSQL returns an unordered scan in heap order, which updates change)."""
-    return [(r.id, bool(r.reliable))
-            for r in conn.execute(select(images.c.id, images.c.reliable).order_by(images.c.id)).all()]
+def tx_pools(conn) -> list[tuple[int, bool, str]]:
+    """(id, reliable, pool) of every image in id order, so a seeded plan is the same on any backend
+    (PostgreSQL returns an unordered scan in heap order, which updates change). The pool is the
+    image's source, by which a session's tainted and untainted images are stratified (SPEC §1.2)."""
+    return [(r.id, bool(r.reliable), r.pool) for r in conn.execute(
+        select(images.c.id, images.c.reliable, images.c.pool).order_by(images.c.id)).all()]
 
 
 def tx_ping(conn) -> None:

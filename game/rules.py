@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from game.errors import Invalid
@@ -82,23 +83,72 @@ def clean_verdict(value: object) -> str:
     return str(value)
 
 
-def plan_session(rng: random.Random, reliable_ids: list[int], all_ids: list[int]) -> list[PlannedImage]:
+def plan_session(rng: random.Random, reliable_ids: list[int], all_ids: list[int],
+                 source_of: Mapping[int, str] | None = None) -> list[PlannedImage]:
     """Choose a session's 10 images: 5 tainted from the reliable pool, 5 untainted
     from the whole pool (never repeating an image), shuffled together.
 
     Untainted images are drawn from the *whole* pool, reliable ones included, so
-    an image's look never tells the player which kind it is (SPEC §1.2)."""
+    an image's look never tells the player which kind it is (SPEC §1.2). When the
+    pool mixes sources (`source_of`: image id -> its pool, e.g. drawings and photo
+    folders), the session is made of 5 pairs, each a tainted and an untainted image
+    of the same source, the source drawn in proportion to its size: every source is
+    then as often tainted as untainted, so the source never tells the split. A
+    source without any reliable image is left out (its images could only be
+    untainted); a pool too lopsided for 5 pairs fills the last pairs from any source."""
     untainted_count = IMAGES_PER_SESSION - TAINTED_PER_SESSION
-    if len(set(reliable_ids)) < TAINTED_PER_SESSION:
+    strata = _strata(reliable_ids, all_ids, source_of)
+    reliable_n = sum(len(r) for r, _ in strata.values())
+    if reliable_n < TAINTED_PER_SESSION:
         raise ValueError(f"the reliable pool needs at least {TAINTED_PER_SESSION} images")
-    tainted = rng.sample(sorted(set(reliable_ids)), TAINTED_PER_SESSION)
-    rest = sorted(set(all_ids) - set(tainted))
-    if len(rest) < untainted_count:
-        raise ValueError(f"the image pool needs at least {IMAGES_PER_SESSION} images")
-    untainted = rng.sample(rest, untainted_count)
+    if sum(len(a) for _, a in strata.values()) < IMAGES_PER_SESSION:
+        raise ValueError(f"the image pool needs at least {IMAGES_PER_SESSION} images"
+                         + (" in pools that have reliable images" if source_of else ""))
+    tainted_by_source = _draw_tainted(rng, strata)
+    tainted = [i for ids in tainted_by_source.values() for i in ids]
+    spare = [i for i in _merged(strata)[0] if i not in set(tainted)]
+    tainted += rng.sample(spare, TAINTED_PER_SESSION - len(tainted))  # a lopsided pool: any source
+    untainted: list[int] = []
+    for source, picked in tainted_by_source.items():
+        free = [i for i in strata[source][1] if i not in set(tainted)]
+        untainted += rng.sample(free, min(len(picked), len(free)))
+    rest = [i for i in _merged(strata)[1] if i not in set(tainted) | set(untainted)]
+    untainted += rng.sample(rest, untainted_count - len(untainted))
     plan = [PlannedImage(i, True) for i in tainted] + [PlannedImage(i, False) for i in untainted]
     rng.shuffle(plan)
     return plan
+
+
+def _strata(reliable_ids: list[int], all_ids: list[int],
+            source_of: Mapping[int, str] | None) -> dict[str, tuple[list[int], list[int]]]:
+    """source -> (its reliable ids, all its ids), sorted, for the sources that have a reliable image."""
+    reliable = set(reliable_ids)
+    groups: dict[str, tuple[list[int], list[int]]] = {}
+    for image_id in sorted(set(all_ids) | reliable):
+        r, a = groups.setdefault(source_of.get(image_id, "") if source_of else "", ([], []))
+        a.append(image_id)
+        if image_id in reliable:
+            r.append(image_id)
+    return {k: v for k, v in sorted(groups.items()) if v[0]}
+
+
+def _merged(strata: dict[str, tuple[list[int], list[int]]]) -> tuple[list[int], list[int]]:
+    return (sorted(i for r, _ in strata.values() for i in r), sorted(i for _, a in strata.values() for i in a))
+
+
+def _draw_tainted(rng: random.Random, strata: dict[str, tuple[list[int], list[int]]]) -> dict[str, list[int]]:
+    """Up to 5 tainted images, each from a source drawn in proportion to its size among the
+    sources that still have an unused reliable image and room for one more (tainted, untainted) pair."""
+    picked: dict[str, list[int]] = {}
+    for _ in range(TAINTED_PER_SESSION):
+        options = [(source, [i for i in reliable if i not in picked.get(source, [])], len(everything))
+                   for source, (reliable, everything) in strata.items()
+                   if len(reliable) > len(picked.get(source, [])) and len(everything) >= 2 * (len(picked.get(source, [])) + 1)]
+        if not options:
+            break
+        source, free, _ = rng.choices(options, weights=[w for _, _, w in options])[0]
+        picked.setdefault(source, []).append(rng.choice(free))
+    return picked
 
 
 def should_taint(rng: random.Random, image_tainted: bool, q: float) -> bool:

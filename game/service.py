@@ -113,7 +113,7 @@ class GameService:
         self._player_ids: _LRU = _LRU(100_000)
         self._image_bytes: _LRU = _LRU(512)
         self._image_by_opaque: _LRU = _LRU(512)
-        self._pools: tuple[float, list[int], list[int]] | None = None
+        self._pools: tuple[float, list[int], list[int], dict[int, str]] | None = None
         self._boards: dict[tuple, tuple[float, list]] = {}
         self._opaque_ids: dict[int, str] = {}
 
@@ -148,12 +148,14 @@ class GameService:
             state = await self.db.run_read(self._tx_state_if_fresh, player_id, now)
             if state is not None:
                 return state
-            reliable_ids, all_ids = await self._pools_cached()
+            reliable_ids, all_ids, source_of = await self._pools_cached()
             plan_rng = random.Random(self.rng.getrandbits(64))
             try:
-                return await self.db.run_write(self._tx_start, player_id, now, reliable_ids, all_ids, plan_rng)
+                return await self.db.run_write(self._tx_start, player_id, now, reliable_ids, all_ids, source_of,
+                                                 plan_rng)
             except IntegrityError:  # another worker started the player's session first: resume it
-                return await self.db.run_write(self._tx_start, player_id, now, reliable_ids, all_ids, plan_rng)
+                return await self.db.run_write(self._tx_start, player_id, now, reliable_ids, all_ids, source_of,
+                                                 plan_rng)
 
     async def current(self, player_id: int) -> dict[str, Any]:
         """The active session's state; NotFound when the player has none."""
@@ -307,16 +309,17 @@ class GameService:
 
     # ------------------------------------------------------------------ async internals
 
-    async def _pools_cached(self) -> tuple[list[int], list[int]]:
-        """(reliable ids, all ids), re-read at most every `pool_cache_seconds`."""
+    async def _pools_cached(self) -> tuple[list[int], list[int], dict[int, str]]:
+        """(reliable ids, all ids, each id's source pool), re-read at most every `pool_cache_seconds`."""
         now = time.monotonic()
         if self._pools is not None and (now - self._pools[0]) < self.config.pool_cache_seconds:
-            return self._pools[1], self._pools[2]
+            return self._pools[1], self._pools[2], self._pools[3]
         rows = await self.db.run_read(q.tx_pools)
         all_ids = [r[0] for r in rows]
         reliable = [r[0] for r in rows if r[1]]
-        self._pools = (now, reliable, all_ids)
-        return reliable, all_ids
+        source_of = {r[0]: r[2] for r in rows}
+        self._pools = (now, reliable, all_ids, source_of)
+        return reliable, all_ids, source_of
 
     async def _image_content(self, image_id: int) -> bytes:
         hit = self._image_bytes.get_item(image_id)
@@ -344,10 +347,11 @@ class GameService:
             return None
         return self._state(conn, session, si, now)
 
-    def _tx_start(self, conn, player_id: int, now: int, reliable_ids, all_ids, plan_rng) -> dict[str, Any]:
+    def _tx_start(self, conn, player_id: int, now: int, reliable_ids, all_ids, source_of,
+                  plan_rng) -> dict[str, Any]:
         session = q.active_session(conn, player_id)
         if session is None:
-            session = self._create_session(conn, player_id, now, reliable_ids, all_ids, plan_rng)
+            session = self._create_session(conn, player_id, now, reliable_ids, all_ids, source_of, plan_rng)
         session, si = self._advance_if_expired(conn, session, now)
         return self._state(conn, session, si, now)
 
@@ -484,9 +488,9 @@ class GameService:
             image["seconds_left"] = rules.seconds_left(now, image["deadline_ms"])
         return response
 
-    def _create_session(self, conn, player_id: int, now: int, reliable_ids, all_ids, plan_rng):
+    def _create_session(self, conn, player_id: int, now: int, reliable_ids, all_ids, source_of, plan_rng):
         try:
-            plan = rules.plan_session(plan_rng, reliable_ids, all_ids)
+            plan = rules.plan_session(plan_rng, reliable_ids, all_ids, source_of)
         except ValueError as exc:
             raise Unavailable(f"the game is not ready: {exc}") from exc
         session_id = new_id()

@@ -93,7 +93,7 @@ async def test_unmeasured_photos_join_and_leave_the_reliable_pool(db, clock, mod
 
     rows = await state()
     assert all(rows[i].reliable and rows[i].crowd_lower >= 0.8 for i in good), [rows[i] for i in good]
-    assert not any(rows[i].reliable for i in bad) and all(rows[i].crowd_accuracy < 0.6 for i in bad)
+    assert not any(rows[i].reliable for i in bad) and all(rows[i].crowd_lower < 0.5 for i in bad), [rows[i] for i in bad]
     assert first.crowd.reliable == 2 and first.crowd.joined == 2 and first.crowd.left == 0
     assert all(rows[i].reliable for i in rows if i not in photos)   # measured images keep their measurement
     assert "crowd:" in "\n".join(first.lines())
