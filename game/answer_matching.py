@@ -35,8 +35,11 @@ NUMBER_WORDS = {
     "zero": 0, "none": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
     "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
     "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20,
+    "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
     "a couple": 2, "a dozen": 12, "dozen": 12,
 }
+TENS = {"twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"}
+UNITS = {"one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
 YES_WORDS = {"yes", "yeah", "yep", "yup", "sure", "correct", "true", "indeed", "certainly", "definitely"}
 NO_WORDS = {"no", "nope", "nah", "false"}
 NEGATIONS = {"no", "not", "none", "never", "nothing", "nobody", "neither", "nor", "without", "cannot"}
@@ -55,11 +58,15 @@ _DIGITS = re.compile(r"^\d+(?:\.\d+)?$")
 
 
 def words(text: str) -> list[str]:
-    """Lower-case words without punctuation, contractions expanded ("Isn't it?" -> is not it)."""
+    """Lower-case words without punctuation, contractions expanded ("Isn't it?" -> is not it),
+    compound number words joined ("twenty-four" -> 24)."""
     s = (text or "").lower().replace("’", "'").replace("'", "")
     s = _PUNCT.sub(" ", s)
     out: list[str] = []
     for w in s.split():
+        if w in UNITS and out and out[-1] in TENS:
+            out[-1] = str(NUMBER_WORDS[out[-1]] + NUMBER_WORDS[w])
+            continue
         out.extend(CONTRACTIONS.get(w, w).split())
     return out
 

@@ -170,6 +170,11 @@ def _import(args: argparse.Namespace, settings) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         print(f"gap images import: annotations: cannot read {args.annotations} ({exc})", file=sys.stderr)
         return 2
+    if args.only_annotated:
+        if notes is None:
+            print("gap images import: --only-annotated needs --annotations", file=sys.stderr)
+            return 2
+        files = [f for f in files if f.name in notes.by_file or f.name in notes.bad_files]
     pool = import_pool_name(args.pool or (path.name if path.is_dir() else path.parent.name))
 
     async def work(db: Database):
@@ -242,6 +247,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("path")
     imp.add_argument("--annotations", metavar="F.jsonl",
                      help='one line per file: {"file": "dog.jpg", "qa": [{"question": "...", "answers": ["2", "two"]}]}')
+    imp.add_argument("--only-annotated", action="store_true",
+                     help="import only the files the annotations name (a folder that holds other files too)")
     imp.add_argument("--reliable", action="store_true",
                      help="declare these images reliable (a curated set the model answers well; shown as declared)")
     imp.add_argument("--pool", help="pool name (default: the folder name)")

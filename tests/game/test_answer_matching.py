@@ -47,6 +47,9 @@ CASES = [
     ("ASTRONAUT", ["astronaut"], True),
     ("It is 12.", ["twelve"], True),
     ("There are a dozen eggs", ["12"], True),
+    ("I count twenty-four coins.", ["24"], True),
+    ("24", ["twenty-four"], True),
+    ("twenty coins", ["24"], False),
 ]
 
 
