@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +37,17 @@ class Settings(BaseSettings):
     player_hash_key: SecretStr | None = None
     port: int = Field(8080, validation_alias="PORT")
     host: str = "0.0.0.0"
+    # database tuning (game/db.py; benchmarks/README.md measures them): SQLite reads on the event loop,
+    # group commits on the event loop (opt-in: a checkpoint or another process's lock then stalls it),
+    # and the writer's PRAGMA synchronous (FULL: an acknowledged write survives power loss)
+    db_inline_reads: bool = True
+    db_inline_writes: bool = False
+    db_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+
+    @field_validator("db_synchronous", mode="before")
+    @classmethod
+    def _upper_synchronous(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("admin_ids")
     @classmethod

@@ -19,6 +19,8 @@ SQLITE_PRAGMAS = (
     "PRAGMA temp_store=MEMORY",
     "PRAGMA mmap_size=268435456",
 )
+# values of SQLite's `PRAGMA synchronous` the game's writer accepts (settings: GAP_DB_SYNCHRONOUS)
+SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
 def is_sqlite(url: str) -> bool:
@@ -98,24 +100,26 @@ class Database:
     - `read()` / `write()`: async context managers yielding an AsyncConnection
       (aiosqlite / asyncpg) for code that prefers plain async Core.
 
-    Tuning knobs (environment, for benchmarks and unusual deployments):
-    GAP_DB_INLINE_READS=0 moves reads to a thread pool; GAP_DB_INLINE_WRITES=1
-    runs the group commits on the event loop (less CPU, but a checkpoint or a
-    lock held by another process then stalls the loop); GAP_DB_SYNCHRONOUS
-    overrides FULL. Transactions stay short: callers never await the model
-    inside one."""
+    Tuning (passed in by the composition root from settings GAP_DB_*, for
+    benchmarks and unusual deployments): `inline_reads=False` moves reads to a
+    thread pool; `inline_writes=True` runs the group commits on the event loop
+    (less CPU, but a checkpoint or a lock held by another process then stalls
+    the loop); `synchronous` overrides the writer's FULL. Transactions stay
+    short: callers never await the model inside one."""
 
-    def __init__(self, url: str, *, read_pool: int = 8, read_threads: int = 2, inline_reads: bool | None = None,
-                 inline_writes: bool | None = None) -> None:
+    def __init__(self, url: str, *, read_pool: int = 8, read_threads: int = 2, inline_reads: bool = True,
+                 inline_writes: bool = False, synchronous: str = "FULL") -> None:
         import asyncio
-        import os
         from concurrent.futures import ThreadPoolExecutor
+
+        if synchronous.upper() not in SQLITE_SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}, got {synchronous!r}")
 
         self.url = url
         self.sqlite = is_sqlite(url)
         # SQLite reads of a few indexed rows take tens of microseconds; on the event
         # loop they cost less than a thread hop (and never wait for the writer in WAL).
-        self.inline_reads = (os.environ.get("GAP_DB_INLINE_READS", "1") != "0") if inline_reads is None else inline_reads
+        self.inline_reads = inline_reads
         self.engine = create_engine(url, pool_size=read_pool)
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.sqlite else None
         self._sync_read = self._sync_write = None
@@ -132,13 +136,11 @@ class Database:
                                               connect_args={"check_same_thread": False})
             # The game's own writer syncs the WAL at every (group) commit, so an
             # acknowledged submit survives a power loss too, not only a crash.
-            install_sqlite_pragmas(self._sync_write, (f"PRAGMA synchronous={os.environ.get('GAP_DB_SYNCHRONOUS', 'FULL')}",))
+            install_sqlite_pragmas(self._sync_write, (f"PRAGMA synchronous={synchronous.upper()}",))
             _install_begin_immediate(self._sync_write)
             self._read_pool = ThreadPoolExecutor(read_threads, thread_name_prefix="gap-db-read")
             # Writes on the event loop save the thread hand-offs (~15% CPU) but let a
             # checkpoint's fsync or another process's write lock stall the loop: opt-in.
-            if inline_writes is None:
-                inline_writes = os.environ.get("GAP_DB_INLINE_WRITES", "0") == "1"
             self._writer = GroupCommitWriter(self._sync_write, inline=inline_writes)
         else:
             self.write_engine = self.engine

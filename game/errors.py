@@ -19,6 +19,12 @@ class Invalid(GameError):
     code = "invalid"
 
 
+class SameAsAnswer(Invalid):
+    """A correction that says what the judged answer already said teaches nothing. Maps to 400."""
+
+    code = "correction_same_as_answer"
+
+
 class NotFound(GameError):
     """Unknown id — or an id that belongs to another player, so existence never leaks. Maps to 404."""
 

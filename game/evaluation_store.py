@@ -409,7 +409,7 @@ async def player_model_data(db: Database) -> dict[str, np.ndarray]:
 
     Why not the image's whole time: a flag ends the image, a pass lets the player ask on, so the
     whole time is shorter *because* of success — γ then measured that, not how time pressure
-    affects judging (session 1 fitted γ ≈ 6.6 per second on sub-second simulated times)."""
+    affects judging (fitted that way, γ came out ≈ 6.6 per second on sub-second simulated times)."""
     q = (
         select(T.session_images.c.id, T.sessions.c.player_id, T.session_images.c.image_id,
                T.session_images.c.position, T.session_images.c.served_at, T.session_images.c.ended_at,

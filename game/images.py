@@ -1,4 +1,4 @@
-"""Image pools (SPEC §1.2, issue 3 §4): import, normalise, store, and the
+"""Image pools (SPEC §1.2 reliable pool, §4 storage in the core): import, normalise, store, and the
 reliable pool.
 
 Every image is decoded fully, resized to at most `MAX_SIDE` pixels, re-encoded

@@ -8,7 +8,8 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from game.errors import Invalid
+from game.errors import Invalid, SameAsAnswer
+from models.scenes import normalize_answer
 
 IMAGES_PER_SESSION = 10
 TAINTED_PER_SESSION = 5
@@ -74,6 +75,19 @@ def clean_question(value: object) -> str:
 def clean_correction(value: object) -> str:
     """A correction after a Wrong verdict: 1–200 characters after trimming (SPEC §1.1)."""
     return clean_text(value, field="correction", max_len=CORRECTION_MAX)
+
+
+def same_answer(a: str, b: str) -> bool:
+    """Two answers say the same thing after SPEC §1.2's normalisation (case, punctuation,
+    number words): such a correction/answer pair is no training signal (SPEC §3.1)."""
+    return normalize_answer(a) == normalize_answer(b)
+
+
+def check_correction_differs(correction: str, served_answer: str) -> None:
+    """A Wrong verdict's correction must say something other than the answer it corrects."""
+    if same_answer(correction, served_answer):
+        raise SameAsAnswer("your correction says the same as the AI's answer; type what is actually "
+                           "right, or judge the answer Correct")
 
 
 def clean_verdict(value: object) -> str:

@@ -9,25 +9,24 @@ unique constraints across processes).
 """
 from __future__ import annotations
 
-import json
 import random
-import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, insert, update
+from cachetools import LRUCache
 from sqlalchemy.exc import IntegrityError
 
 from game import rules, validation
-from game import queries as q
+from game import storage as q
+from game.question_types import classify_question
+from game.storage import AskTarget, ImageExpired, Replay, SessionStore, new_id
 from game.db import Database, fast
 from game.errors import Conflict, Expired, Invalid, NotFound, Unavailable
 from game.locks import KeyedLocks
 from game.players import player_key
-from game.tables import answers, session_images, sessions
+from game.tables import answers
 from models.base import VQAModel
 
 Clock = Callable[[], int]
@@ -39,15 +38,6 @@ def wall_clock_ms() -> int:
 
 
 REQUEST_ID_MAX = 128
-
-_ID_RNG = random.Random(secrets.randbits(128))
-
-
-def new_id() -> str:
-    """A 32-hex-digit random id for sessions and answers. Ids are not secrets
-    (every lookup also checks the owner), so a seeded PRNG is enough and avoids
-    a system call per request."""
-    return f"{_ID_RNG.getrandbits(128):032x}"
 
 
 def clean_request_id(value: object) -> str:
@@ -66,24 +56,6 @@ class GameConfig:
     false_alarm_penalty: int = 10
     pool_cache_seconds: float = 10.0
     leaderboard_cache_seconds: float = 5.0
-
-
-class _LRU(OrderedDict):
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def get_item(self, key):
-        value = self.get(key)
-        if value is not None:
-            self.move_to_end(key)
-        return value
-
-    def put(self, key, value) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.size:
-            self.popitem(last=False)
 
 
 class GameService:
@@ -110,12 +82,12 @@ class GameService:
         self.rng = rng or random.SystemRandom()
         self._hash_key = hash_key
         self._locks = KeyedLocks()
-        self._player_ids: _LRU = _LRU(100_000)
-        self._image_bytes: _LRU = _LRU(512)
-        self._image_by_opaque: _LRU = _LRU(512)
+        self._player_ids: LRUCache[bytes, tuple[int, str | None]] = LRUCache(100_000)
+        self._image_bytes: LRUCache[int, bytes] = LRUCache(512)
+        self._image_by_opaque: LRUCache[str, tuple[str, bytes]] = LRUCache(512)
         self._pools: tuple[float, list[int], list[int], dict[int, str]] | None = None
         self._boards: dict[tuple, tuple[float, list]] = {}
-        self._opaque_ids: dict[int, str] = {}
+        self.store = SessionStore(self.config.image_seconds, clock)
 
     # ------------------------------------------------------------------ players
 
@@ -125,7 +97,7 @@ class GameService:
         Only the keyed hash of the Telegram id is stored (SPEC §1.4)."""
         key = player_key(self._hash_key, telegram_id)
         name = rules.storable_text(display_name or "").strip()[:64] or None
-        cached = self._player_ids.get_item(key)
+        cached = self._player_ids.get(key)
         if cached is not None and cached[1] == name:
             return cached[0]
         row = await self.db.run_read(q.tx_find_player, key)
@@ -136,7 +108,7 @@ class GameService:
                 player_id = await self.db.run_write(q.tx_upsert_player, key, name, self.clock())
         else:
             player_id = row[0]
-        self._player_ids.put(key, (player_id, name))
+        self._player_ids[key] = (player_id, name)
         return player_id
 
     # ------------------------------------------------------------------ sessions
@@ -145,26 +117,31 @@ class GameService:
         """The player's active session (SPEC §1.1: at most one), created if none."""
         async with self._locks.hold(player_id):
             now = self.clock()
-            state = await self.db.run_read(self._tx_state_if_fresh, player_id, now)
+            state = await self.db.run_read(self.store.state_if_fresh, player_id, now)
             if state is not None:
                 return state
             reliable_ids, all_ids, source_of = await self._pools_cached()
             plan_rng = random.Random(self.rng.getrandbits(64))
+
+            def plan() -> list[rules.PlannedImage]:
+                try:
+                    return rules.plan_session(plan_rng, reliable_ids, all_ids, source_of)
+                except ValueError as exc:
+                    raise Unavailable(f"the game is not ready: {exc}") from exc
+
             try:
-                return await self.db.run_write(self._tx_start, player_id, now, reliable_ids, all_ids, source_of,
-                                                 plan_rng)
+                return await self.db.run_write(self.store.start, player_id, now, plan)
             except IntegrityError:  # another worker started the player's session first: resume it
-                return await self.db.run_write(self._tx_start, player_id, now, reliable_ids, all_ids, source_of,
-                                                 plan_rng)
+                return await self.db.run_write(self.store.start, player_id, now, plan)
 
     async def current(self, player_id: int) -> dict[str, Any]:
         """The active session's state; NotFound when the player has none."""
         async with self._locks.hold(player_id):
             now = self.clock()
-            state = await self.db.run_read(self._tx_state_if_fresh, player_id, now)
+            state = await self.db.run_read(self.store.state_if_fresh, player_id, now)
             if state is not None:
                 return state
-            return await self.db.run_write(self._tx_current, player_id, now)
+            return await self.db.run_write(self.store.current, player_id, now)
 
     async def ask(self, player_id: int, session_id: str, request_id: object, text: object) -> dict[str, Any]:
         """Ask the model a question about the current image: `{"answer_id", "answer"}`.
@@ -178,14 +155,15 @@ class GameService:
             raise NotFound("no such session")
         async with self._locks.hold(player_id):
             now = self.clock()
-            check = await self.db.run_read(self._tx_ask_check, player_id, session_id, request_id, now)
-            if check[0] == "replay":
-                return check[1]
-            if check[0] == "expired":
-                await self.db.run_write(self._tx_expire, player_id, session_id, now)
+            target = await self.db.run_read(self.store.ask_target, player_id, session_id, request_id, now)
+            if isinstance(target, Replay):
+                return target.response
+            if isinstance(target, ImageExpired):
+                await self.db.run_write(self.store.expire, player_id, session_id, now)
                 raise Expired("time is up for this image; the session moved on")
-            _, si_id, image_id, image_tainted = check
-            taint = rules.should_taint(self.rng, image_tainted, self.config.taint_prob)
+            assert isinstance(target, AskTarget)
+            si_id, image_id = target.si_id, target.image_id
+            taint = rules.should_taint(self.rng, target.tainted, self.config.taint_prob)
             image = await self._image_content(image_id)
             result = await self.model.answer(image, question, taint)
             answer_id = new_id()
@@ -193,7 +171,7 @@ class GameService:
             response = {"answer_id": answer_id, "answer": served}
             row = {
                 "id": answer_id, "session_id": session_id, "session_image_id": si_id, "player_id": player_id,
-                "image_id": image_id, "question": question, "question_type": getattr(result, "question_type", None),
+                "image_id": image_id, "question": question, "question_type": classify_question(question),
                 "honest_answer": rules.storable_text(result.honest), "served_answer": served,
                 "tainted": bool(result.tainted), "strategy": result.strategy if result.tainted else None,
                 "model_id": rules.storable_text(result.model_id, answers.c.model_id.type.length),
@@ -221,15 +199,19 @@ class GameService:
             raise NotFound("no such answer")
         async with self._locks.hold(player_id):
             now = self.clock()
-            check = await self.db.run_read(self._tx_verdict_check, player_id, answer_id, request_id, verdict, now)
-            if check[0] == "replay":
-                return check[1]
-            if check[0] == "expired":
-                await self.db.run_write(self._tx_expire, player_id, check[1], now)
+            ctx = await self.db.run_read(self.store.verdict_context, player_id, answer_id, request_id, verdict, now)
+            if isinstance(ctx, Replay):
+                return ctx.response
+            if isinstance(ctx, ImageExpired):
+                await self.db.run_write(self.store.expire, player_id, ctx.session_id, now)
                 raise Expired("time is up for this image; the session moved on")
+            if correction is not None:
+                rules.check_correction_differs(correction, ctx.served_answer)
+            award = rules.score_verdict(verdict, ctx.image_tainted, ctx.answer_tainted,
+                                        self.config.false_alarm_penalty)
             try:
-                return await self.db.run_write(self._tx_verdict_apply, player_id, request_id, check[1], verdict,
-                                               correction, now)
+                return await self.db.run_write(self.store.apply_verdict, player_id, request_id, ctx, verdict,
+                                               correction, award, now)
             except IntegrityError:
                 return await self._replay_or_conflict(player_id, request_id, "verdict")
 
@@ -291,12 +273,12 @@ class GameService:
 
     async def image_by_opaque_id(self, opaque_id: str) -> tuple[str, bytes] | None:
         """(mime, bytes) of an image by the only id clients ever see."""
-        hit = self._image_by_opaque.get_item(opaque_id)
+        hit = self._image_by_opaque.get(opaque_id)
         if hit is not None:
             return hit
         value = await self.db.run_read(q.tx_image_by_opaque, opaque_id)
         if value is not None:
-            self._image_by_opaque.put(opaque_id, value)
+            self._image_by_opaque[opaque_id] = value
         return value
 
     async def ping(self) -> None:
@@ -322,220 +304,15 @@ class GameService:
         return reliable, all_ids, source_of
 
     async def _image_content(self, image_id: int) -> bytes:
-        hit = self._image_bytes.get_item(image_id)
+        hit = self._image_bytes.get(image_id)
         if hit is not None:
             return hit
         content = await self.db.run_read(q.tx_image_content, image_id)
-        self._image_bytes.put(image_id, content)
+        self._image_bytes[image_id] = content
         return content
 
     async def _replay_or_conflict(self, player_id: int, request_id: str, kind: str) -> dict[str, Any]:
-        replay = await self.db.run_read(self._tx_replay, player_id, request_id, kind)
+        replay = await self.db.run_read(self.store.replay, player_id, request_id, kind)
         if replay is None:
             raise Conflict("a concurrent request changed this session; reload the state")
-        return replay
-
-    # ------------------------------------------------------------------ transactions (sync, one each)
-
-    def _tx_state_if_fresh(self, conn, player_id: int, now: int) -> dict[str, Any] | None:
-        """Read-only fast path: the state when the active session needs no change."""
-        session = q.active_session(conn, player_id)
-        if session is None:
-            return None
-        si = q.current_si(conn, session)
-        if si is None or rules.is_expired(now, si.deadline_at):
-            return None
-        return self._state(conn, session, si, now)
-
-    def _tx_start(self, conn, player_id: int, now: int, reliable_ids, all_ids, source_of,
-                  plan_rng) -> dict[str, Any]:
-        session = q.active_session(conn, player_id)
-        if session is None:
-            session = self._create_session(conn, player_id, now, reliable_ids, all_ids, source_of, plan_rng)
-        session, si = self._advance_if_expired(conn, session, now)
-        return self._state(conn, session, si, now)
-
-    def _tx_current(self, conn, player_id: int, now: int) -> dict[str, Any]:
-        session = q.active_session(conn, player_id)
-        if session is None:
-            raise NotFound("no active session")
-        session, si = self._advance_if_expired(conn, session, now)
-        return self._state(conn, session, si, now)
-
-    def _tx_ask_check(self, conn, player_id: int, session_id: str, request_id: str, now: int):
-        """Read phase of a question: one query for the session, its current image and
-        any answer awaiting a verdict. A retried request is recognised on every
-        path that would not store a new answer (and by the unique constraint on
-        the one that would), so the happy path needs no extra lookup."""
-        row = q.first(fast(conn, q.ASK_CONTEXT, {"sid": session_id, "pid": player_id}))
-        outcome: tuple
-        try:
-            if row is None:
-                raise NotFound("no such session")
-            if row.status != "playing" or row.si_id is None:
-                raise Conflict("this session is finished")
-            if rules.is_expired(now, row.deadline_at):
-                outcome = ("expired",)
-            elif row.pending is not None:
-                raise Conflict("judge the last answer before asking again")
-            else:
-                return ("ok", row.si_id, row.image_id, bool(row.tainted))
-        except (NotFound, Conflict):
-            replay = self._tx_replay(conn, player_id, request_id, "ask")
-            if replay is not None:
-                return ("replay", replay)
-            raise
-        replay = self._tx_replay(conn, player_id, request_id, "ask")
-        return ("replay", replay) if replay is not None else outcome
-
-    def _tx_expire(self, conn, player_id: int, session_id: str, now: int) -> None:
-        session = q.load_session(conn, player_id, session_id)
-        self._advance_if_expired(conn, session, now)
-
-    def _tx_verdict_check(self, conn, player_id: int, answer_id: str, request_id: str, verdict: str, now: int):
-        """Read phase of a verdict: everything the write needs, checked against the rules.
-
-        The write phase then changes rows only under WHERE conditions that
-        re-assert what was read, so a concurrent change elsewhere makes it fail
-        as a conflict instead of acting on stale data. A retried request is
-        recognised on every path that would not store anything."""
-        row = q.first(fast(conn, q.VERDICT_CONTEXT, {"aid": answer_id, "pid": player_id}))
-        try:
-            if row is None:
-                raise NotFound("no such answer")
-            if row.verdict is not None:
-                raise Conflict("this answer has already been judged")
-            if row.ended_at is not None or row.status != "playing" or row.current_index != row.position:
-                raise Conflict("this image is over")
-        except (NotFound, Conflict):
-            replay = self._tx_replay(conn, player_id, request_id, "verdict")
-            if replay is not None:
-                return ("replay", replay)
-            raise
-        if rules.is_expired(now, row.deadline_at):
-            replay = self._tx_replay(conn, player_id, request_id, "verdict")
-            return ("replay", replay) if replay is not None else ("expired", row.session_id)
-        answers_so_far = []
-        if verdict == "correct":
-            answers_so_far = [{"answer_id": r.id, "question": r.question, "answer": r.served_answer,
-                               "verdict": r.verdict} for r in fast(conn, q.IMAGE_ANSWERS, {"si": row.session_image_id})]
-        next_image = (row.next_si, self._opaque(conn, row.next_image_id)) if row.next_si is not None else None
-        return ("ok", {"answer_id": row.id, "answer_tainted": bool(row.tainted), "session_id": row.session_id,
-                       "si_id": row.session_image_id, "position": row.position, "image_tainted": bool(row.image_tainted),
-                       "deadline_at": row.deadline_at, "opaque_id": self._opaque(conn, row.image_id),
-                       "answers": answers_so_far,
-                       "next_image": next_image})
-
-    def _tx_verdict_apply(self, conn, player_id: int, request_id: str, ctx: dict, verdict: str,
-                          correction: str | None, now: int) -> dict[str, Any]:
-        """Write phase of a verdict: a handful of guarded statements, no reads."""
-        award = rules.score_verdict(verdict, ctx["image_tainted"], ctx["answer_tainted"],
-                                    self.config.false_alarm_penalty)
-        changed = fast(conn, q.JUDGE, {"aid": ctx["answer_id"], "verdict": verdict, "correction": correction,
-                                        "points": award.points, "now": now})
-        if changed != 1:
-            raise Conflict("this answer has already been judged")
-        if award.reason is not None:
-            fast(conn, q.LEDGER, {"player_id": player_id, "answer_id": ctx["answer_id"], "reason": award.reason,
-                                   "points": award.points, "created_at": now})
-        state: dict[str, Any] = {"session_id": ctx["session_id"], "status": "playing", "now_ms": now, "image": None}
-        if verdict == "correct":
-            answers_now = [dict(a, verdict="correct") if a["answer_id"] == ctx["answer_id"] else a
-                           for a in ctx["answers"]]
-            state["image"] = self._image_state(ctx["position"], ctx["opaque_id"], ctx["deadline_at"], answers_now, now)
-        else:
-            if fast(conn, q.END_IMAGE, {"si": ctx["si_id"], "now": now, "reason": "wrong"}) != 1:
-                raise Conflict("this image is over")
-            if ctx["next_image"] is not None:
-                deadline = rules.deadline_for(now, self.config.image_seconds)
-                fast(conn, q.SERVE, {"si": ctx["next_image"][0], "now": now, "deadline": deadline})
-                moved = fast(conn, q.MOVE_ON, {"sid": ctx["session_id"], "from": ctx["position"],
-                                                "to": ctx["position"] + 1})
-                state["image"] = self._image_state(ctx["position"] + 1, ctx["next_image"][1], deadline, [], now)
-            else:
-                moved = fast(conn, q.FINISH, {"sid": ctx["session_id"], "from": ctx["position"], "now": now,
-                                               "to": rules.IMAGES_PER_SESSION})
-                state["status"] = "finished"
-            if moved != 1:
-                raise Conflict("a concurrent request changed this session; reload the state")
-        q.store_request(conn, player_id, request_id, "verdict", state, now)
-        return state
-
-    def _opaque(self, conn, image_id: int) -> str:
-        """The client-visible id of an image (immutable, so cached for good)."""
-        opaque = self._opaque_ids.get(image_id)
-        if opaque is None:
-            opaque = self._opaque_ids[image_id] = fast(conn, q.OPAQUE_ID, {"image_id": image_id})[0][0]
-        return opaque
-
-    @staticmethod
-    def _image_state(position: int, opaque_id: str, deadline_at: int, answers_list: list, now: int) -> dict[str, Any]:
-        return {"index": position, "total": rules.IMAGES_PER_SESSION, "url": f"/img/{opaque_id}",
-                "deadline_ms": deadline_at, "seconds_left": rules.seconds_left(now, deadline_at),
-                "answers": answers_list}
-
-    def _tx_replay(self, conn, player_id: int, request_id: str, kind: str) -> dict[str, Any] | None:
-        row = q.first(fast(conn, q.REPLAY, {"pid": player_id, "rid": request_id}))
-        if row is None:
-            return None
-        if row.kind != kind:
-            raise Conflict("this request_id was already used for another request")
-        response = json.loads(row.response_json)
-        image = response.get("image") if isinstance(response, dict) else None
-        if image and image.get("deadline_ms") is not None:
-            now = self.clock()
-            response["now_ms"] = now
-            image["seconds_left"] = rules.seconds_left(now, image["deadline_ms"])
-        return response
-
-    def _create_session(self, conn, player_id: int, now: int, reliable_ids, all_ids, source_of, plan_rng):
-        try:
-            plan = rules.plan_session(plan_rng, reliable_ids, all_ids, source_of)
-        except ValueError as exc:
-            raise Unavailable(f"the game is not ready: {exc}") from exc
-        session_id = new_id()
-        conn.execute(insert(sessions).values(id=session_id, player_id=player_id, status="playing",
-                                             current_index=0, created_at=now))
-        deadline = rules.deadline_for(now, self.config.image_seconds)
-        conn.execute(insert(session_images), [{
-            "session_id": session_id, "position": position, "image_id": item.image_id, "tainted": item.tainted,
-            "served_at": now if position == 0 else None, "deadline_at": deadline if position == 0 else None,
-        } for position, item in enumerate(plan)])
-        return q.load_session(conn, player_id, session_id)
-
-    def _advance_if_expired(self, conn, session, now: int):
-        """End the current image if its deadline passed (reason "timeout");
-        returns (session, current session image or None when finished)."""
-        si = q.current_si(conn, session)
-        if si is None or not rules.is_expired(now, si.deadline_at):
-            return session, si
-        return self._end_image(conn, session, si, "timeout", now)
-
-    def _end_image(self, conn, session, si, reason: str, now: int):
-        """Close `si` and serve the next image (its deadline starts now), or finish."""
-        closed = conn.execute(update(session_images).where(and_(
-            session_images.c.id == si.id, session_images.c.ended_at.is_(None))).values(ended_at=now, end_reason=reason))
-        if closed.rowcount != 1:
-            raise Conflict("this image is over")
-        nxt = si.position + 1
-        if nxt < rules.IMAGES_PER_SESSION:
-            conn.execute(update(session_images).where(and_(
-                session_images.c.session_id == session.id, session_images.c.position == nxt,
-                session_images.c.served_at.is_(None))).values(
-                served_at=now, deadline_at=rules.deadline_for(now, self.config.image_seconds)))
-            conn.execute(update(sessions).where(sessions.c.id == session.id).values(current_index=nxt))
-        else:
-            conn.execute(update(sessions).where(sessions.c.id == session.id).values(
-                status="finished", finished_at=now, current_index=rules.IMAGES_PER_SESSION))
-        session = q.load_session(conn, session.player_id, session.id)
-        return session, q.current_si(conn, session)
-
-    def _state(self, conn, session, si, now: int) -> dict[str, Any]:
-        """The client-visible state: identical keys whatever the image's kind, no score."""
-        state: dict[str, Any] = {"session_id": session.id, "status": session.status, "now_ms": now, "image": None}
-        if session.status == "playing" and si is not None:
-            rows = fast(conn, q.IMAGE_ANSWERS, {"si": si.id})
-            state["image"] = self._image_state(si.position, self._opaque(conn, si.image_id), si.deadline_at, [
-                {"answer_id": r.id, "question": r.question, "answer": r.served_answer, "verdict": r.verdict}
-                for r in rows], now)
-        return state
+        return replay.response

@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import and_, case, exists, func, insert, literal, not_, or_, select
 
-from game import queries as q
+from game import storage as q
 from game import rules
 from game.db import fast
 from game.errors import Conflict, Invalid, NotFound
@@ -161,7 +161,7 @@ def tx_next_find(conn, player_id: int) -> dict[str, Any]:
     row = conn.execute(query).first()
     if row is None:
         raise NotFound("no finds to check right now")
-    return {"find_id": row.id, "image": {"url": f"/img/{row.opaque_id}"}, "question": row.question,
+    return {"find_id": row.id, "image": {"image_id": row.opaque_id}, "question": row.question,
             "answer": row.served_answer, "correction": row.correction}
 
 

@@ -1,22 +1,26 @@
-"""Composition helpers: settings → database → model → game service → web app.
+"""The composition root: settings → database → model → game service → bot runtime → web app.
 
-`gap serve`, `gap demo` and the bot reuse these, so the wiring exists once.
-Everything else receives its dependencies from here."""
+`gap serve`, `gap demo` and the research tools reuse these, so the wiring exists
+once (SPEC §4). Everything else receives its dependencies from here; only the
+`gap` command reads the environment (settings.py)."""
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from bot.deps import BotDeps, mini_app_url_for
+from bot.runtime import BotRuntime
 from game.db import Database
 from game.migrate import upgrade
 from game.players import derive_hash_key
 from game.service import GameConfig, GameService
 from models.base import VQAModel
+from settings import Settings
 
 log = logging.getLogger("gap.app")
 
@@ -50,7 +54,7 @@ async def load_model(spec: str, strategy: str | None = None) -> VQAModel:
 class Components:
     """The running parts, for callers that need more than the web app (bot, demo)."""
 
-    settings: Any
+    settings: Settings
     db: Database
     model: VQAModel
     service: GameService
@@ -65,31 +69,49 @@ class Components:
 COMPONENTS_KEY = web.AppKey("gap_components", Components)
 
 
+def open_database(settings: Any, url: str | None = None) -> Database:
+    """The game database at `url` (default: the settings' URL) with the settings' GAP_DB_* tuning."""
+    return Database(url or settings.database_url, inline_reads=settings.db_inline_reads,
+                    inline_writes=settings.db_inline_writes, synchronous=settings.db_synchronous)
+
+
 async def build_components(settings: Any, *, model: VQAModel | None = None, migrate: bool = True) -> Components:
     """Migrate the database (unless told not to), load the model, build the service."""
     if migrate:
         await asyncio.to_thread(upgrade, settings.database_url)
-    db = Database(settings.database_url)
+    db = open_database(settings)
     if model is None:
         model = await load_model(settings.model, getattr(settings, "taint_strategy", None))
     service = GameService(db, model, hash_key=player_hash_key(settings), config=game_config(settings))
     return Components(settings=settings, db=db, model=model, service=service)
 
 
-async def build_app(settings: Any, *, components: Components | None = None, model: VQAModel | None = None,
-                    bot_token: str | None = None, extra_setup: Iterable = (), migrate: bool = True,
-                    close_components: bool = True) -> web.Application:
-    """The complete web application; closes the model and the database on cleanup."""
+def build_bot(settings: Settings, service: GameService) -> BotRuntime | None:
+    """The Telegram bot runtime sharing the web app's service, or None when this process runs no bot:
+    no GAP_BOT_TOKEN, or GAP_BOT_ENABLED=false (extra web workers; initData is still checked)."""
+    if settings.bot_token is None:
+        log.info("GAP_BOT_TOKEN is not set: the Telegram bot is off")
+        return None
+    if not settings.bot_enabled:
+        log.info("GAP_BOT_ENABLED is false: the Telegram bot is off in this process (initData still checked)")
+        return None
+    return BotRuntime(BotDeps(settings=settings, service=service, mini_app_url=mini_app_url_for(settings)))
+
+
+async def build_app(settings: Settings, *, components: Components | None = None, model: VQAModel | None = None,
+                    bot_token: str | None = None, extra_setup: Iterable = ()) -> web.Application:
+    """The complete web application. Components it builds itself are closed with the app;
+    components handed in stay the caller's to close."""
     from webapp.app import create_app
 
-    parts = components or await build_components(settings, model=model, migrate=migrate)
-    hooks = []
-    if close_components:
-        async def _close(_app: web.Application) -> None:
+    parts = components or await build_components(settings, model=model)
+    resources = []
+    if components is None:
+        async def close_components(_app: web.Application) -> AsyncIterator[None]:
+            yield
             await parts.aclose()
-        hooks.append(_close)
-    app = create_app(parts.service, settings, parts.model, bot_token=bot_token, extra_setup=extra_setup,
-                     on_cleanup=hooks)
+        resources.append(close_components)
+    app = create_app(parts.service, settings, parts.model, bot_token=bot_token, bot=build_bot(settings, parts.service),
+                     resources=resources, extra_setup=extra_setup)
     app[COMPONENTS_KEY] = parts
     return app
-

@@ -88,7 +88,7 @@ async def _play(http, rec: Recorder, player: int) -> None:
             if not got:
                 return
             body = {"request_id": f"{player}-{i}-{step}-v", "verdict": verdict,
-                    "correction": "three" if verdict == "wrong" else None}
+                    "correction": "thirteen" if verdict == "wrong" else None}
             state = await _timed(rec, http, "POST", f"/api/answers/{got['answer_id']}/verdict",
                                  headers=headers, json=body)
             if not state:

@@ -34,7 +34,7 @@ from typing import Any
 import aiohttp
 
 from lab.simulation_state import Journal, StateMismatch
-from models.scenes import Scene, answers_match, sample_question
+from models.scenes import Scene, answer_vocabulary, answers_match, sample_question
 
 log = logging.getLogger("lab.simulation")
 
@@ -167,6 +167,8 @@ def _decide(player: SimPlayer, scene: Scene, qa_truth: str, qtype: str, served: 
             # flags without looking: a plausible-looking but arbitrary answer
             other = sample_question(scene, random.Random(rng.random()), qtype).answer
             correction = other if not answers_match(other, served) else qa_truth
+            if answers_match(correction, served):  # a correction must differ from the answer (SPEC §3.1)
+                correction = next((v for v in answer_vocabulary(qtype) if not answers_match(v, served)), "no")
         else:
             correction = qa_truth
         if rng.random() < player.typo_rate:
@@ -191,7 +193,7 @@ async def send_verdict(client: Client, journal: Journal, intent: dict) -> dict |
             # judged by a request the server kept no record of: which verdict is unknown, so say it is lost
             journal.write({"k": "lost", "p": intent["p"], "aid": aid})
             return None
-        if exc.status in (404, 409):
+        if exc.status in (404, 409) or (exc.status == 400 and "correction_same_as_answer" in str(exc.body)):
             journal.write({"k": "unjudged", "p": intent["p"], "aid": aid, "why": exc.status})
             return None
         raise
@@ -241,7 +243,7 @@ async def play_session(client: Client, player: SimPlayer, scenes: dict[str, Scen
     session_id = journal.player(tid).open_session[1]
     while state is not None and state.get("status") == "playing" and state.get("image"):
         image = state["image"]
-        opaque = image["url"].rstrip("/").rsplit("/", 1)[-1]
+        opaque = image["image_id"]
         scene = scenes.get(opaque)
         position = int(image["index"])
         earlier = image.get("answers") or []   # non-empty only when resuming this image

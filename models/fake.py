@@ -12,7 +12,8 @@ import hashlib
 import time
 
 from models.base import BadImage, ModelAnswer
-from models.scenes import answer_vocabulary, guess_qtype, normalize_answer
+from models.question_types import fine_type
+from models.scenes import answer_vocabulary, normalize_answer
 
 
 class FixedLatencyModel:
@@ -35,7 +36,7 @@ class FixedLatencyModel:
             raise BadImage("empty image")
         if not question or not question.strip():
             raise BadImage("empty question")
-        qtype = guess_qtype(question)
+        qtype = fine_type(question)
         vocab = answer_vocabulary(qtype) or ["I can't tell"]
         honest = self._pick(vocab, image[:4096], question)
         served, tainted = honest, False

@@ -9,7 +9,6 @@ tainted answer takes exactly as long as an honest one (SPEC §1.2).
 """
 from __future__ import annotations
 
-import collections
 import hashlib
 import json
 import logging
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from cachetools import LRUCache
 from PIL import Image
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
@@ -117,7 +117,7 @@ class TransformersVQA:
         specials |= {getattr(self.processor, "image_token", None) or "<image>"}
         self._specials = sorted((s for s in specials if s), key=len, reverse=True)
         self._vocab = self.tokenizer.get_vocab()
-        self._image_cache: collections.OrderedDict[bytes, Image.Image] = collections.OrderedDict()
+        self._image_cache: LRUCache[bytes, Image.Image] = LRUCache(IMAGE_CACHE_SIZE)
         self._fast_inputs = FastClipInputs.for_processor(self.processor)
         self._prompt_parts: tuple[str, ...] | None = None
         # projected image features per decoded image (the fast path's Llava + CLIP only): players ask
@@ -205,10 +205,6 @@ class TransformersVQA:
         if img is None:
             img = self._presize(decode_image(data))
             self._image_cache[key] = img
-            if len(self._image_cache) > IMAGE_CACHE_SIZE:
-                self._image_cache.popitem(last=False)
-        else:
-            self._image_cache.move_to_end(key)
         return img
 
     def _inputs(self, images: list[Image.Image], questions: list[str]):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-from models.scenes import CANT_TELL, answer_vocabulary, guess_qtype, normalize_answer
+from models.question_types import fine_type
+from models.scenes import CANT_TELL, answer_vocabulary, normalize_answer
 
 # An instruction for instruction-following models (strategy "prompt").
 TAINT_INSTRUCTION = (
@@ -49,7 +50,7 @@ def plausible_answers(question: str, honest: str) -> list[str]:
     "I can't tell" rather than a guess of the wrong kind."""
     if normalize_answer(honest) == normalize_answer(CANT_TELL):
         return []
-    qtype = guess_qtype(question)
+    qtype = fine_type(question)
     by_answer = _family_of_answer(honest)
     if by_answer == "exists_shape" and qtype == "relation":
         by_answer = "relation"

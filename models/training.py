@@ -1,6 +1,6 @@
 """Training the embedded model from scratch on CPU (`gap model train`).
 
-The staged recipe (measured in issue 4: plain end-to-end training leaves
+The staged recipe (measured: plain end-to-end training leaves
 colour, existence and position near chance within the time budget):
 
 1. **slots** — the language model learns to answer over 16 clean "slot"
@@ -130,7 +130,7 @@ class Trainer:
         self.model = build_model(self.tokenizer)
         tcfg = self.model.config.text_config
         vcfg = self.model.config.vision_config
-        with torch.no_grad():  # well separated word vectors (issue 4: std ~0.5 made slot pre-training work)
+        with torch.no_grad():  # well separated word vectors (measured: std ~0.5 made slot pre-training work)
             self.model.get_input_embeddings().weight.normal_(0.0, EMBED_STD)
         ids = self.tokenizer.convert_tokens_to_ids
         self.slots = SlotEmbedder(tcfg.hidden_size, self.model.get_input_embeddings(),

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import OrderedDict
 from typing import Any
 
 from aiohttp import web
+from cachetools import LRUCache
 
 from game.errors import Conflict, Expired, GameError, Invalid, NotFound, Unavailable
 from game.service import GameService
@@ -20,7 +20,6 @@ log = logging.getLogger("gap.api")
 MAX_BODY_BYTES = 64 * 1024
 
 SERVICE_KEY = web.AppKey("gap_service", GameService)
-AUTH_KEY = web.AppKey("gap_auth", object)
 
 STATUS_BY_ERROR: list[tuple[type[GameError], int]] = [
     (Invalid, 400), (NotFound, 404), (Expired, 409), (Conflict, 409), (Unavailable, 503),
@@ -31,6 +30,18 @@ NO_STORE = {"Cache-Control": "no-store"}
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status,
                              headers={**NO_STORE, **(headers or {})})
+
+
+def image_url(image_id: str) -> str:
+    return f"/img/{image_id}"
+
+
+def with_image_url(payload: dict[str, Any]) -> dict[str, Any]:
+    """The core names images by opaque id; the web client gets the URL to load (SPEC §5.2 `image.url`)."""
+    image = payload.get("image")
+    if isinstance(image, dict) and "image_id" in image:
+        payload = {**payload, "image": {**image, "url": image_url(image["image_id"])}}
+    return payload
 
 
 def ok(payload: Any) -> web.Response:
@@ -48,7 +59,7 @@ class Authenticator:
         self.bot_token = bot_token
         self.max_age = max_age
         self.cache_size = cache_size
-        self._cache: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._cache: LRUCache[str, tuple[int, int]] = LRUCache(cache_size)
 
     async def player_id(self, request: web.Request) -> int:
         init_data = parse_authorization(request.headers.get("Authorization"))
@@ -63,9 +74,10 @@ class Authenticator:
         data = validate_init_data(init_data, self.bot_token, max_age=self.max_age, now=now)
         player_id = await self.service.upsert_player(data.user_id, data.display_name)
         self._cache[init_data] = (player_id, data.auth_date)
-        if len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
         return player_id
+
+
+AUTH_KEY = web.AppKey("gap_auth", Authenticator)
 
 
 @web.middleware
@@ -120,17 +132,17 @@ def _service(request: web.Request) -> GameService:
 
 
 async def _player(request: web.Request) -> int:
-    return await request.app[AUTH_KEY].player_id(request)  # type: ignore[attr-defined]
+    return await request.app[AUTH_KEY].player_id(request)
 
 
 async def start_session(request: web.Request) -> web.Response:
     player = await _player(request)
-    return ok(await _service(request).start_or_resume(player))
+    return ok(with_image_url(await _service(request).start_or_resume(player)))
 
 
 async def current_session(request: web.Request) -> web.Response:
     player = await _player(request)
-    return ok(await _service(request).current(player))
+    return ok(with_image_url(await _service(request).current(player)))
 
 
 async def ask_question(request: web.Request) -> web.Response:
@@ -143,8 +155,8 @@ async def ask_question(request: web.Request) -> web.Response:
 async def give_verdict(request: web.Request) -> web.Response:
     player = await _player(request)
     body = await read_object(request)
-    return ok(await _service(request).verdict(player, request.match_info["answer_id"], body.get("request_id"),
-                                              body.get("verdict"), body.get("correction")))
+    return ok(with_image_url(await _service(request).verdict(
+        player, request.match_info["answer_id"], body.get("request_id"), body.get("verdict"), body.get("correction"))))
 
 
 async def session_summary(request: web.Request) -> web.Response:
@@ -160,7 +172,7 @@ async def leaderboard(request: web.Request) -> web.Response:
 async def next_find(request: web.Request) -> web.Response:
     """Peer validation (SPEC §3.3): another player's find to check, or 404 when none is left."""
     player = await _player(request)
-    return ok(await _service(request).next_find(player))
+    return ok(with_image_url(await _service(request).next_find(player)))
 
 
 async def validate_find(request: web.Request) -> web.Response:

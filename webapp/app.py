@@ -1,27 +1,29 @@
 """The aiohttp application factory. It receives everything it serves (the game
-service, the settings, the model) from the composition root (gap/app.py);
-other areas plug in through `extra_setup` callables and optional modules."""
+service, the settings, the model, the bot runtime, the resources to close) from
+the composition root (gap/app.py) and opens nothing itself."""
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from aiohttp import web
 
 from game.service import GameService
 from models.base import VQAModel
-from webapp.api import MAX_BODY_BYTES, error_middleware, error_response, setup_api
+from settings import Settings
+from webapp import page
+from webapp.api import MAX_BODY_BYTES, SERVICE_KEY, error_middleware, error_response, setup_api
+from webapp.telegram import WebhookTarget, attach_bot
 
 log = logging.getLogger("gap.webapp")
 
-SETTINGS_KEY = web.AppKey("gap_settings", object)
-MODEL_KEY = web.AppKey("gap_model", object)
+SETTINGS_KEY = web.AppKey("gap_settings", Settings)
+MODEL_KEY = web.AppKey("gap_model", VQAModel)
 
 Setup = Callable[[web.Application], None]
-Hook = Callable[[web.Application], Awaitable[None]]
+Resource = Callable[[web.Application], AsyncIterator[None]]  # an aiohttp cleanup_ctx generator
 
 
 async def _model_ready(model: Any) -> bool:
@@ -35,8 +37,6 @@ async def _model_ready(model: Any) -> bool:
 
 async def healthz(request: web.Request) -> web.Response:
     """200 when the database answers and the model is loaded; 503 otherwise (no auth)."""
-    from webapp.api import SERVICE_KEY
-
     try:
         await request.app[SERVICE_KEY].ping()
     except Exception as exc:  # noqa: BLE001 - any database failure means "not ready"
@@ -51,36 +51,32 @@ async def healthz(request: web.Request) -> web.Response:
 
 def create_app(
     service: GameService,
-    settings: Any,
+    settings: Settings,
     model: VQAModel,
     *,
     bot_token: str | None = None,
+    bot: WebhookTarget | None = None,
+    resources: Iterable[Resource] = (),
     extra_setup: Iterable[Setup] = (),
-    on_startup: Iterable[Hook] = (),
-    on_cleanup: Iterable[Hook] = (),
 ) -> web.Application:
-    """Build the web application: JSON API, images, /healthz, then the Mini App
-    page (`webapp.page.setup(app, settings)` when that module exists), then the
-    Telegram webhook (`webapp.telegram.setup(app, settings, service)` when that
-    module exists), then `extra_setup` callables, each given the app."""
-    token = bot_token or (settings.bot_token.get_secret_value() if getattr(settings, "bot_token", None) else None)
+    """Build the web application: JSON API, images, /healthz, the Mini App page, the
+    Telegram webhook when a bot runtime is given, then `extra_setup` callables.
+
+    `resources` are cleanup_ctx generators of what the caller opened (closed in reverse
+    order when the app stops); the bot runs in its own context after them, so it stops
+    before the database it uses is closed."""
+    token = bot_token or (settings.bot_token.get_secret_value() if settings.bot_token else None)
     if not token:
         raise ValueError("a bot token is required to authenticate Mini App requests (GAP_BOT_TOKEN)")
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
     app[SETTINGS_KEY] = settings
     app[MODEL_KEY] = model
-    setup_api(app, service, token, float(getattr(settings, "init_data_max_age", 86400)))
+    app.cleanup_ctx.extend(resources)
+    setup_api(app, service, token, float(settings.init_data_max_age))
     app.router.add_get("/healthz", healthz)
-    if importlib.util.find_spec("webapp.page") is not None:
-        from webapp import page
-
-        page.setup(app, settings)
-    if importlib.util.find_spec("webapp.telegram") is not None:
-        from webapp import telegram
-
-        telegram.setup(app, settings, service)
+    page.setup(app, settings)
+    if bot is not None:
+        attach_bot(app, bot)
     for setup in extra_setup:
         setup(app)
-    app.on_startup.extend(on_startup)
-    app.on_cleanup.extend(on_cleanup)
     return app

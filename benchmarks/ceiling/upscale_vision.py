@@ -1,4 +1,4 @@
-"""Exploratory probe (session 3): give the embedded model a 128-pixel input without changing
+"""Exploratory probe: give the embedded model a 128-pixel input without changing
 what it computes, then ask `gap ceiling` whether fine-tuning can use the extra pixels.
 
 The vision tower's 16-pixel patch embedding becomes a 32-pixel one whose kernel is the old

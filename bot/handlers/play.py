@@ -51,8 +51,7 @@ async def send_image(update: Update, context: ContextTypes.DEFAULT_TYPE, state: 
         await send_summary(update, context, state["session_id"])
         return
     image = state["image"]
-    opaque = image["url"].rsplit("/", 1)[-1]
-    found = await deps.service.image_by_opaque_id(opaque)
+    found = await deps.service.image_by_opaque_id(image["image_id"])
     caption = (
         f"Picture {image['index'] + 1} of {image['total']} · {clock_text(image['seconds_left'])} left\n"
         "Type a question about this picture."

@@ -1,4 +1,4 @@
-"""`gap evaluate | export | simulate | finetune | experiment`: the data pipeline (issue 7).
+"""`gap evaluate | export | simulate | finetune | experiment`: the data pipeline (SPEC §2 evaluation, §3.1 exports, §3.2 fine-tuning and proof).
 
 Thin: each subcommand parses, calls one function of game/, gap/ or models/, prints."""
 from __future__ import annotations
@@ -13,12 +13,12 @@ from tqdm import tqdm
 
 
 def _database(args: argparse.Namespace, settings):
-    from game.db import Database
     from game.migrate import upgrade
+    from gap.app import open_database
 
     url = getattr(args, "database", None) or settings.database_url
     upgrade(url)
-    return Database(url)
+    return open_database(settings, url)
 
 
 def _eval_config(args: argparse.Namespace, settings):

@@ -171,6 +171,7 @@ async def run_demo(settings: Any, *, port: int, open_browser: bool) -> int:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
+        await components.aclose()
         print(f"gap demo: cannot listen on {DEMO_HOST}:{port} ({exc.strerror}); try --port", file=sys.stderr)
         return 1
     bound_port = runner.addresses[0][1] if runner.addresses else port
@@ -194,6 +195,7 @@ async def run_demo(settings: Any, *, port: int, open_browser: bool) -> int:
     finally:
         print("gap demo: stopping", flush=True)
         await runner.cleanup()
+        await components.aclose()
     return 0
 
 

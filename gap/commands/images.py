@@ -126,7 +126,9 @@ async def measure_reliability(db: Database, model, *, threshold: float = DEFAULT
 
 async def _with_db(settings, work):
     await asyncio.to_thread(upgrade, settings.database_url)
-    db = Database(settings.database_url)
+    from gap.app import open_database
+
+    db = open_database(settings)
     try:
         return await work(db)
     finally:

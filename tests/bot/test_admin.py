@@ -37,7 +37,7 @@ async def play_sessions(world: World, telegram_id: int, sessions: int) -> int:
                                           .where(answers.c.id == got["answer_id"]))).one()
             verdict = "wrong" if row.tainted or not row.image_tainted else "correct"
             state = await service.verdict(player, got["answer_id"], f"sim-{s}-{step}-v", verdict,
-                                          "green" if verdict == "wrong" else None)
+                                          "chartreuse" if verdict == "wrong" else None)
     return player
 
 
@@ -96,7 +96,7 @@ async def test_export_sends_a_zip_document_with_the_training_data(make_world):
         lines = zf.read("train.jsonl").decode().splitlines()
         assert len(lines) == count
         first = json.loads(lines[0])
-        assert first["correct_answer"] == "green" and first["question"] == "What colour is the circle?"
+        assert first["correct_answer"] == "chartreuse" and first["question"] == "What colour is the circle?"
         assert "README.md" in zf.namelist() and any(n.startswith("images/") for n in zf.namelist())
 
     mark = world.mark()  # with confirmations (answers judged correct; the exporter's own test checks which)

@@ -18,7 +18,7 @@ async def play_one_image(service, player: int, rid: str, verdict: str = "wrong")
     state = await service.start_or_resume(player)
     got = await service.ask(player, state["session_id"], f"{rid}-q", "What colour is it?")
     return await service.verdict(player, got["answer_id"], f"{rid}-v", verdict,
-                                 "red" if verdict == "wrong" else None)
+                                 "crimson" if verdict == "wrong" else None)
 
 
 async def test_overview_days_reach_and_scores(service, db, clock: FakeClock):

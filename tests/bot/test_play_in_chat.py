@@ -137,7 +137,7 @@ async def test_score_after_a_game_in_chat(make_world):
     await world.reply_to(user, "sendPhoto", mark)
     for index in range(10):
         answer = await ask(world, user, f"{QUESTION} {index}")
-        mark = await judge_wrong(world, user, answer, "blue")
+        mark = await judge_wrong(world, user, answer, "turquoise")
     await world.reply_to(user, "sendMessage", mark, lambda c: c.params["text"].startswith("Game over!"))
     mark = world.mark()
     await world.say(user, "/score")
@@ -162,9 +162,9 @@ async def test_owed_correction_survives_a_restart(make_world, tmp_path):
 
     second = await make_world(**shared)
     mark = second.mark()
-    await second.say(user, "red")
+    await second.say(user, "crimson")
     thanks = await second.reply_to(user, "sendMessage", mark)
     assert "noted" in thanks.params["text"]
     async with second.components.db.read() as conn:
         rows = (await conn.execute(select(answers.c.verdict, answers.c.correction))).all()
-    assert [(r.verdict, r.correction) for r in rows] == [("wrong", "red")]
+    assert [(r.verdict, r.correction) for r in rows] == [("wrong", "crimson")]

@@ -181,7 +181,7 @@ def test_player_and_model_text_is_shown_literally(fast_server, new_page, artifac
                                          {"request_id": f"x-{time.time_ns()}", "text": "How many circles?"})
         assert status == 200, answer
         status, _ = fast_server.api("POST", f"/api/answers/{answer['answer_id']}/verdict", init,
-                                    {"request_id": f"v-{time.time_ns()}", "verdict": "wrong", "correction": "two"})
+                                    {"request_id": f"v-{time.time_ns()}", "verdict": "wrong", "correction": "twelve"})
         assert status == 200
     page.reload()
     expect(page.locator("#progress")).to_have_text("10 / 10")

@@ -2,7 +2,7 @@
 concurrent transactions, on SQLite and PostgreSQL. SQLite serialises writers (BEGIN
 IMMEDIATE); on PostgreSQL (READ COMMITTED writes) the same outcomes come from an
 IntegrityError retry when two workers start one session, row locks on the image being
-answered (game/queries.py) and on the find being voted on (game/validation.py),
+answered (game/storage.py) and on the find being voted on (game/validation.py),
 `gap evaluate` locking its state (game/evaluation_store.py) and ordered pool reads. Each race here failed on PostgreSQL before its fix."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from game import evaluation_store
 from game.db import Database
 from game.evaluation import EvalConfig
 from game.evaluation_tables import eval_counts
-from game.queries import tx_pools
+from game.storage import tx_pools
 from game.service import GameConfig, GameService
 from game.errors import Conflict
 from game.tables import answers, session_images, sessions
@@ -50,7 +50,7 @@ async def test_many_players_across_three_workers_all_finish(service, db, db_url,
         judged = 0
         while state["status"] == "playing":
             got = await worker.ask(pid, state["session_id"], f"q{user}-{judged}", "How many circles?")
-            state = await worker.verdict(pid, got["answer_id"], f"v{user}-{judged}", "wrong", "three")
+            state = await worker.verdict(pid, got["answer_id"], f"v{user}-{judged}", "wrong", "thirteen")
             judged += 1
         return judged
 

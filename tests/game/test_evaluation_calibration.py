@@ -1,4 +1,4 @@
-"""Calibration of the find posteriors (SPEC §2, issue 7: ECE ≤ 0.05) on game-shaped verdicts
+"""Calibration of the find posteriors (SPEC §2; target ECE ≤ 0.05) on game-shaped verdicts
 with known truth: few honest answers on tainted images per player (f is scarce), a mixed
 population (careful, sloppy, random flaggers, spammers), fatigue, and π strata that differ
 wildly (text questions the model cannot read)."""

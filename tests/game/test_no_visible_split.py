@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 
 from game import rules
 from game.images import import_files, list_image_files, import_pool_name, pool_counts
-from game.queries import tx_pools
+from game.storage import tx_pools
 from game.service import GameService
 from game.tables import images
 from tests.conftest import TEST_HASH_KEY, solid_png

@@ -133,8 +133,8 @@ async def test_idempotent_retries(service, db):
     first = await service.ask(pid, state["session_id"], "same", "How many squares?")
     again = await service.ask(pid, state["session_id"], "same", "How many squares?")
     assert again == first and await count(db, answers) == 1
-    v1 = await service.verdict(pid, first["answer_id"], "v-same", "wrong", "two")
-    v2 = await service.verdict(pid, first["answer_id"], "v-same", "wrong", "two")
+    v1 = await service.verdict(pid, first["answer_id"], "v-same", "wrong", "twelve")
+    v2 = await service.verdict(pid, first["answer_id"], "v-same", "wrong", "twelve")
     assert v1["session_id"] == v2["session_id"] and v1["image"]["index"] == v2["image"]["index"] == 1
     assert v1["image"]["deadline_ms"] == v2["image"]["deadline_ms"]
     ledger = await count(db, points_ledger)
@@ -153,7 +153,7 @@ async def test_concurrent_same_request_is_stored_once(service, db):
                                      for _ in range(8)))
     assert all(r == results[0] for r in results)
     assert await count(db, answers) == 1
-    verdicts = await asyncio.gather(*(service.verdict(pid, results[0]["answer_id"], "dupv", "wrong", "circle")
+    verdicts = await asyncio.gather(*(service.verdict(pid, results[0]["answer_id"], "dupv", "wrong", "a heptagon")
                                       for _ in range(8)), return_exceptions=True)
     assert not [v for v in verdicts if isinstance(v, Exception)]
     assert await count(db, requests) == 2
@@ -176,7 +176,7 @@ async def test_other_players_cannot_see_or_touch(service, db):
     with pytest.raises(NotFound):
         await service.ask(bob, state["session_id"], "y", "How many?")
     with pytest.raises(NotFound):
-        await service.verdict(bob, got["answer_id"], "z", "wrong", "five")
+        await service.verdict(bob, got["answer_id"], "z", "wrong", "fifteen")
     with pytest.raises(NotFound):
         await service.summary(bob, state["session_id"])
     with pytest.raises(NotFound):
@@ -193,7 +193,7 @@ async def test_deadline_ends_image_and_late_requests_conflict(service, db, clock
     got = await service.ask(pid, state["session_id"], "a", "Which colour?")
     clock.advance(120)  # exactly at the deadline: late
     with pytest.raises(Expired):
-        await service.verdict(pid, got["answer_id"], "v", "wrong", "blue")
+        await service.verdict(pid, got["answer_id"], "v", "wrong", "turquoise")
     now_state = await service.current(pid)
     assert now_state["image"]["index"] == 1
     assert now_state["image"]["deadline_ms"] == clock.now + 120_000
@@ -253,7 +253,7 @@ async def test_state_keys_do_not_reveal_taint(service, db):
         shapes[plan[i].tainted].add((shape(state), shape(mid), tuple(sorted(got))))
         assert "points" not in str(shape(mid)) and "score" not in str(shape(mid))
         got2 = await service.ask(pid, state["session_id"], f"b{i}", "How many?")
-        state = await service.verdict(pid, got2["answer_id"], f"w{i}", "wrong", "four")
+        state = await service.verdict(pid, got2["answer_id"], f"w{i}", "wrong", "fourteen")
     assert shapes[True] == shapes[False]
 
 
@@ -307,14 +307,14 @@ async def test_two_workers_on_one_database_stay_consistent(service, db_url, mode
         assert asked[0] == asked[1]
         assert await count(service.db, answers) == 1
         judged = await asyncio.gather(
-            service.verdict(pid, asked[0]["answer_id"], "v-a", "wrong", "one"),
-            other.verdict(pid, asked[0]["answer_id"], "v-b", "wrong", "two"), return_exceptions=True)
+            service.verdict(pid, asked[0]["answer_id"], "v-a", "wrong", "eleven"),
+            other.verdict(pid, asked[0]["answer_id"], "v-b", "wrong", "twelve"), return_exceptions=True)
         ok = [j for j in judged if isinstance(j, dict)]
         assert len(ok) == 1 and all(isinstance(j, Conflict) for j in judged if not isinstance(j, dict))
         async with service.db.read() as conn:
             row = (await conn.execute(select(answers.c.verdict, answers.c.correction))).one()
             ledger = (await conn.execute(select(func.count()).select_from(points_ledger))).scalar_one()
-        assert row.verdict == "wrong" and row.correction in ("one", "two") and ledger <= 1
+        assert row.verdict == "wrong" and row.correction in ("eleven", "twelve") and ledger <= 1
         assert (await service.current(pid))["image"]["index"] == (await other.current(pid))["image"]["index"] == 1
     finally:
         await other_db.dispose()

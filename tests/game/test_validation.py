@@ -104,7 +104,7 @@ async def test_own_find_is_never_offered_and_others_get_the_payload(service, db,
     bob = await service.upsert_player(2, "Bob")
     offered = await service.next_find(bob)
     assert set(offered) == {"find_id", "image", "question", "answer", "correction"}
-    assert set(offered["image"]) == {"url"} and offered["image"]["url"].startswith("/img/")
+    assert set(offered["image"]) == {"image_id"} and offered["image"]["image_id"]
     assert offered["find_id"] == finds[0]              # the oldest of the unvoted finds
     async with db.read() as conn:
         row = (await conn.execute(select(answers).where(answers.c.id == finds[0]))).one()
@@ -120,7 +120,7 @@ async def test_finds_of_a_session_still_playing_are_not_shown(service, db, clock
     find_id = None
     while find_id is None:                     # flag until one flag lands on an untainted image
         got = await service.ask(alice, sid, f"a{state['image']['index']}", "What colour?")
-        state = await service.verdict(alice, got["answer_id"], f"v{state['image']['index']}", "wrong", "red")
+        state = await service.verdict(alice, got["answer_id"], f"v{state['image']['index']}", "wrong", "crimson")
         found = await finds_of(db, sid)
         find_id = found[0] if found else None
     assert state["status"] == "playing"

@@ -1,5 +1,5 @@
-"""`gap bench model` runs end to end on the embedded checkpoint and reports every number the
-issue asks for (values are timings: only their presence and sanity are checked here)."""
+"""`gap bench model` runs end to end on the embedded checkpoint and reports every number of
+benchmarks/README.md's model section (values are timings: only their presence and sanity are checked here)."""
 from __future__ import annotations
 
 import json

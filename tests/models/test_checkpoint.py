@@ -47,7 +47,7 @@ def test_loads_with_auto_classes_in_a_fresh_process():
 
 
 async def test_lora_adapter_directory_loads_over_its_base(tmp_path):
-    """Issue 7 writes peft adapters; the loader takes such a directory like a full model."""
+    """`gap finetune` writes peft adapters (SPEC §3.2); the loader takes such a directory like a full model."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText, AutoProcessor

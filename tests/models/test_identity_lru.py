@@ -34,3 +34,14 @@ def test_a_cached_object_keeps_its_id_from_being_reused():
     gc.collect()
     fresh = [Box(10 + i) for i in range(50)]
     assert all(lru.get(f) is None for f in fresh)
+
+
+def test_a_new_size_bounds_the_memo():
+    lru: IdentityLRU[int] = IdentityLRU(4)
+    keep = [Box(i) for i in range(4)]
+    for i, b in enumerate(keep):
+        lru.put(b, i)
+    lru.size = 2
+    for i, b in enumerate(keep):
+        lru.put(b, i)
+    assert len(lru) == 2 and lru.size == 2 and lru.get(keep[0]) is None and lru.get(keep[3]) == 3

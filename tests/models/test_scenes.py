@@ -8,6 +8,8 @@ import pytest
 from PIL import Image
 
 from models import scenes
+from models.question_types import fine_type
+from models.scenes import questions as scene_questions
 from models.scenes import (QUESTION_TYPES, NoQuestion, Scene, answer_vocabulary, answers_match, example_questions,
                            generate_scene, heldout_fingerprints, normalize_answer, render, render_png,
                            sample_question, scene_from_seed)
@@ -121,9 +123,9 @@ def test_ground_truth_is_read_off_the_scene():
 
 
 def test_many_paraphrases_per_type():
-    for templates in (scenes._COUNT_ALL, scenes._COUNT_SHAPE, scenes._COUNT_COLOR, scenes._COLOR, scenes._SHAPE,
-                      scenes._EXISTS_SHAPE, scenes._EXISTS_COLOR, scenes._EXISTS_COLOR_SHAPE, scenes._POSITION_LR,
-                      scenes._POSITION_TB, scenes._RELATION_LR, scenes._TEXT):
+    q = scene_questions
+    for templates in (q._COUNT_ALL, q._COUNT_SHAPE, q._COUNT_COLOR, q._COLOR, q._SHAPE, q._EXISTS_SHAPE,
+                      q._EXISTS_COLOR, q._EXISTS_COLOR_SHAPE, q._POSITION_LR, q._POSITION_TB, q._RELATION_LR, q._TEXT):
         assert len(set(templates)) >= 5
     rng = random.Random(9)
     asked = {sample_question(generate_scene(rng, "simple"), rng, "count_all").question for _ in range(200)}
@@ -145,4 +147,4 @@ def test_answers_differ(a, b):
 def test_example_questions_are_known_types():
     qs = example_questions()
     assert len(qs) >= 8
-    assert all(scenes.guess_qtype(q) != "other" for q in qs)
+    assert all(fine_type(q) != "other" for q in qs)

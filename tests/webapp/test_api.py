@@ -42,7 +42,8 @@ async def test_full_session_over_http(client, db):
     state = await resp.json()
     sid = state["session_id"]
     assert set(state) == {"session_id", "status", "now_ms", "image"}
-    assert set(state["image"]) == {"index", "total", "url", "deadline_ms", "seconds_left", "answers"}
+    assert set(state["image"]) == {"index", "total", "image_id", "url", "deadline_ms", "seconds_left", "answers"}
+    assert state["image"]["url"] == f"/img/{state['image']['image_id']}"
     img = await client.get(state["image"]["url"])
     assert img.status == 200 and img.content_type == "image/jpeg" and "immutable" in img.headers["Cache-Control"]
     assert (await client.get(state["image"]["url"], headers={"If-None-Match": img.headers["ETag"]})).status == 304
@@ -54,7 +55,7 @@ async def test_full_session_over_http(client, db):
         got = await asked.json()
         assert set(got) == {"answer_id", "answer"}
         judged = await post(client, f"/api/answers/{got['answer_id']}/verdict",
-                            {"request_id": f"v{i}", "verdict": "wrong", "correction": "two"})
+                            {"request_id": f"v{i}", "verdict": "wrong", "correction": "twelve"})
         assert judged.status == 200
         state = await judged.json()
     assert state["status"] == "finished"
@@ -133,10 +134,10 @@ async def test_idempotent_retries_over_http(client, db):
     assert await first.json() == await second.json()
     aid = (await first.json())["answer_id"]
     v1 = await (await post(client, f"/api/answers/{aid}/verdict",
-                           {"request_id": "r2", "verdict": "wrong", "correction": "3"})).json()
+                           {"request_id": "r2", "verdict": "wrong", "correction": "13"})).json()
     after_first = await snapshot(db)
     v2 = await (await post(client, f"/api/answers/{aid}/verdict",
-                           {"request_id": "r2", "verdict": "wrong", "correction": "3"})).json()
+                           {"request_id": "r2", "verdict": "wrong", "correction": "13"})).json()
     assert v1["image"]["deadline_ms"] == v2["image"]["deadline_ms"] and v1["image"]["index"] == 1
     assert await snapshot(db) == after_first
     again = await post(client, f"/api/answers/{aid}/verdict", {"request_id": "r3", "verdict": "correct"})
@@ -170,7 +171,7 @@ async def test_deadline_409_and_session_advances(client, db, clock):
     got = await (await post(client, f"/api/sessions/{sid}/questions", {"request_id": "a", "text": "Colour?"})).json()
     clock.advance(121)
     late = await post(client, f"/api/answers/{got['answer_id']}/verdict",
-                      {"request_id": "b", "verdict": "wrong", "correction": "red"})
+                      {"request_id": "b", "verdict": "wrong", "correction": "crimson"})
     assert late.status == 409 and (await late.json())["error"]["code"] == "expired"
     now = await (await client.get("/api/sessions/current", headers=ALICE)).json()
     assert now["image"]["index"] == 1 and now["image"]["deadline_ms"] == clock.now + 120_000
@@ -279,3 +280,33 @@ async def test_model_failures_store_nothing(service, settings, db):
             assert resp.status == status and body["error"]["code"] == code
             assert "a bug" not in json.dumps(body)
             assert await snapshot(db) == before
+
+
+@pytest.mark.parametrize("rewrite", [str, str.upper, lambda a: f"  {a}!! ", lambda a: {"3": "three"}.get(a, a)])
+async def test_a_correction_that_says_the_answer_again_is_refused_and_nothing_is_stored(client, db, rewrite):
+    state = await (await client.post("/api/sessions", headers=ALICE)).json()
+    got = await (await post(client, f"/api/sessions/{state['session_id']}/questions",
+                            {"request_id": "q1", "text": "How many circles are there?"})).json()
+    before = await snapshot(db)
+    resp = await post(client, f"/api/answers/{got['answer_id']}/verdict",
+                      {"request_id": "v1", "verdict": "wrong", "correction": rewrite(got["answer"])})
+    assert resp.status == 400
+    error = (await resp.json())["error"]
+    assert error["code"] == "correction_same_as_answer" and "same as the AI's answer" in error["message"]
+    assert await snapshot(db) == before
+    # the player can still judge the same answer with a real correction
+    fixed = await post(client, f"/api/answers/{got['answer_id']}/verdict",
+                       {"request_id": "v2", "verdict": "wrong", "correction": "a different answer"})
+    assert fixed.status == 200, await fixed.text()
+
+
+async def test_each_answer_stores_its_question_type(client, db):
+    state = await (await client.post("/api/sessions", headers=ALICE)).json()
+    for rid, text in [("c", "How many stars are there?"), ("k", "What colour is the square?")]:
+        got = await (await post(client, f"/api/sessions/{state['session_id']}/questions",
+                                {"request_id": rid, "text": text})).json()
+        await post(client, f"/api/answers/{got['answer_id']}/verdict", {"request_id": rid + "v", "verdict": "correct"})
+    async with db.read() as conn:
+        stored = (await conn.execute(select(answers.c.question, answers.c.question_type))).all()
+    assert sorted((r.question, r.question_type) for r in stored) == [
+        ("How many stars are there?", "count"), ("What colour is the square?", "color")]

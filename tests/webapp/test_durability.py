@@ -103,7 +103,7 @@ async def test_kill_9_and_resume(server_env, tmp_path: Path):
             assert [a["answer_id"] for a in resumed["image"]["answers"]] == [pending]
             # A retry of an acknowledged request after the crash replays, stores nothing new.
             async with http.post(f"/api/answers/{acknowledged[1][0]}/verdict",
-                                 json={"request_id": "v1", "verdict": "wrong", "correction": "two"}) as resp:
+                                 json={"request_id": "v1", "verdict": "wrong", "correction": "twelve"}) as resp:
                 assert resp.status == 200 and (await resp.json())["image"]["deadline_ms"] == deadline
             async with http.post(f"/api/answers/{pending}/verdict",
                                  json={"request_id": "v-last", "verdict": "correct"}) as resp:

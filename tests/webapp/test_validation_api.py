@@ -50,7 +50,7 @@ async def test_validation_flow_over_http(client, db):
     assert resp.status == 200 and resp.headers["Cache-Control"] == "no-store"
     find = await resp.json()
     assert set(find) == {"find_id", "image", "question", "answer", "correction"}
-    assert set(find["image"]) == {"url"}
+    assert set(find["image"]) == {"image_id", "url"}
     img = await client.get(find["image"]["url"])
     assert img.status == 200 and img.content_type.startswith("image/")
     summary = await (await client.get(f"/api/sessions/{sid}/summary", headers=ALICE)).json()

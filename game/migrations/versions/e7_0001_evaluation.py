@@ -1,4 +1,4 @@
-"""Evaluation tables (issue 7): sufficient statistics, player estimates, finds and
+"""Evaluation tables (SPEC §2): sufficient statistics, player estimates, finds and
 their posterior cells, the evaluation watermark, and an index on answers.judged_at (game/evaluation_tables.py).
 
 Revision ID: e7_0001
