@@ -97,6 +97,54 @@ def clean_verdict(value: object) -> str:
     return str(value)
 
 
+@dataclass(frozen=True)
+class Look:
+    """What a player can see of an image before asking anything (SPEC §1.2: the split must not
+    show in it): its source pool, format, pixel size and byte size."""
+
+    source: str
+    mime: str
+    width: int
+    height: int
+    size: int
+
+    def key(self) -> tuple:
+        orientation = (self.width > self.height) - (self.width < self.height)
+        return (self.source, self.mime, orientation, self.size)
+
+
+def look_strata(reliable_ids: list[int], looks: Mapping[int, Look], per_stratum: int = 2) -> dict[int, str]:
+    """Each image's stratum: per source, images sorted by how they look (format, orientation,
+    byte size) and cut into contiguous runs that hold `per_stratum` reliable images each.
+
+    Why runs and not the source alone: the reliable pool is whatever the model answers well,
+    and that shows — simple drawings are small files, and the embedded model is reliable on
+    them far more often than on complex ones. Pairing a tainted image with an untainted one
+    from the same run makes every run as often tainted as not, so byte size, format and shape
+    no longer tell the split either. Images after a source's last reliable one join its last
+    run; a source without a reliable image gets no stratum (it cannot be shown fairly)."""
+    reliable = set(reliable_ids)
+    by_source: dict[str, list[int]] = {}
+    for image_id in sorted(looks, key=lambda i: (looks[i].key(), i)):
+        by_source.setdefault(looks[image_id].source, []).append(image_id)
+    out: dict[int, str] = {}
+    for source, ids in by_source.items():
+        if not any(i in reliable for i in ids):
+            out.update({i: f"{source}#unplayable" for i in ids})
+            continue
+        run, seen_reliable, pending = 0, 0, []
+        for image_id in ids:
+            pending.append(image_id)
+            seen_reliable += image_id in reliable
+            if seen_reliable == per_stratum:
+                out.update({i: f"{source}#{run}" for i in pending})
+                run, seen_reliable, pending = run + 1, 0, []
+        if pending:  # the tail: with its own reliable images a run of its own, else the last run's
+            label = f"{source}#{run}" if seen_reliable or run == 0 else f"{source}#{run - 1}"
+            out.update({i: label for i in pending})
+    return out
+
+
 def plan_session(rng: random.Random, reliable_ids: list[int], all_ids: list[int],
                  source_of: Mapping[int, str] | None = None) -> list[PlannedImage]:
     """Choose a session's 10 images: 5 tainted from the reliable pool, 5 untainted

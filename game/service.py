@@ -292,14 +292,15 @@ class GameService:
     # ------------------------------------------------------------------ async internals
 
     async def _pools_cached(self) -> tuple[list[int], list[int], dict[int, str]]:
-        """(reliable ids, all ids, each id's source pool), re-read at most every `pool_cache_seconds`."""
+        """(reliable ids, all ids, each id's stratum: game/rules.look_strata), re-read at most every
+        `pool_cache_seconds`."""
         now = time.monotonic()
         if self._pools is not None and (now - self._pools[0]) < self.config.pool_cache_seconds:
             return self._pools[1], self._pools[2], self._pools[3]
         rows = await self.db.run_read(q.tx_pools)
         all_ids = [r[0] for r in rows]
         reliable = [r[0] for r in rows if r[1]]
-        source_of = {r[0]: r[2] for r in rows}
+        source_of = rules.look_strata(reliable, {r[0]: r[2] for r in rows})
         self._pools = (now, reliable, all_ids, source_of)
         return reliable, all_ids, source_of
 

@@ -158,4 +158,4 @@ async def test_image_pools_are_listed_in_id_order(db):
     await set_reliability(db, {i: 0.99 for i in reversed(ids)}, threshold=0.9)
     pools = await db.run_read(tx_pools)
     assert [i for i, _, _ in pools] == sorted(ids) and all(reliable for _, reliable, _ in pools)
-    assert {pool for _, _, pool in pools} == {"test"}
+    assert {look.source for _, _, look in pools} == {"test"} and all(look.size > 0 for _, _, look in pools)

@@ -71,7 +71,7 @@ async def test_unmeasured_photos_join_and_leave_the_reliable_pool(db, clock, mod
     await seed_images(db, total=10, reliable=10)
     photos = []
     for i in range(4):
-        image_id, _ = await store_image(db, prepare_image(solid_png(100 + i, 40)), pool="test",
+        image_id, _ = await store_image(db, prepare_image(solid_png(100 + i)), pool="test",
                                         source_name=f"photo-{i}.jpg")
         photos.append(image_id)
     good, bad = photos[:2], photos[2:]
