@@ -64,7 +64,7 @@ async def _evaluation(context: ContextTypes.DEFAULT_TYPE) -> tuple[int | None, l
         from game.evaluation_store import run_evaluation
         from game.evaluation_tables import player_estimates
 
-        summary = await run_evaluation(db, EvalConfig(theta=deps.settings.theta), now_ms=deps.service.clock())
+        summary = await run_evaluation(db, EvalConfig(theta=deps.settings.theta, crowd_threshold=deps.settings.crowd_threshold), now_ms=deps.service.clock())
         async with db.read() as conn:
             s_means = [float(r[0]) for r in (await conn.execute(
                 select(player_estimates.c.s_mean).where(player_estimates.c.n_tainted > 0))).all()]

@@ -27,7 +27,7 @@ def _eval_config(args: argparse.Namespace, settings):
     theta = args.theta if getattr(args, "theta", None) is not None else settings.theta
     crowd = getattr(args, "crowd_threshold", None)
     return EvalConfig(theta=theta, prior=getattr(args, "prior", "eb"),
-                      **({"crowd_threshold": crowd} if crowd is not None else {}))
+                      crowd_threshold=crowd if crowd is not None else settings.crowd_threshold)
 
 
 def _evaluate(args: argparse.Namespace, settings) -> int:
@@ -134,7 +134,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--prior", choices=["eb", "uniform"], default="eb", help="Beta prior: empirical Bayes or Beta(1,1)")
     ev.add_argument("--crowd-threshold", type=float, default=None,
                     help="lower credible bound of the model's accuracy at which the crowd makes an unmeasured "
-                         "image reliable (default 0.9)")
+                         "image reliable (default: GAP_CROWD_THRESHOLD, 0.9)")
     ev.add_argument("--player-model", action="store_true", help="also fit the logistic player model and plot it")
     ev.add_argument("--plot", default="player_model.png", help="where --player-model writes its plot")
     ev.add_argument("--json", action="store_true")

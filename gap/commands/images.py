@@ -157,8 +157,10 @@ def _print_measure(result: dict) -> None:
     print(f"reliable pool: {result['reliable']} of {result['measured']} measured images "
           f"(mean model accuracy {result['mean_accuracy']:.3f})")
     if result["reliable"] < TAINTED_PER_SESSION:
-        print(f"warning: sessions need at least {TAINTED_PER_SESSION} reliable images; generate more simple "
-              f"scenes, improve the model, or lower --threshold", file=sys.stderr)
+        print(f"warning: sessions need at least {TAINTED_PER_SESSION} reliable images; annotate or declare more "
+              f"(gap images import --annotations F / --reliable), generate more simple scenes, improve the model, "
+              f"or lower --threshold; the crowd measures the rest once play starts (README: Your own images)",
+              file=sys.stderr)
 
 
 def _import(args: argparse.Namespace, settings) -> int:
