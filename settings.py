@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     # the crowd's bar for an unmeasured image (SPEC §1.2): the lower end of the 90 % credible interval
     # of the model's accuracy on it, from players' verdicts, that puts it in the reliable pool
     crowd_threshold: float = Field(0.9, ge=0.0, le=1.0)
+    # how often each web worker checks for a newly promoted model round (SPEC §3.2); 0: never
+    round_poll_seconds: float = Field(5.0, ge=0.0)
     webhook_url: str | None = None
     # the bot's chat-side state (a correction owed after "Wrong", a broadcast awaiting confirmation) survives
     # restarts in this file (python-telegram-bot's PicklePersistence); empty: kept in memory only

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from game.service import GameService
 from settings import Settings
 
 
 @dataclass
 class BotDeps:
     settings: Settings
-    service: Any                       # game.service.GameService; its .db also serves game/admin_queries.py
+    service: GameService               # its .db also serves game/admin_queries.py
     mini_app_url: str | None = None    # https URL of the Mini App page; None → no web_app buttons
     export_dir: Path = field(default_factory=lambda: Path("exports"))
     max_document_bytes: int = 45 * 1024 * 1024   # Bot API upload limit is 50 MB

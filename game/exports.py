@@ -1,91 +1,53 @@
-"""Training-data exports (SPEC §3.1): the finds whose posterior passes θ, as JSON
-Lines in the formats fine-tuning tools read, with the images copied next to them
-and a dataset card. Formats:
+"""Training-data exports (SPEC §3.1): the finds whose posterior passes θ (and, on
+request, the confirmations), read from the database in chunks and written in the
+formats fine-tuning tools read as-is — the shapes are in game/export_formats.py,
+the incremental writer and the dataset card in game/export_writer.py and
+game/export_card.py.
 
-- ``sharegpt``: ``{id, image, conversations: [{from: human, value: "<image>\\nQ"}, {from: gpt, value: A}]}``
-- ``trl-sft``: ``{id, messages: [user (image + text), assistant (text)], images: [path]}`` (TRL's vision SFT)
-- ``dpo``: ``{id, prompt, chosen, rejected, images}`` in TRL's conversational form;
-  chosen = the player's correction, rejected = the model's wrong answer
-- ``vqa``: ``{id, image, question, model_answer, correct_answer, posterior, question_type}``
-
-The writer is independent of the database (``write_export`` takes records), so
-the experiment's baselines (random pairs, unfiltered, ground truth) are written
-by the same code as the product's export.
+Why chunks: an export may hold millions of rows; each chunk of rows (and the bytes
+of its images) is read in its own short read transaction and written before the
+next is read, so memory stays flat in the number of rows (keyset pagination on
+(judged_at, id), the export's order).
 """
 from __future__ import annotations
 
+import asyncio
 import json
-from collections import Counter
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import AsyncIterator, Callable, Iterable
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, or_, select, true
 
 from game import tables as T
 from game.db import Database
 from game.evaluation_tables import answer_posteriors_query
+from game.export_formats import FORMATS, ExportRecord, image_path, to_json
+from game.export_writer import DATA_FILE, LICENSE, LLAVA_FILE, ExportWriter, data_file, write_export
 
-FORMATS = ("sharegpt", "trl-sft", "dpo", "vqa")
-DATA_FILE = "train.jsonl"
-_EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
+__all__ = ["FORMATS", "ExportRecord", "image_path", "to_json", "DATA_FILE", "LLAVA_FILE", "ExportWriter", "data_file",
+           "write_export", "read_records", "question_answer", "iter_finds", "iter_confirmed", "collect_finds",
+           "collect_confirmed", "export_finds", "missed_mistake_probability"]
 
-
-@dataclass(frozen=True)
-class ExportRecord:
-    id: str
-    image_key: str            # opaque id: the file name stem, never a pool or source name
-    image_mime: str
-    question: str
-    model_answer: str
-    correct_answer: str
-    posterior: float | None
-    question_type: str
-    model_id: str | None = None
-    judged_at: int | None = None
-
-
-def image_path(rec: ExportRecord) -> str:
-    return f"images/{rec.image_key}.{_EXT.get(rec.image_mime, 'bin')}"
-
-
-def to_json(rec: ExportRecord, fmt: str) -> dict:
-    """One JSON Lines object of format `fmt` for a record."""
-    img = image_path(rec)
-    user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": rec.question}]}
-    if fmt == "sharegpt":
-        return {"id": rec.id, "image": img, "conversations": [
-            {"from": "human", "value": "<image>\n" + rec.question},
-            {"from": "gpt", "value": rec.correct_answer}]}
-    if fmt == "trl-sft":
-        return {"id": rec.id, "messages": [
-            user, {"role": "assistant", "content": [{"type": "text", "text": rec.correct_answer}]}], "images": [img]}
-    if fmt == "dpo":
-        return {"id": rec.id, "prompt": [user],
-                "chosen": [{"role": "assistant", "content": [{"type": "text", "text": rec.correct_answer}]}],
-                "rejected": [{"role": "assistant", "content": [{"type": "text", "text": rec.model_answer}]}],
-                "images": [img]}
-    if fmt == "vqa":
-        return {"id": rec.id, "image": img, "question": rec.question, "model_answer": rec.model_answer,
-                "correct_answer": rec.correct_answer, "posterior": rec.posterior, "question_type": rec.question_type}
-    raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+CHUNK = 500
+Chunk = tuple[list[ExportRecord], dict[str, bytes], int]   # records, their images' bytes, database rows read
 
 
 def read_records(path: Path) -> list[dict]:
-    """The JSON objects of an export's data file (or of a .jsonl path)."""
+    """The JSON objects of an export's data file (or of a .jsonl / .json path)."""
     path = Path(path)
     if path.is_dir():
-        path = path / DATA_FILE
+        path = path / (LLAVA_FILE if (path / LLAVA_FILE).exists() else DATA_FILE)
+    if path.suffix == ".json":
+        return json.loads(path.read_text(encoding="utf-8"))
     with path.open(encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
 
 
 def question_answer(obj: dict) -> tuple[str, str, str]:
-    """(image path, question, target answer) of an export object of any format."""
+    """(image path, question, target answer) of an export object of any JSON format."""
     if "conversations" in obj:
-        q = obj["conversations"][0]["value"].removeprefix("<image>\n")
-        return obj["image"], q, obj["conversations"][1]["value"]
+        q = obj["conversations"][0]["value"].removeprefix("<image>").removeprefix("\n")
+        return (obj.get("images") or [obj.get("image")])[0], q, obj["conversations"][1]["value"]
     if "messages" in obj:
         user = next(c["text"] for c in obj["messages"][0]["content"] if c["type"] == "text")
         ans = next(c["text"] for c in obj["messages"][1]["content"] if c["type"] == "text")
@@ -96,86 +58,76 @@ def question_answer(obj: dict) -> tuple[str, str, str]:
     return obj["image"], obj["question"], obj["correct_answer"]
 
 
-def write_export(records: list[ExportRecord], images: dict[str, bytes], fmt: str, out: Path, *,
-                 theta: float | None, title: str = "GAP export", notes: Iterable[str] = ()) -> dict:
-    """Write DIR/train.jsonl, DIR/images/* and DIR/README.md (the dataset card); returns the card's numbers."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    out = Path(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    tmp = out / (DATA_FILE + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(json.dumps(to_json(rec, fmt), ensure_ascii=False) + "\n")
-    written = set()
-    for rec in records:
-        if rec.image_key in written:
-            continue
-        target = out / image_path(rec)
-        if not target.exists():
-            target.write_bytes(images[rec.image_key])
-        written.add(rec.image_key)
-    tmp.replace(out / DATA_FILE)
-    card = dataset_card(records, fmt, theta, title=title, n_images=len(written), notes=notes)
-    (out / "README.md").write_text(card["markdown"], encoding="utf-8")
-    return card
+def _after(cols, last: tuple[int, str] | None):
+    """Keyset condition: rows after `last` in (judged_at, id) order."""
+    if last is None:
+        return true()
+    judged, ident = cols
+    return or_(judged > last[0], and_(judged == last[0], ident > last[1]))
 
 
-def dataset_card(records: list[ExportRecord], fmt: str, theta: float | None, *, title: str, n_images: int,
-                 notes: Iterable[str] = ()) -> dict:
-    """Counts by question type, θ, date range and model ids, as Markdown and numbers."""
-    types = Counter(r.question_type for r in records)
-    models = Counter(r.model_id for r in records if r.model_id)
-    times = [r.judged_at for r in records if r.judged_at]
-    fmt_t = (lambda ms: datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
-    date_range = f"{fmt_t(min(times))} – {fmt_t(max(times))}" if times else "n/a"
-    posts = [r.posterior for r in records if r.posterior is not None]
-    lines = [
-        f"# {title}", "",
-        f"- format: `{fmt}` (JSON Lines in `{DATA_FILE}`, images in `images/`)",
-        f"- examples: {len(records)}; images: {n_images}",
-        f"- θ (posterior threshold): {theta if theta is not None else 'none (unfiltered)'}",
-        f"- mean posterior: {sum(posts) / len(posts):.3f}" if posts else "- mean posterior: n/a",
-        f"- date range: {date_range}",
-        f"- model ids: {', '.join(f'{m} ({n})' for m, n in models.most_common()) or 'n/a'}",
-        "", "| question type | examples | share |", "|---|---:|---:|",
-    ]
-    for t, n in types.most_common():
-        lines.append(f"| {t} | {n} | {n / max(len(records), 1):.1%} |")
-    lines += ["", "Each example is a question a player asked about the image, the model's answer the player "
-              "flagged as wrong, and the player's correction (the training target). Only flags whose posterior "
-              "P(model mistake | flag) passed θ, from players neither muted nor gated, are included (SPEC §2)."]
-    lines += [""] + [f"- {n}" for n in notes]
-    return {"examples": len(records), "images": n_images, "theta": theta, "question_types": dict(types),
-            "date_range": date_range, "model_ids": dict(models), "markdown": "\n".join(lines) + "\n"}
+async def _pages(db: Database, query, cols, chunk: int) -> AsyncIterator[list]:
+    """The rows of `query` (ordered by `cols` = (judged_at, id)), `chunk` at a time, each page its own read."""
+    last = None
+    while True:
+        async with db.read() as conn:
+            rows = (await conn.execute(query.where(_after(cols, last)).limit(chunk))).all()
+        if not rows:
+            return
+        yield rows
+        last = (rows[-1].judged_at, rows[-1].id)
+        if len(rows) < chunk:
+            return
 
 
-async def collect_finds(db: Database, theta: float, *, unfiltered: bool = False) -> tuple[list[ExportRecord], dict[str, bytes]]:
-    """Finds evaluated by `gap evaluate` with posterior ≥ θ from trusted players (all finds when `unfiltered`)."""
+def _finds_query(theta: float, unfiltered: bool):
     ap = answer_posteriors_query().subquery("ap")
     cond = [T.answers.c.correction.is_not(None)]
     if not unfiltered:
         # players.muted is checked here too: an admin /mute takes effect at once, not only
         # after the next `gap evaluate` rewrites the cells' status.
         cond += [ap.c.status == "ok", ap.c.posterior >= theta, T.players.c.muted.is_(False)]
-    q = (
-        select(T.answers.c.id, T.answers.c.question, T.answers.c.served_answer, T.answers.c.correction,
-               T.answers.c.model_id, T.answers.c.judged_at, ap.c.posterior, ap.c.question_type,
-               T.images.c.opaque_id, T.images.c.mime, T.images.c.id.label("image_id"))
-        .select_from(ap.join(T.answers, ap.c.answer_id == T.answers.c.id)
-                     .join(T.images, T.answers.c.image_id == T.images.c.id)
-                     .join(T.players, T.answers.c.player_id == T.players.c.id))
-        .where(and_(*cond))
-        .order_by(T.answers.c.judged_at, T.answers.c.id)
-    )
+    joins = (ap.join(T.answers, ap.c.answer_id == T.answers.c.id)
+             .join(T.images, T.answers.c.image_id == T.images.c.id)
+             .join(T.players, T.answers.c.player_id == T.players.c.id))
+    return (select(T.answers.c.id, T.answers.c.question, T.answers.c.served_answer, T.answers.c.correction,
+                   T.answers.c.model_id, T.answers.c.judged_at, ap.c.posterior, ap.c.question_type,
+                   T.images.c.opaque_id, T.images.c.mime, T.images.c.id.label("image_id"))
+            .select_from(joins).where(and_(*cond)).order_by(T.answers.c.judged_at, T.answers.c.id))
+
+
+async def iter_finds(db: Database, theta: float, *, unfiltered: bool = False, chunk: int = CHUNK
+                     ) -> AsyncIterator[Chunk]:
+    """Finds evaluated by `gap evaluate` with posterior ≥ θ from trusted players (all finds when
+    `unfiltered`), `chunk` at a time with the bytes of their images."""
+    async for rows in _pages(db, _finds_query(theta, unfiltered), (T.answers.c.judged_at, T.answers.c.id), chunk):
+        records = [ExportRecord(id=r.id, image_key=r.opaque_id, image_mime=r.mime, question=r.question,
+                                model_answer=r.served_answer, correct_answer=r.correction.strip(),
+                                posterior=float(r.posterior), question_type=r.question_type, model_id=r.model_id,
+                                judged_at=r.judged_at, flagged=True) for r in rows]
+        yield records, await _image_bytes(db, {r.image_id for r in rows}), len(rows)
+
+
+async def _count(db: Database, query) -> int:
+    """How many rows `query` reads (a progress bar's total)."""
     async with db.read() as conn:
-        rows = (await conn.execute(q)).all()
-    images = await _image_bytes(db, {r.image_id for r in rows})
-    records = [ExportRecord(id=r.id, image_key=r.opaque_id, image_mime=r.mime, question=r.question,
-                            model_answer=r.served_answer, correct_answer=r.correction.strip(),
-                            posterior=float(r.posterior), question_type=r.question_type, model_id=r.model_id,
-                            judged_at=r.judged_at) for r in rows]
+        return int((await conn.execute(select(func.count()).select_from(query.order_by(None).subquery())))
+                   .scalar_one())
+
+
+async def _collect(chunks: AsyncIterator[Chunk]) -> tuple[list[ExportRecord], dict[str, bytes]]:
+    records: list[ExportRecord] = []
+    images: dict[str, bytes] = {}
+    async for recs, imgs, _ in chunks:
+        records += recs
+        images |= imgs
     return records, images
+
+
+async def collect_finds(db: Database, theta: float, *, unfiltered: bool = False
+                        ) -> tuple[list[ExportRecord], dict[str, bytes]]:
+    """All of :func:`iter_finds` in memory (the experiment's arms, small by design)."""
+    return await _collect(iter_finds(db, theta, unfiltered=unfiltered))
 
 
 def missed_mistake_probability(pi: float, s: float, f: float) -> float:
@@ -184,23 +136,11 @@ def missed_mistake_probability(pi: float, s: float, f: float) -> float:
     return miss / (miss + keep) if miss + keep > 0 else 1.0
 
 
-async def collect_confirmed(db: Database, theta: float, *, unfiltered: bool = False
-                            ) -> tuple[list[ExportRecord], dict[str, bytes]]:
-    """Answers that trusted players judged correct on untainted images, kept when the chance that the
-    player missed a mistake, P(M=1 | pass) under the stored s, f and π, is at most 1 − θ.
-
-    Why: corrections alone are a biased sample of what the model is asked — on the questions it gets
-    wrong the answer is usually the one it cannot see ("yes, there is a purple one"), so training on
-    them alone teaches that answer everywhere (measured: 500 corrections cost 4 points of complex
-    held-out accuracy; with confirmations mixed in the same corrections helped). The model's own
-    answer is the target of a confirmation. `unfiltered`: every correct verdict on an untainted image,
-    whoever gave it (the experiment's no-θ baseline)."""
-    from game.evaluation_store import get_state, stratum
+def _confirmed_query(unfiltered: bool):
     from game.evaluation_tables import player_estimates as PE
-    from game.question_types import classify_question
 
     A, SI = T.answers, T.session_images
-    q = (
+    return (
         select(A.c.id, A.c.question, A.c.served_answer, A.c.model_id, A.c.judged_at, T.images.c.opaque_id,
                T.images.c.mime, T.images.c.complexity, T.images.c.id.label("image_id"), PE.c.s_mean, PE.c.f_mean)
         .select_from(A.join(SI, A.c.session_image_id == SI.c.id)
@@ -212,23 +152,45 @@ async def collect_confirmed(db: Database, theta: float, *, unfiltered: bool = Fa
                                              T.players.c.muted.is_(False)])))
         .order_by(A.c.judged_at, A.c.id)
     )
+
+
+async def iter_confirmed(db: Database, theta: float, *, unfiltered: bool = False, chunk: int = CHUNK
+                         ) -> AsyncIterator[Chunk]:
+    """Answers that trusted players judged correct on untainted images, kept when the chance that the
+    player missed a mistake, P(M=1 | pass) under the stored s, f and π, is at most 1 − θ.
+
+    Why: corrections alone are a biased sample of what the model is asked — on the questions it gets
+    wrong the answer is usually the one it cannot see ("yes, there is a purple one"), so training on
+    them alone teaches that answer everywhere (measured: 500 corrections cost 4 points of complex
+    held-out accuracy; with confirmations mixed in the same corrections helped). The model's own
+    answer is the target of a confirmation. `unfiltered`: every correct verdict on an untainted image,
+    whoever gave it (the experiment's no-θ baseline)."""
+    from game.evaluation_store import get_state, stratum
+    from game.question_types import classify_question
+
     async with db.read() as conn:
         pis = await get_state(conn, "pi", {})
-        rows = (await conn.execute(q)).all()
     strata, pi_global = pis.get("strata", {}), float(pis.get("global", 0.5))
-    records, image_ids = [], set()
-    for r in rows:
-        qtype = classify_question(r.question)
-        p_miss = (missed_mistake_probability(strata.get(stratum(r.complexity, qtype), pi_global), r.s_mean, r.f_mean)
-                  if r.s_mean is not None else 1.0)
-        if p_miss > 1.0 - theta and not unfiltered:
-            continue
-        image_ids.add(r.image_id)
-        records.append(ExportRecord(id=r.id, image_key=r.opaque_id, image_mime=r.mime, question=r.question,
-                                    model_answer=r.served_answer, correct_answer=r.served_answer,
-                                    posterior=round(1.0 - p_miss, 6), question_type=qtype, model_id=r.model_id,
-                                    judged_at=r.judged_at))
-    return records, await _image_bytes(db, image_ids)
+    async for rows in _pages(db, _confirmed_query(unfiltered), (T.answers.c.judged_at, T.answers.c.id), chunk):
+        records, image_ids = [], set()
+        for r in rows:
+            qtype = classify_question(r.question)
+            p_miss = (missed_mistake_probability(strata.get(stratum(r.complexity, qtype), pi_global), r.s_mean,
+                                                 r.f_mean) if r.s_mean is not None else 1.0)
+            if p_miss > 1.0 - theta and not unfiltered:
+                continue
+            image_ids.add(r.image_id)
+            records.append(ExportRecord(id=r.id, image_key=r.opaque_id, image_mime=r.mime, question=r.question,
+                                        model_answer=r.served_answer, correct_answer=r.served_answer,
+                                        posterior=round(1.0 - p_miss, 6), question_type=qtype, model_id=r.model_id,
+                                        judged_at=r.judged_at))
+        yield records, await _image_bytes(db, image_ids), len(rows)
+
+
+async def collect_confirmed(db: Database, theta: float, *, unfiltered: bool = False
+                            ) -> tuple[list[ExportRecord], dict[str, bytes]]:
+    """All of :func:`iter_confirmed` in memory (the experiment's arms, small by design)."""
+    return await _collect(iter_confirmed(db, theta, unfiltered=unfiltered))
 
 
 async def _image_bytes(db: Database, image_ids: Iterable[int]) -> dict[str, bytes]:
@@ -236,24 +198,50 @@ async def _image_bytes(db: Database, image_ids: Iterable[int]) -> dict[str, byte
     images: dict[str, bytes] = {}
     async with db.read() as conn:
         for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
+            part = ids[start:start + 500]
             for r in (await conn.execute(select(T.images.c.opaque_id, T.images.c.content)
-                                         .where(T.images.c.id.in_(chunk)))).all():
+                                         .where(T.images.c.id.in_(part)))).all():
                 images[r.opaque_id] = bytes(r.content)
     return images
 
 
+Progress = Callable[[int, int], None]
+
+
 async def export_finds(db: Database, fmt: str, theta: float, out: Path, *, unfiltered: bool = False,
-                       confirmed: bool = False) -> dict:
-    """`gap export`: collect the finds at θ (and, with `confirmed`, the confirmations) and write them in `fmt`."""
-    records, images = await collect_finds(db, theta, unfiltered=unfiltered)
-    notes = []
+                       confirmed: bool = False, progress: Progress | None = None, chunk: int = CHUNK,
+                       license: str = LICENSE) -> dict:
+    """`gap export`: stream the finds at θ (and, with `confirmed`, the confirmations) into `out` in `fmt`;
+    returns the card's numbers. `progress(rows_done, rows_total)` after each chunk (a progress bar)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    notes, sources = [], [iter_finds(db, theta, unfiltered=unfiltered, chunk=chunk)]
+    total = await _count(db, _finds_query(theta, unfiltered))
     if confirmed and fmt == "dpo":
         notes.append("confirmations are not exported in `dpo`: a pair needs a rejected answer.")
     elif confirmed:
-        conf, conf_images = await collect_confirmed(db, theta)
-        records, images = records + conf, images | conf_images
-        notes.append(f"{len(conf)} confirmations: answers trusted players judged correct, P(missed mistake) ≤ "
-                     f"{1 - theta:.2f}; their target is the model's own answer.")
-    return write_export(records, images, fmt, out, theta=None if unfiltered else theta,
-                        title="GAP export: model mistakes found by players", notes=notes)
+        sources.append(iter_confirmed(db, theta, chunk=chunk))
+        total += await _count(db, _confirmed_query(False))
+    filtering = ("every find with a correction (no θ, no muting)" if unfiltered else
+                 f"finds with posterior P(model mistake | flag) ≥ {theta} from players neither muted nor gated "
+                 "(SPEC §2)")
+    if len(sources) > 1:
+        filtering += "; plus confirmations with P(missed mistake) ≤ 1 − θ"
+    read, per_source = 0, []
+    writer = ExportWriter(out, fmt, theta=None if unfiltered else theta, notes=notes, filtering=filtering,
+                          title="GAP export: model mistakes found by players", license=license)
+    with writer:
+        for source in sources:
+            before = writer.counts.examples
+            async for records, images, n_read in source:
+                await asyncio.to_thread(writer.add, records, images)
+                read += n_read
+                if progress is not None:
+                    progress(read, max(total, read))
+            per_source.append(writer.counts.examples - before)
+        if len(per_source) > 1:
+            writer.notes.append(f"{per_source[1]} confirmations: answers trusted players judged correct, "
+                                f"P(missed mistake) ≤ {1 - theta:.2f}; their target is the model's own answer.")
+    card = writer.card
+    card["confirmations"] = per_source[1] if len(per_source) > 1 else 0
+    return card

@@ -179,3 +179,18 @@ validation_posteriors = Table(
     Column("votes", Integer, nullable=False),      # counting votes used
     Column("updated_at", BigInteger, nullable=False),
 )
+
+# Model rounds (SPEC §3.2, Dynabench): each promotion of a model (a fine-tuned adapter, usually)
+# is a round; every web worker follows the latest one without a restart. Answers carry the
+# model id of the model that answered them, so each round's error rate is read from them.
+model_rounds = Table(
+    "model_rounds",
+    metadata,
+    Column("id", Integer, primary_key=True),          # the round number
+    Column("spec", String(1000), nullable=False),     # what GAP_MODEL would say: a directory or openai:<url>
+    Column("promoted_by", String(64)),                # "cli" or "admin <telegram id>"
+    Column("promoted_at", BigInteger, nullable=False),
+    Column("model_id", String(128)),                  # set by the first worker that serves it
+    Column("error", Text),                            # the last load failure, if any
+    Column("updated_at", BigInteger, nullable=False),
+)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,11 +16,13 @@ from aiohttp import web
 
 from bot.deps import BotDeps, mini_app_url_for
 from bot.runtime import BotRuntime
+from game import rounds
 from game.db import Database
 from game.migrate import upgrade
 from game.players import derive_hash_key
 from game.service import GameConfig, GameService
-from models.base import VQAModel
+from models.base import ModelError, VQAModel
+from models.swap import SwappableModel
 from settings import Settings
 
 log = logging.getLogger("gap.app")
@@ -44,10 +47,11 @@ def game_config(settings: Any) -> GameConfig:
 
 async def load_model(spec: str, strategy: str | None = None) -> VQAModel:
     """The model named by GAP_MODEL (models.loader: a directory, openai:<url> or fake:<ms>),
-    with the taint strategy of the settings when given."""
+    with the taint strategy of the settings when given. Loaded in a thread: a promotion
+    (SPEC §3.2) loads while the running server keeps answering."""
     from models.loader import load_model as load
 
-    return load(spec, strategy=strategy) if strategy else load(spec)
+    return await asyncio.to_thread(load, spec, **({"strategy": strategy} if strategy else {}))
 
 
 @dataclass
@@ -76,14 +80,73 @@ def open_database(settings: Any, url: str | None = None) -> Database:
 
 
 async def build_components(settings: Any, *, model: VQAModel | None = None, migrate: bool = True) -> Components:
-    """Migrate the database (unless told not to), load the model, build the service."""
+    """Migrate the database (unless told not to), load the model, build the service.
+
+    Without a model given, the latest promoted round's model is served (SPEC §3.2), else GAP_MODEL;
+    either way it sits in a SwappableModel, so a later promotion replaces it without a restart."""
     if migrate:
         await asyncio.to_thread(upgrade, settings.database_url)
     db = open_database(settings)
-    if model is None:
-        model = await load_model(settings.model, getattr(settings, "taint_strategy", None))
-    service = GameService(db, model, hash_key=player_hash_key(settings), config=game_config(settings))
-    return Components(settings=settings, db=db, model=model, service=service)
+    try:
+        swappable = SwappableModel(model) if model is not None else await _load_serving_model(settings, db)
+    except BaseException:
+        await db.dispose()
+        raise
+    service = GameService(db, swappable, hash_key=player_hash_key(settings), config=game_config(settings))
+    return Components(settings=settings, db=db, model=swappable, service=service)
+
+
+async def _load_serving_model(settings: Any, db: Database) -> SwappableModel:
+    current = await rounds.latest(db)
+    if current is not None:
+        try:
+            model = await load_model(current.spec, settings.taint_strategy)
+        except ModelError as exc:
+            log.error("round %d's model %r does not load (%s); serving GAP_MODEL instead", current.number,
+                      current.spec, exc)
+            await rounds.record_failure(db, current.number, str(exc), int(time.time() * 1000))
+        else:
+            await rounds.record_serving(db, current.number, model.model_id, int(time.time() * 1000))
+            return SwappableModel(model, current.spec)
+    return SwappableModel(await load_model(settings.model, settings.taint_strategy), settings.model)
+
+
+def follow_rounds(components: Components, poll_seconds: float) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup_ctx that polls the latest model round and hot-swaps the serving model when it changes."""
+    async def follow(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(_follow(components, poll_seconds), name="gap-model-rounds")
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return follow
+
+
+async def _follow(parts: Components, poll_seconds: float) -> None:
+    model = parts.model
+    assert isinstance(model, SwappableModel)
+    tried: set[int] = set()
+    while True:
+        await asyncio.sleep(poll_seconds)
+        try:
+            current = await rounds.latest(parts.db)
+        except Exception as exc:  # noqa: BLE001 - a database hiccup must not stop the follower
+            log.warning("model rounds: cannot read the latest round: %r", exc)
+            continue
+        if current is None or current.spec == model.spec or current.number in tried:
+            continue
+        tried.add(current.number)
+        now = int(time.time() * 1000)
+        try:
+            new = await load_model(current.spec, parts.settings.taint_strategy)
+        except ModelError as exc:
+            log.error("model rounds: round %d's model %r does not load: %s; still serving %s",
+                      current.number, current.spec, exc, model.model_id)
+            await rounds.record_failure(parts.db, current.number, str(exc), now)
+            continue
+        await model.swap(new, current.spec)
+        await rounds.record_serving(parts.db, current.number, new.model_id, now)
+        log.info("model rounds: now serving round %d (%s)", current.number, new.model_id)
+
 
 
 def build_bot(settings: Settings, service: GameService) -> BotRuntime | None:
@@ -105,12 +168,14 @@ async def build_app(settings: Settings, *, components: Components | None = None,
     from webapp.app import create_app
 
     parts = components or await build_components(settings, model=model)
-    resources = []
+    resources: list[Callable[[web.Application], AsyncIterator[None]]] = []
     if components is None:
         async def close_components(_app: web.Application) -> AsyncIterator[None]:
             yield
             await parts.aclose()
         resources.append(close_components)
+    if settings.round_poll_seconds > 0 and isinstance(parts.model, SwappableModel):
+        resources.append(follow_rounds(parts, settings.round_poll_seconds))
     app = create_app(parts.service, settings, parts.model, bot_token=bot_token, bot=build_bot(settings, parts.service),
                      resources=resources, extra_setup=extra_setup)
     app[COMPONENTS_KEY] = parts

@@ -1,7 +1,7 @@
 """LoRA fine-tuning (peft) of an image-text-to-text model on question–answer JSON Lines.
 
 Knows nothing of the game: it reads a directory with `train.jsonl` (or a .jsonl
-file) in any of the common shapes — ShareGPT (`conversations`), TRL SFT
+file; `train.json`, one array, for LLaVA's layout) in any of the common shapes — ShareGPT / LLaVA (`conversations`), TRL SFT
 (`messages` + `images`), DPO (`prompt`/`chosen` + `images`; the chosen answer
 is the target) or plain VQA (`image`, `question`, `correct_answer`/`answer`) —
 with image paths relative to that directory.
@@ -73,16 +73,18 @@ class Example:
 def read_examples(data: Path) -> list[Example]:
     """Examples of a JSON Lines dataset in any of the supported shapes (see module docstring)."""
     data = Path(data)
-    path = data / "train.jsonl" if data.is_dir() else data
-    root = path.parent
+    if data.is_dir():
+        data = data / ("train.json" if (data / "train.json").exists() else "train.jsonl")
+    root = data.parent
+    if data.suffix == ".json":  # LLaVA's layout: one JSON array
+        objects = json.loads(data.read_text(encoding="utf-8"))
+    else:
+        objects = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line.strip()]
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        obj = json.loads(line)
+    for obj in objects:
         if "conversations" in obj:
             q = obj["conversations"][0]["value"].replace("<image>", "").strip()
-            a, img = obj["conversations"][1]["value"], obj["image"]
+            a, img = obj["conversations"][1]["value"], (obj.get("images") or [obj.get("image")])[0]
         elif "messages" in obj:
             q = _text(obj["messages"][0]["content"])
             a, img = _text(obj["messages"][1]["content"]), obj["images"][0]

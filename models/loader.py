@@ -19,7 +19,8 @@ def load_model(spec: str, *, strategy: str = "decode", max_batch: int = 16, max_
     if spec == "fake" or spec.startswith("fake:"):  # fixed-latency fake for load tests: fake:<latency_ms>
         from models.fake import FixedLatencyModel
 
-        return FixedLatencyModel(latency_ms=float(spec.partition(":")[2] or 20))
+        latency = float(spec.partition(":")[2] or 20)
+        return FixedLatencyModel(latency_ms=latency, model_id=f"fake-fixed-latency-{latency:g}ms")
     if spec.startswith("openai:"):
         from models.openai_backend import OpenAIVQA
 

@@ -9,6 +9,10 @@ Design choices (why):
 - The chat template puts the question *before* the image, so image tokens can
   attend to the question (the causal LM can mark which objects are asked
   about at each image token, and counting becomes reading a proportion).
+- The assistant's turn (its answer and the end token) is marked with
+  `{% generation %}`, so trainers that learn from answers only (TRL's
+  `assistant_only_loss`, transformers' `return_assistant_tokens_mask`) can
+  find it; rendering is unchanged.
 - A word-level tokenizer built from the question templates; answer words are
   their own tokens ("I", "can't", "tell", uppercase glyphs), so every answer
   is one to three tokens.
@@ -37,10 +41,10 @@ CHAT_TEMPLATE = (
     "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
     "{% for c in message['content'] %}{% if c['type'] == 'image' %}<image>{% endif %}{% endfor %}"
     "{% endif %}"
-    "{% elif message['role'] == 'assistant' %}<|assistant|>"
+    "{% elif message['role'] == 'assistant' %}<|assistant|>{% generation %}"
     "{% if message['content'] is string %}{{ message['content'] }}"
     "{% else %}{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
-    "{% endif %}</s>"
+    "{% endif %}</s>{% endgeneration %}"
     "{% endif %}"
     "{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from game.players import display_name
+
 MAX_INIT_DATA_LENGTH = 8192
 
 
@@ -38,8 +40,8 @@ class InitData:
 
     @property
     def display_name(self) -> str | None:
-        name = " ".join(str(self.user.get(k) or "").strip() for k in ("first_name", "last_name")).strip()
-        return name or None
+        """The leaderboard name, by the rule the bot uses too (game.players.display_name)."""
+        return display_name(*(str(self.user.get(k) or "") for k in ("first_name", "last_name", "username")))
 
 
 def secret_key(bot_token: str) -> bytes:

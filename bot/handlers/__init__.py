@@ -25,6 +25,8 @@ def register_handlers(application: Application) -> None:
         "unmute": admin.unmute,
         "broadcast": admin.broadcast,
         "settings": admin.settings_command,
+        "promote": admin.promote,
+        "rounds": admin.rounds_command,
     }
     for name, callback in commands.items():
         application.add_handler(CommandHandler(name, callback, filters=PRIVATE_NEW))

@@ -1,4 +1,4 @@
-"""Admin commands: /stats /pool /export /mute /unmute /broadcast /settings.
+"""Admin commands: /stats /pool /export /mute /unmute /broadcast /settings /promote /rounds.
 
 Every handler starts with the admin check; anyone else gets the same polite
 words as an unknown command (common.NOT_AVAILABLE), so nothing is revealed.
@@ -19,13 +19,15 @@ from telegram.ext import ContextTypes
 
 from bot import charts
 from bot.handlers.common import NOT_AVAILABLE, clip, deps_of, is_admin
-from game import admin_queries
+from game import admin_queries, rounds
+from game.errors import Invalid
+from game.export_formats import FORMATS
 from game.pool_progress import pool_progress, progress_lines
 
 log = logging.getLogger("gap.bot.admin")
 
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
-EXPORT_FORMATS = ("sharegpt", "trl-sft", "dpo", "vqa")
+EXPORT_FORMATS = FORMATS  # the same formats as `gap export`
 BROADCAST_PREFIX = "b"
 BROADCAST_MAX = 3500
 
@@ -265,3 +267,36 @@ async def settings_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     lines = ["Live settings (secrets masked):"] + [f"{k} = {v}" for k, v in sorted(public.items())]
     await _reply(update, "\n".join(lines))
 
+
+
+# ------------------------------------------------------------ /promote /rounds
+@admin_only
+async def promote(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Record a model round (SPEC §3.2); every worker loads and swaps to it on its next poll,
+    and a model that does not load leaves the old one serving (see /rounds)."""
+    message = update.effective_message
+    assert message is not None and message.text is not None and update.effective_user is not None
+    parts = message.text.split(maxsplit=1)
+    if len(parts) < 2:
+        await _reply(update, "Usage: /promote <model directory, adapter directory or openai:URL>")
+        return
+    deps = deps_of(context)
+    try:
+        new = await rounds.promote(deps.service.db, parts[1], by=f"admin {update.effective_user.id}",
+                                   now_ms=deps.service.clock())
+    except Invalid as exc:
+        await _reply(update, exc.message)
+        return
+    await _reply(update, f"Round {new.number}: {new.spec} recorded. Servers switch to it within "
+                         f"{deps.settings.round_poll_seconds:g} s without a restart; /rounds shows whether it loaded.")
+
+
+@admin_only
+async def rounds_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    deps = deps_of(context)
+    promoted = await rounds.all_rounds(deps.service.db)
+    lines = [f"Round {r.number}: {r.spec} — " + (f"serving {r.model_id}" if r.model_id else
+                                                  f"failed: {r.error}" if r.error else "not loaded yet")
+             for r in promoted[-5:]]
+    stats = await rounds.round_report(deps.service.db, deps.settings.theta)
+    await _reply(update, "\n".join(lines + rounds.report_lines(stats, deps.settings.theta)))

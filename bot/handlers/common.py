@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from game import admin_queries
+from game import admin_queries, players
 from game.errors import GameError
 
 if TYPE_CHECKING:
@@ -33,11 +33,11 @@ def is_admin(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
 
 
 def display_name(update: Update) -> str | None:
-    """The public name shown on leaderboards: the Telegram username if any, else the first name."""
+    """The leaderboard name, by the rule the Mini App uses too (game.players.display_name)."""
     user = update.effective_user
     if user is None:
         return None
-    return f"@{user.username}" if user.username else user.first_name
+    return players.display_name(user.first_name, user.last_name, user.username)
 
 
 async def player_id_for(update: Update, context: ContextTypes.DEFAULT_TYPE, *, referrer: str | None = None) -> int:

@@ -57,18 +57,29 @@ def _evaluate(args: argparse.Namespace, settings) -> int:
 def _export(args: argparse.Namespace, settings) -> int:
     from game.exports import export_finds
 
-    async def go():
+    async def go(bar: tqdm):
         db = _database(args, settings)
         try:
             theta = args.theta if args.theta is not None else settings.theta
+
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
             return await export_finds(db, args.format, theta, Path(args.out), unfiltered=args.unfiltered,
-                                      confirmed=args.confirmed)
+                                      confirmed=args.confirmed, progress=progress, license=args.license)
         finally:
             await db.dispose()
 
-    card = asyncio.run(go())
+    with tqdm(desc="export", unit="row", file=sys.stderr, disable=None) as bar:
+        try:
+            card = asyncio.run(go(bar))
+        except ValueError as exc:  # e.g. --out holds an export of another format
+            print(f"gap export: {exc}", file=sys.stderr)
+            return 2
     print(f"wrote {card['examples']} examples ({card['images']} images) to {args.out} "
-          f"[{args.format}, θ={card['theta']}]; types: {card['question_types']}")
+          f"[{args.format}, θ={card['theta']}]; skipped {card['skipped_same_sides']} pairs whose answer and "
+          f"correction say the same; types: {card['question_types']}")
     if card["examples"] == 0:
         print("note: nothing passed the filter — run `gap evaluate` first", file=sys.stderr)
     return 0
@@ -140,14 +151,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=_evaluate)
 
-    ex = sub.add_parser("export", help="write the finds at θ as training data (sharegpt, trl-sft, dpo, vqa)")
-    ex.add_argument("--format", choices=["sharegpt", "trl-sft", "dpo", "vqa"], default="sharegpt")
+    from game.export_formats import FORMATS
+
+    ex = sub.add_parser("export", help=f"write the finds at θ as training data ({', '.join(FORMATS)})")
+    ex.add_argument("--format", choices=FORMATS, default="sharegpt",
+                    help="sharegpt (LLaMA-Factory, with dataset_info.json), llava, trl-sft, dpo (TRL), vqa, "
+                         "hf (a Hugging Face dataset directory: Parquet with the images embedded)")
     ex.add_argument("--theta", type=float, default=None)
-    ex.add_argument("--out", required=True, help="output directory (train.jsonl, images/, README.md)")
+    ex.add_argument("--out", required=True, help="output directory (data file, images/, README.md dataset card)")
     ex.add_argument("--unfiltered", action="store_true", help="every find with a correction, ignoring θ and muting")
     ex.add_argument("--confirmed", action="store_true",
                     help="also export confirmations (answers trusted players judged correct, P(missed mistake) ≤ 1−θ) "
                          "with the model's answer as target: fine-tuning on corrections alone biases the model")
+    ex.add_argument("--license", default="other",
+                    help="the dataset card's licence, a Hugging Face Hub licence id such as cc-by-4.0 (default: other)")
     ex.add_argument("--database", help="SQLAlchemy URL (default: GAP_DATABASE_URL)")
     ex.set_defaults(func=_export)
 

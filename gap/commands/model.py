@@ -1,10 +1,13 @@
-"""`gap model train|ask` and `gap model-eval`: the embedded model's training, a one-off question, the accuracy table."""
+"""`gap model train|ask|promote|rounds` and `gap model-eval`: the embedded model's training, a one-off
+question, model rounds (SPEC §3.2: promote a fine-tuned model into the running game, report each round),
+the accuracy table."""
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 
 from settings import EMBEDDED_MODEL_DIR
@@ -85,6 +88,65 @@ def _eval(args: argparse.Namespace, settings) -> int:
     return 0
 
 
+def _promote(args: argparse.Namespace, settings) -> int:
+    """Load the model once here (a spec that does not load never becomes a round), then record the round."""
+    from game import rounds
+    from game.errors import Invalid
+    from gap.commands.data import _database
+    from models.base import ModelError
+
+    async def go() -> int:
+        try:
+            spec = rounds.clean_spec(args.spec)
+        except Invalid as exc:
+            print(f"gap model promote: {exc.message}", file=sys.stderr)
+            return 2
+        try:
+            model = _load(spec, settings)
+            model_id = model.model_id
+            await model.aclose()
+        except ModelError as exc:
+            print(f"gap model promote: {spec!r} does not load: {exc}", file=sys.stderr)
+            return 1
+        db = _database(args, settings)
+        try:
+            new = await rounds.promote(db, spec, by="cli", now_ms=int(time.time() * 1000))
+        finally:
+            await db.dispose()
+        print(f"round {new.number}: {model_id} ({spec}) promoted; running servers switch to it within "
+              f"{settings.round_poll_seconds:g} s without a restart")
+        return 0
+
+    return asyncio.run(go())
+
+
+def _rounds(args: argparse.Namespace, settings) -> int:
+    from game import rounds
+    from gap.commands.data import _database
+
+    theta = args.theta if args.theta is not None else settings.theta
+
+    async def go() -> tuple[list, list]:
+        db = _database(args, settings)
+        try:
+            return await rounds.all_rounds(db), await rounds.round_report(db, theta)
+        finally:
+            await db.dispose()
+
+    promoted, stats = asyncio.run(go())
+    if args.json:
+        print(json.dumps({"theta": theta, "rounds": [vars(r) for r in promoted], "models": [
+            {**vars(s), "by_type": {t: list(v) for t, v in s.by_type.items()}, "error_rate": s.error_rate,
+             "finds_per_player_minute": s.finds_per_player_minute, "weaknesses": s.weaknesses()} for s in stats]},
+            ensure_ascii=False))
+        return 0
+    for r in promoted:
+        state = f"serving {r.model_id}" if r.model_id else ("failed: " + r.error if r.error else "not loaded yet")
+        print(f"round {r.number}: {r.spec} (by {r.promoted_by}) — {state}")
+    print("\n".join(rounds.report_lines(stats, theta)))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     model = sub.add_parser("model", help="the embedded model: train it, ask it a question")
     kinds = model.add_subparsers(dest="model_cmd", metavar="ACTION", required=True)
@@ -107,6 +169,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     ask.add_argument("--strategy", choices=["decode", "prompt"], default=None)
     ask.add_argument("--json", action="store_true")
     ask.set_defaults(func=_ask)
+
+    promote = kinds.add_parser("promote", help="serve another model (e.g. a gap finetune adapter) in the running "
+                                              "game from the next round on, without a restart")
+    promote.add_argument("spec", help="model directory, LoRA adapter directory or openai:<url>")
+    promote.add_argument("--database", default=None, help="database URL (default: GAP_DATABASE_URL)")
+    promote.set_defaults(func=_promote)
+
+    rounds = kinds.add_parser("rounds", help="per round: validated model error rate, finds per player-minute, "
+                                             "weaknesses that remain")
+    rounds.add_argument("--theta", type=float, default=None, help="posterior threshold (default: GAP_THETA)")
+    rounds.add_argument("--database", default=None, help="database URL (default: GAP_DATABASE_URL)")
+    rounds.add_argument("--json", action="store_true")
+    rounds.set_defaults(func=_rounds)
 
     ev = sub.add_parser("model-eval", help="held-out accuracy per question type, simple and complex scenes")
     ev.add_argument("--model", default=None, help="model directory or openai:<url> (default: GAP_MODEL)")

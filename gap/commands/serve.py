@@ -41,4 +41,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="run the web server (migrates the database first)")
     serve.add_argument("--host", default=None, help="bind address (default: GAP_HOST)")
     serve.add_argument("--port", type=int, default=None, help="port (default: PORT)")
-    serve.set_defaults(func=_serve)
+    serve.set_defaults(func=_serve, log_level=logging.INFO)  # a server's log is what its operator reads

@@ -16,6 +16,7 @@ from game.tables import answers, players, session_images
 from tests.bot.conftest import ADMIN_ID, TEST_BOT_TOKEN, WEBHOOK_SECRET, World, new_user_id
 
 ADMIN_COMMANDS = ["/stats", "/pool", "/export", "/export vqa 0.5", "/mute 1", "/unmute 1", "/broadcast hello all",
+                  "/promote fake:1", "/rounds",
                   "/settings"]
 
 
@@ -220,3 +221,27 @@ async def test_stats_shows_each_way_into_the_reliable_pool(make_world):
             "unknown 0/2)") in text
     assert "• test: 10 of 20 reliable" in text
     assert "• reliable pool: declared 1/1, measured (scene graph) 0/0, measured (annotations) 1/2, " in text
+
+
+async def test_promote_starts_a_model_round_that_the_server_follows(make_world):
+    world = await make_world(webhook=True, round_poll_seconds=0.05)
+    await play_sessions(world, new_user_id(), 1)  # answers by the first model
+    mark = world.mark()
+    await world.say(ADMIN_ID, "/promote")
+    assert (await world.reply_to(ADMIN_ID, "sendMessage", mark)).params["text"].startswith("Usage: /promote")
+    mark = world.mark()
+    await world.say(ADMIN_ID, "/promote fake:3")
+    reply = (await world.reply_to(ADMIN_ID, "sendMessage", mark)).params["text"]
+    assert reply.startswith("Round 1: fake:3 recorded")
+    for _ in range(200):
+        if world.components.model.model_id == "fake-fixed-latency-3ms":
+            break
+        await asyncio.sleep(0.05)
+    assert world.components.model.model_id == "fake-fixed-latency-3ms"  # swapped without a restart
+    await play_sessions(world, new_user_id(), 1)  # answers by the promoted model
+    mark = world.mark()
+    await world.say(ADMIN_ID, "/rounds")
+    text = (await world.reply_to(ADMIN_ID, "sendMessage", mark)).params["text"]
+    assert "Round 1: fake:3 — serving fake-fixed-latency-3ms" in text
+    assert "round 0 · fake-fixed-latency-0ms: " in text and "round 1 · fake-fixed-latency-3ms: " in text
+    assert "finds per player-minute" in text and "error rate" in text

@@ -78,7 +78,7 @@ async def test_evaluate_is_incremental_and_exports_every_format(service, clock, 
     careful_s = [est2[p].s_mean for p in est2]
     assert max(careful_s) > 0.8
 
-    for fmt in FORMATS:
+    for fmt in [f for f in FORMATS if f != "hf"]:  # hf: Parquet, loaded by `datasets` in test_export_tools.py
         out = tmp_path / fmt
         card = await export_finds(db, fmt, 0.5, out)
         records = read_records(out)
@@ -88,11 +88,12 @@ async def test_evaluate_is_incremental_and_exports_every_format(service, clock, 
             assert (out / image).is_file() and question in QUESTIONS and answer == "a correction"
         text = (out / "README.md").read_text()
         assert "θ (posterior threshold): 0.5" in text and "| question type |" in text
+        assert card["skipped_same_sides"] == 0  # every correction here says "a correction"
     vqa = read_records(tmp_path / "vqa")
     assert all(r["posterior"] >= 0.5 for r in vqa)
     assert set(vqa[0]) >= {"image", "question", "model_answer", "correct_answer", "posterior"}
     sg = read_records(tmp_path / "sharegpt")[0]
-    assert set(sg) == {"id", "image", "conversations"} and sg["conversations"][0]["from"] == "human"
+    assert set(sg) == {"id", "images", "conversations"} and sg["conversations"][0]["from"] == "human"
     dpo = read_records(tmp_path / "dpo")[0]
     assert dpo["rejected"][0]["content"][0]["text"] != dpo["chosen"][0]["content"][0]["text"]
     trl = read_records(tmp_path / "trl-sft")[0]
@@ -104,11 +105,27 @@ async def test_evaluate_is_incremental_and_exports_every_format(service, clock, 
     assert all(statuses[a] == "ok" for a in exported)
     json.dumps(third.lines())
 
+    # streaming: pages of 2 rows make the same export as one page
+    calls = []
+    paged = await export_finds(db, "vqa", 0.5, tmp_path / "paged", chunk=2, progress=lambda *a: calls.append(a))
+    assert [r["id"] for r in read_records(tmp_path / "paged")] == [r["id"] for r in vqa] and paged["examples"] > 2
+    assert len(calls) == (len(vqa) + 1) // 2 and calls[-1] == (len(vqa), len(vqa))  # a progress bar's feed
+    # a find whose correction says the same as the served answer is skipped in every format, and counted
+    same = vqa[0]["id"]
+    async with db.write() as conn:
+        served = (await conn.execute(select(T.answers.c.served_answer).where(T.answers.c.id == same))).scalar_one()
+        await conn.execute(T.answers.update().where(T.answers.c.id == same).values(correction=f" {served.upper()}! "))
+    for fmt in ("vqa", "dpo", "trl-sft"):
+        card = await export_finds(db, fmt, 0.5, tmp_path / f"same-{fmt}")
+        assert card["skipped_same_sides"] == 1 and card["examples"] == len(vqa) - 1
+        assert same not in {r["id"] for r in read_records(tmp_path / f"same-{fmt}")}
+        assert "skipped_same_sides: 1" in (tmp_path / f"same-{fmt}" / "README.md").read_text()
+
     # confirmations: "correct" verdicts of trusted players on untainted images, the model's answer as target
     card = await export_finds(db, "vqa", 0.5, tmp_path / "confirmed", confirmed=True)
     both = read_records(tmp_path / "confirmed")
     conf = [r for r in both if r["id"] not in exported]
-    assert len(both) == card["examples"] == len(vqa) + len(conf) and conf
+    assert len(both) == card["examples"] == len(vqa) - 1 + len(conf) and conf
     async with db.read() as conn:
         rows = {r.id: r for r in (await conn.execute(
             select(T.answers.c.id, T.answers.c.verdict, T.answers.c.tainted, T.answers.c.served_answer,
@@ -124,7 +141,7 @@ async def test_evaluate_is_incremental_and_exports_every_format(service, clock, 
     strict = await export_finds(db, "vqa", 0.95, tmp_path / "strict", confirmed=True)
     assert strict["examples"] < card["examples"]
     dpo_card = await export_finds(db, "dpo", 0.5, tmp_path / "dpo-confirmed", confirmed=True)
-    assert dpo_card["examples"] == len(vqa) and "not exported in `dpo`" in (tmp_path / "dpo-confirmed" / "README.md").read_text()
+    assert dpo_card["examples"] == len(vqa) - 1 and "not exported in `dpo`" in (tmp_path / "dpo-confirmed" / "README.md").read_text()
 
 
 
@@ -158,8 +175,17 @@ def test_cli_evaluate_and_export(empty_db_url, tmp_path, capsys):
     assert main(["evaluate", "--database", url, "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["new_answers"] == 0
     assert main(["export", "--database", url, "--format", "trl-sft", "--theta", "0.0", "--out", str(tmp_path / "x")]) == 0
-    assert "examples" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "examples" in out and "skipped 0 pairs" in out and len(out.splitlines()) == 1
     assert (tmp_path / "x" / "train.jsonl").exists() and (tmp_path / "x" / "README.md").exists()
+    # another format into the same directory is refused, and the export there is kept
+    assert main(["export", "--database", url, "--format", "hf", "--theta", "0.0", "--out", str(tmp_path / "x")]) == 2
+    assert "already holds another export" in capsys.readouterr().err
+    assert (tmp_path / "x" / "train.jsonl").exists() and not (tmp_path / "x" / "data").exists()
+    assert main(["export", "--database", url, "--format", "hf", "--theta", "0.0", "--out", str(tmp_path / "h"),
+                 "--license", "cc-by-4.0"]) == 0
+    assert (tmp_path / "h" / "data" / "train-00000-of-00001.parquet").is_file()
+    assert "\nlicense: cc-by-4.0\n" in (tmp_path / "h" / "README.md").read_text()
 
 
 async def test_player_model_time_is_time_to_the_first_tainted_verdict(service, clock, db):

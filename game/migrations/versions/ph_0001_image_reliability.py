@@ -4,7 +4,7 @@ crowd's posterior of the model's accuracy, beside the ground-truth measurement
 writes the crowd columns).
 
 Revision ID: ph_0001
-Revises: pv_0001
+Revises: mr_0001
 Create Date: 2026-12-06
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "ph_0001"
-down_revision = "pv_0001"
+down_revision = "mr_0001"
 branch_labels = None
 depends_on = None
 
