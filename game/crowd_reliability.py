@@ -68,6 +68,22 @@ class CrowdPosterior:
         return self
 
 
+async def _forget_lost_evidence(conn, kept: set[int], decided: dict[int, bool]) -> int:
+    """Images whose every counting verdict is gone (their judges were muted since) lose their crowd
+    estimate, and with it a crowd-given place in the reliable pool; returns how many left it."""
+    I = T.images
+    stale = [r.id for r in (await conn.execute(select(I.c.id).where(I.c.crowd_verdicts.is_not(None)))).all()
+             if r.id not in kept]
+    left = 0
+    for image_id in stale:
+        values: dict = {"crowd_verdicts": None, "crowd_accuracy": None, "crowd_lower": None}
+        if image_id in decided:
+            values["reliable"] = False
+            left += decided[image_id]
+        await conn.execute(update(I).where(I.c.id == image_id).values(**values))
+    return left
+
+
 @dataclass(frozen=True)
 class CrowdSummary:
     """What one run found: images with crowd evidence, the crowd-measured reliable pool, and its change."""
@@ -116,17 +132,18 @@ async def refit_crowd(conn, judges: dict[int, tuple[float, float]], *, threshold
     images without a ground-truth measurement (model_accuracy NULL) that were not declared."""
     rows = [r for r in (await conn.execute(select(crowd_counts))).all() if r.player_id in judges]
     I = T.images
-    if not rows:
-        return CrowdSummary(0, 0, 0, 0, 0)
+    decided = {r.id: bool(r.reliable) for r in (await conn.execute(
+        select(I.c.id, I.c.reliable).where(and_(I.c.model_accuracy.is_(None), I.c.declared_reliable.is_(False))))).all()}
     image_ids = sorted({r.image_id for r in rows})
+    left = await _forget_lost_evidence(conn, set(image_ids), decided)
+    if not rows:
+        return CrowdSummary(0, 0, 0, 0, left)
     index = {i: k for k, i in enumerate(image_ids)}
     post = CrowdPosterior(quantile).fit(
         image=np.array([index[r.image_id] for r in rows]), s=np.array([judges[r.player_id][0] for r in rows]),
         f=np.array([judges[r.player_id][1] for r in rows]), n_correct=np.array([r.n_correct for r in rows]),
         n_wrong=np.array([r.n_wrong for r in rows]), n_images=len(image_ids))
-    decided = {r.id: bool(r.reliable) for r in (await conn.execute(
-        select(I.c.id, I.c.reliable).where(and_(I.c.model_accuracy.is_(None), I.c.declared_reliable.is_(False))))).all()}
-    joined = left = reliable = 0
+    joined = reliable = 0
     for k, image_id in enumerate(image_ids):
         values = {"crowd_verdicts": int(post.verdicts_[k]), "crowd_accuracy": float(post.mean_[k]),
                   "crowd_lower": float(post.lower_[k])}

@@ -2,9 +2,11 @@
 reliable pool.
 
 Every image is decoded fully, resized to at most `MAX_SIDE` pixels, re-encoded
-once (EXIF and other metadata dropped) and stored with a random opaque id in a
-single transaction, so a file is either fully imported or not at all. Anything
-that is not a sound JPEG/PNG/WebP of sane size is skipped with a reason."""
+once (EXIF and other metadata dropped) and stored with a random opaque id; an
+import stores all its files in a single transaction, so it is either fully
+imported or not at all. Anything that is not a sound JPEG/PNG/WebP of sane size
+is skipped with a reason, and so is a file whose annotation line is bad
+(game/annotations.py)."""
 from __future__ import annotations
 
 import hashlib

@@ -199,6 +199,7 @@ async def test_settings_show_the_configuration_without_secrets(make_world):
 
 async def test_stats_shows_each_way_into_the_reliable_pool(make_world):
     """Declared, annotated-measured, crowd-measured and unknown images of a photo folder, as /stats shows them."""
+    from game.evaluation_tables import crowd_counts
     from game.images import prepare_image, store_image
     from game.tables import images
     from tests.conftest import solid_png
@@ -212,8 +213,13 @@ async def test_stats_shows_each_way_into_the_reliable_pool(make_world):
             annotations_json='{"file": "a.jpg", "qa": [{"question": "Is it red?", "answers": ["yes"]}]}'))
         await conn.execute(update(images).where(images.c.id == ids[1]).values(model_accuracy=1.0, reliable=True))
         await conn.execute(update(images).where(images.c.id == ids[2]).values(model_accuracy=0.4))
-        await conn.execute(update(images).where(images.c.id == ids[3]).values(
-            crowd_verdicts=40, crowd_accuracy=0.97, crowd_lower=0.92, reliable=True))
+    # The crowd: a careful player's 400 Correct verdicts on honest answers of ids[3] (written straight
+    # into the evidence table; tests/game/test_crowd_reliability.py plays them), judged with the
+    # player's (s, f) from their session by the evaluation that /stats runs.
+    judge = await play_sessions(world, new_user_id(), 1)
+    async with db.write() as conn:
+        await conn.execute(crowd_counts.insert().values(image_id=ids[3], player_id=judge, n_correct=400, n_wrong=0))
+    await asyncio.sleep(SETTLE_MS / 1000 + 0.2)  # the evaluation leaves the last 2 s of verdicts for its next run
     mark = world.mark()
     await world.say(ADMIN_ID, "/stats")
     text = (await world.reply_to(ADMIN_ID, "sendMessage", mark)).params["text"]

@@ -112,3 +112,12 @@ async def test_unmeasured_photos_join_and_leave_the_reliable_pool(db, clock, mod
     assert second.new_answers == 0
     assert not rows[good[0]].reliable and rows[good[0]].crowd_lower < 0.8 and rows[good[0]].crowd_verdicts > 15
     assert rows[good[1]].reliable and second.crowd.left == 1 and second.crowd.joined == 0
+
+    # Every judge muted by the operator: their verdicts stop counting, so the crowd's estimate —
+    # and the place in the reliable pool it gave — goes; measured images are untouched.
+    async with db.write() as conn:
+        await conn.execute(update(T.players).values(muted=True))
+    third = await run_evaluation(db, config, now_ms=clock.now + 30_000)
+    rows = await state()
+    assert not rows[good[1]].reliable and rows[good[1]].crowd_verdicts is None and third.crowd.left == 1
+    assert all(rows[i].reliable for i in rows if i not in photos)
