@@ -24,6 +24,15 @@ class Settings(BaseSettings):
     image_seconds: float = 120.0
     taint_prob: float = Field(0.8, ge=0.0, le=1.0)
     taint_strategy: str = "decode"
+    # an answer's deadline (s), every retry to a model server included; then the player gets a clear error
+    model_timeout_s: float = Field(30.0, gt=0)
+    # openai: backend, one connection attempt and one HTTP request (s); GAP_OPENAI_API_KEY is sent as a Bearer token
+    openai_connect_timeout_s: float = Field(5.0, gt=0)
+    openai_request_timeout_s: float = Field(20.0, gt=0)
+    openai_api_key: SecretStr | None = None
+    # "short": the local model is asked for a word or a phrase (LLaVA-1.5's VQA instruction); "free": the
+    # question as the player wrote it, answered in the model's own style (decode taint keeps that style)
+    answer_style: Literal["free", "short"] = "free"
     false_alarm_penalty: int = 10
     theta: float = Field(0.8, ge=0.0, le=1.0)
     # the crowd's bar for an unmeasured image (SPEC §1.2): the lower end of the 90 % credible interval
@@ -70,7 +79,7 @@ class Settings(BaseSettings):
         """The live configuration with secrets masked (for /settings and logs)."""
         out: dict[str, object] = {}
         for name, value in self.model_dump().items():
-            if isinstance(getattr(self, name), SecretStr) or name in {"bot_token", "webhook_secret", "player_hash_key"}:
+            if isinstance(getattr(self, name), SecretStr) or name in {"bot_token", "webhook_secret", "player_hash_key", "openai_api_key"}:
                 out[name] = "***" if value is not None else None
             else:
                 out[name] = value

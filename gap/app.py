@@ -22,6 +22,7 @@ from game.migrate import upgrade
 from game.players import derive_hash_key
 from game.service import GameConfig, GameService
 from models.base import ModelError, VQAModel
+from models.health import MonitoredModel
 from models.swap import SwappableModel
 from settings import Settings
 
@@ -45,13 +46,30 @@ def game_config(settings: Any) -> GameConfig:
                       false_alarm_penalty=int(settings.false_alarm_penalty))
 
 
-async def load_model(spec: str, strategy: str | None = None) -> VQAModel:
-    """The model named by GAP_MODEL (models.loader: a directory, openai:<url> or fake:<ms>),
-    with the taint strategy of the settings when given. Loaded in a thread: a promotion
-    (SPEC §3.2) loads while the running server keeps answering."""
+def model_options(settings: Any) -> dict[str, Any]:
+    """The loader's keyword arguments from the settings: taint strategy, deadline, model-server client."""
+    from models.openai_backend import OpenAIOptions
+
+    defaults = OpenAIOptions()
+    return {"strategy": getattr(settings, "taint_strategy", "decode"),
+            "answer_style": getattr(settings, "answer_style", "free"),
+            "timeout_s": float(getattr(settings, "model_timeout_s", defaults.timeout_s)),
+            "openai": OpenAIOptions(
+                connect_timeout_s=float(getattr(settings, "openai_connect_timeout_s", defaults.connect_timeout_s)),
+                request_timeout_s=float(getattr(settings, "openai_request_timeout_s", defaults.request_timeout_s)),
+                api_key=secret(getattr(settings, "openai_api_key", None)))}
+
+
+async def load_model(spec: str, strategy: str | None = None, settings: Any = None, **overrides: Any) -> VQAModel:
+    """The model named by GAP_MODEL (models.loader: a directory, openai:<url> or fake:<ms>), with the
+    settings' strategy and timeouts when given. Loaded in a thread: a promotion (SPEC §3.2) loads while
+    the running server keeps answering."""
     from models.loader import load_model as load
 
-    return await asyncio.to_thread(load, spec, **({"strategy": strategy} if strategy else {}))
+    kwargs: dict[str, Any] = model_options(settings) if settings is not None else {}
+    if strategy:
+        kwargs["strategy"] = strategy
+    return await asyncio.to_thread(load, spec, **{**kwargs, **overrides})
 
 
 @dataclass
@@ -88,7 +106,8 @@ async def build_components(settings: Any, *, model: VQAModel | None = None, migr
         await asyncio.to_thread(upgrade, settings.database_url)
     db = open_database(settings)
     try:
-        swappable = SwappableModel(model) if model is not None else await _load_serving_model(settings, db)
+        swappable = (SwappableModel(model if isinstance(model, MonitoredModel) else MonitoredModel(model))
+                     if model is not None else await _load_serving_model(settings, db))
     except BaseException:
         await db.dispose()
         raise
@@ -100,7 +119,7 @@ async def _load_serving_model(settings: Any, db: Database) -> SwappableModel:
     current = await rounds.latest(db)
     if current is not None:
         try:
-            model = await load_model(current.spec, settings.taint_strategy)
+            model = await load_probed(current.spec, settings)
         except ModelError as exc:
             log.error("round %d's model %r does not load (%s); serving GAP_MODEL instead", current.number,
                       current.spec, exc)
@@ -108,7 +127,21 @@ async def _load_serving_model(settings: Any, db: Database) -> SwappableModel:
         else:
             await rounds.record_serving(db, current.number, model.model_id, int(time.time() * 1000))
             return SwappableModel(model, current.spec)
-    return SwappableModel(await load_model(settings.model, settings.taint_strategy), settings.model)
+    model = await load_probed(settings.model, settings, refuse_failing=False)
+    return SwappableModel(model, settings.model)
+
+
+async def load_probed(spec: str, settings: Any, *, refuse_failing: bool = True) -> MonitoredModel:
+    """The model, asked one question before it serves (SPEC §5.2). A round's model that fails the probe
+    is refused like one that does not load (the running model keeps serving); GAP_MODEL itself serves
+    anyway, so that /healthz answers 503 with the error instead of the server not starting."""
+    model = MonitoredModel(await load_model(spec, settings=settings))
+    if not await model.probe():
+        if refuse_failing:
+            await model.aclose()
+            raise ModelError(f"it failed its start-up probe: {model.last_error}")
+        log.error("the model %s failed its start-up probe: %s", spec, model.last_error)
+    return model
 
 
 def follow_rounds(components: Components, poll_seconds: float) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -137,7 +170,7 @@ async def _follow(parts: Components, poll_seconds: float) -> None:
         tried.add(current.number)
         now = int(time.time() * 1000)
         try:
-            new = await load_model(current.spec, parts.settings.taint_strategy)
+            new = await load_probed(current.spec, parts.settings)
         except ModelError as exc:
             log.error("model rounds: round %d's model %r does not load: %s; still serving %s",
                       current.number, current.spec, exc, model.model_id)

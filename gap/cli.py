@@ -84,8 +84,26 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # pydantic ValidationError: show what is wrong, not a traceback
         print(f"gap: invalid settings: {exc}", file=sys.stderr)
         return 2
-    result = args.func(args, settings)
+    try:
+        result = args.func(args, settings)
+    except Exception as exc:  # a failing model ends any command with one line, not a traceback
+        failure = model_failure(exc)
+        if failure is None:
+            raise
+        print(f"gap {args.command}: the model failed: {failure}", file=sys.stderr)
+        return 1
     return int(result or 0)
+
+
+def model_failure(exc: BaseException) -> str | None:
+    """The message of the ModelError behind `exc` (itself, or inside an ExceptionGroup), else None."""
+    from models.base import ModelError
+
+    if isinstance(exc, ModelError):
+        return str(exc) or type(exc).__name__
+    if isinstance(exc, BaseExceptionGroup):
+        return next((m for m in map(model_failure, exc.exceptions) if m), None)
+    return None
 
 
 if __name__ == "__main__":

@@ -7,7 +7,12 @@ and the server do not share an event loop. Every simulated player plays a whole
 session: start, then per image one question judged Correct, one question judged
 Wrong with a correction (41 API requests). The baseline sends the same number of
 requests from the same number of concurrent clients. Printed: requests/s,
-p50/p99 latency, errors, and the game/bare throughput ratio."""
+p50/p99 latency, errors, and the game/bare throughput ratio.
+
+With --model-server the game is measured a second time with the model in its
+own process (`gap model serve` with the same fake model, the web worker
+pointed at it by GAP_MODEL=openai:<url>), and the split/in-process ratio is
+printed: the cost of FastChat's split of roles (SPEC §4.2)."""
 from __future__ import annotations
 
 import argparse
@@ -215,7 +220,41 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-async def _bench(players: int, latency_ms: float, workdir: Path) -> dict:
+async def _measure_game(env: dict[str, str], log: Path, players: int) -> dict:
+    """`gap serve` with the model of `env`, every player playing a whole session."""
+    port = _free_port()
+    game = _start([sys.executable, "-m", "gap.cli", "serve", "--host", "127.0.0.1", "--port", str(port)], env, log)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        await _wait_ready(base, "/healthz", game)
+        out = await _measure(base, game, players, _play)
+    finally:
+        _stop(game)
+    expected = players * REQUESTS_PER_PLAYER
+    if out["requests"] != expected:
+        out["error_kinds"]["incomplete sessions (requests missing)"] = expected - out["requests"]
+        out["errors"] += 1
+    return out
+
+
+async def _measure_split(env: dict[str, str], log: Path, players: int, latency_ms: float) -> dict:
+    """The same game with the model in its own process (`gap model serve`, SPEC §4.2): the web
+    worker reaches it as GAP_MODEL=openai:<url>; the model worker's CPU is reported beside."""
+    port = _free_port()
+    worker = _start([sys.executable, "-m", "gap.cli", "model", "serve", "--model", f"fake:{latency_ms:g}",
+                     "--host", "127.0.0.1", "--port", str(port)], env, log)
+    try:
+        await _wait_ready(f"http://127.0.0.1:{port}", "/health", worker)
+        cpu_before = _cpu_seconds(worker.pid)
+        out = await _measure_game({**env, "GAP_MODEL": f"openai:http://127.0.0.1:{port}/v1"}, log, players)
+        cpu = _cpu_seconds(worker.pid) - cpu_before
+    finally:
+        _stop(worker)
+    out["model_worker_cpu_s"] = round(cpu, 2)
+    return out
+
+
+async def _bench(players: int, latency_ms: float, workdir: Path, model_server: bool = False) -> dict:
     from game.migrate import upgrade
 
     url = f"sqlite+aiosqlite:///{workdir / 'bench.sqlite3'}"
@@ -238,18 +277,10 @@ async def _bench(players: int, latency_ms: float, workdir: Path) -> dict:
     finally:
         _stop(bare)
 
-    port = _free_port()
-    game = _start([sys.executable, "-m", "gap.cli", "serve", "--host", "127.0.0.1", "--port", str(port)], env, log)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        await _wait_ready(base, "/healthz", game)
-        results["game"] = await _measure(base, game, players, _play)
-        expected = players * REQUESTS_PER_PLAYER
-        if results["game"]["requests"] != expected:
-            results["game"]["error_kinds"]["incomplete sessions (requests missing)"] = expected - results["game"]["requests"]
-            results["game"]["errors"] += 1
-    finally:
-        _stop(game)
+    results["game"] = await _measure_game(env, log, players)
+    if model_server:
+        results["split"] = await _measure_split(env, log, players, latency_ms)
+        results["split_ratio"] = round(results["split"]["rps"] / results["game"]["rps"], 3) if results["game"]["rps"] else 0.0
     results["ratio"] = round(results["game"]["rps"] / results["bare"]["rps"], 3) if results["bare"]["rps"] else 0.0
     results["cpu_ratio"] = round(results["bare"]["server_cpu_us_per_request"]
                                  / results["game"]["server_cpu_us_per_request"], 3)
@@ -267,6 +298,14 @@ def _print(results: dict) -> None:
               f" {r['server_cpu_us_per_request']:>18.1f}")
         for kind, n in r["error_kinds"].items():
             print(f"       error: {kind} x{n}")
+    if "split" in results:
+        r = results["split"]
+        print(f"{'split':6} {r['requests']:>9} {r['rps']:>9.1f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['errors']:>7}"
+              f" {r['server_cpu_us_per_request']:>18.1f}   (+ model worker {r['model_worker_cpu_s']} CPU s)")
+        for kind, n in r["error_kinds"].items():
+            print(f"       error: {kind} x{n}")
+        print(f"split (gap model serve + GAP_MODEL=openai:) / in-process throughput: "
+              f"{results['split_ratio'] * 100:.1f}%")
     print(f"game / bare throughput: {results['ratio'] * 100:.1f}% (target >= 30%); "
           f"by server CPU per request: {results['cpu_ratio'] * 100:.1f}% "
           f"(load average {results['loadavg_before']:.1f} -> {results['loadavg_after']:.1f})")
@@ -275,12 +314,13 @@ def _print(results: dict) -> None:
 def run(args: argparse.Namespace, settings) -> int:
     """Entry point of `gap bench api`."""
     with tempfile.TemporaryDirectory(prefix="gap-bench-") as tmp:
-        results = asyncio.run(_bench(args.players, args.model_latency_ms, Path(tmp)))
+        results = asyncio.run(_bench(args.players, args.model_latency_ms, Path(tmp),
+                                     model_server=getattr(args, "model_server", False)))
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         _print(results)
-    ok = results["game"]["errors"] == 0 and results["bare"]["errors"] == 0
+    ok = all(results[side]["errors"] == 0 for side in ("bare", "game", "split") if side in results)
     return 0 if ok else 1
 
 

@@ -6,15 +6,18 @@ so an interrupted run resumes at the first unfinished stage):
 1. ``pool``      — a fresh SQLite game database, procedural images with ground truth
                    (the "pool" seed range), the reliable pool measured with the base model;
 2. ``simulate``  — the real web app on a local port with the base model; the seeded
-                   population plays whole sessions over HTTP; the truth is saved (journaled
-                   in OUT/simulation as it goes, so an interrupted stage continues its sessions);
+                   population plays whole sessions over HTTP, its careful and sloppy players
+                   learning from each summary to ask more of what earned finds; the truth is
+                   saved (journaled in OUT/simulation as it goes, so an interrupted stage
+                   continues its sessions), with how the players' questions shifted;
 3. ``evaluate``  — `gap evaluate` (+ player model), scored against the truth: precision of
                    exported finds at θ, ECE of the find posteriors, Spearman of abilities;
 4. ``arms``      — the training sets, written by the product's exporter:
                    gap (`gap export --confirmed`: finds at θ with their corrections, plus confirmations —
                    answers trusted players judged correct — with the model's answer),
                    unfiltered (every flag with its correction and every "correct" verdict: no θ, no muting),
-                   random (the same number of random QA pairs with true answers from the same images),
+                   random (per GAP example, a uniformly drawn question with its true answer on the
+                   same image: same count, same images),
                    truth (every asked question with its true answer: the upper bound);
 5. ``finetune``  — one LoRA adapter per arm, same hyper-parameters;
 6. ``heldout``   — `gap model-eval`'s held-out set (the "heldout" seed range, disjoint from the pool)
@@ -62,6 +65,8 @@ class ExperimentConfig:
     seed: int = 0
     standin: bool = False              # a stand-in model of set accuracy: evaluation stages only
     standin_accuracy: tuple[float, float] = (0.97, 0.6)   # (simple, complex)
+    standin_weak: tuple[tuple[str, float], ...] = ()      # (family, accuracy): the stand-in's set weaknesses
+    learner_share: float = 1.0          # of careful and sloppy players, the share who learn from summaries
 
     @classmethod
     def small(cls, **kw: Any) -> "ExperimentConfig":
@@ -222,6 +227,7 @@ class Experiment:
             model, on_question = await self._standin()
         async with running_server(self.settings(), model=model) as server:
             result = await simulate(server, self.token, self.db_url, self.cfg.players, seed=self.cfg.seed,
+                                    learner_share=self.cfg.learner_share,
                                     sessions_per_player=self.cfg.sessions,
                                     concurrency=min(32 if self.cfg.standin else 16, self.cfg.players),
                                     progress=lambda d, t: bar.update(d - bar.n), on_question=on_question,
@@ -237,7 +243,17 @@ class Experiment:
         return {"players": len(result.players), "sessions": result.sessions, "answers": len(result.answers),
                 "flags": flags, "true_mistakes_served": mistakes, "errors": result.errors[:20],
                 "n_errors": len(result.errors), "lost_answers": len(result.lost_answers),
-                "resumed_sessions": result.resumed_sessions}
+                "resumed_sessions": result.resumed_sessions, "learning": self._learning(result)}
+
+    def _learning(self, result) -> dict:
+        """How the players' questions shifted toward the model's weak families, per group and session."""
+        from lab.player_learning import learning_report, player_group, weakest_family
+
+        mistakes = {a.answer_id: a.mistake for a in result.answers}
+        weak = [f for f, _ in self.cfg.standin_weak] if self.cfg.standin and self.cfg.standin_weak else \
+            [f for f in [weakest_family(result.outcomes, mistakes)] if f]
+        groups = {p.telegram_id: player_group(p.kind, p.learner) for p in result.players}
+        return learning_report(result.outcomes, groups, mistakes, weak)
 
     async def _standin(self):
         from sqlalchemy import select
@@ -247,7 +263,8 @@ class Experiment:
         from lab.standin_model import StandInModel
 
         simple, complex_ = self.cfg.standin_accuracy
-        model = StandInModel({"simple": simple, "complex": complex_}, seed=self.cfg.seed)
+        model = StandInModel({"simple": simple, "complex": complex_}, seed=self.cfg.seed,
+                             family_accuracy=dict(self.cfg.standin_weak))
         db = Database(self.db_url)
         try:
             async with db.read() as conn:
@@ -280,10 +297,26 @@ class Experiment:
             f"- Spearman(estimated J, true J): {ev['spearman_ability']}; player model: {ev['spearman_player_model']}",
             f"- recall of true mistakes among finds: {ev['recall_of_true_mistakes_among_finds']}",
             f"- muted by kind: {ev['muted_by_kind']}", f"- π: {ev['pi_global']:.3f}",
+            *self._learning_section(sim),
         ]
         path = self.out / "REPORT.md"
         path.write_text("\n".join(lines) + "\n")
         return path
+
+    def _learning_section(self, sim: dict) -> list[str]:
+        from lab.player_learning import learning_markdown
+
+        if not sim.get("learning"):
+            return []
+        weak = ", ".join(f"{f} {a:.0%}" for f, a in self.cfg.standin_weak)
+        return ["", "## Players who learn", "",
+                f"Careful and sloppy players who learn ({self.cfg.learner_share:.0%} of them) ask more of the question "
+                "families and objects that earned finds in their earlier summaries; the others keep their taste. "
+                + (f"The stand-in model's set weaknesses: {weak}. " if weak and self.cfg.standin else
+                   "The weak family is the one whose served honest answers were most often wrong. ")
+                + "Finds: flags on untainted images, as the summary shows them; true finds: those whose "
+                "answer really was wrong.", "",
+                *learning_markdown(sim["learning"])]
 
     def _truth(self) -> dict:
         return json.loads((self.out / "truth.json").read_text())
@@ -357,7 +390,7 @@ class Experiment:
         from game.exports import ExportRecord, collect_confirmed, collect_finds, write_export
         from game.question_types import classify_question
         from game.tables import images
-        from models.scenes import Scene, sample_question
+        from models.scenes import Scene
 
         truth = self._truth()
         db = Database(self.db_url)
@@ -379,17 +412,8 @@ class Experiment:
         all_images = {r.opaque_id: bytes(r.content) for r in rows}
         mime = {r.opaque_id: r.mime for r in rows}
         scenes = {r.opaque_id: Scene.from_json(r.scene_json) for r in rows if r.scene_json}
-        rng = random.Random(f"arms:{self.cfg.seed}")
-        # random: the same number of ordinary QA pairs (true answers) from the same images
         played = sorted({a["image"] for a in truth["answers"]} - leaked)
-        source = sorted({r.image_key for r in gap}) or played
-        random_recs = []
-        for i in range(len(gap)):
-            key = rng.choice(source)
-            qa = sample_question(scenes[key], rng, None)
-            random_recs.append(ExportRecord(id=f"random-{i}", image_key=key, image_mime=mime[key], question=qa.question,
-                                            model_answer="", correct_answer=qa.answer, posterior=None,
-                                            question_type=classify_question(qa.question)))
+        random_recs = random_pairs(gap, scenes, random.Random(f"arms:{self.cfg.seed}"))
         truth_recs = [ExportRecord(id=a["answer_id"], image_key=a["image"], image_mime=mime[a["image"]],
                                    question=a["question"], model_answer=a["served"], correct_answer=a["truth"],
                                    posterior=None, question_type=classify_question(a["question"]))
@@ -556,6 +580,7 @@ class Experiment:
             f"held-out scenes identical to a training image: {r['heldout']['heldout_scenes_in_training']} "
             f"(pool images identical to a held-out scene, excluded from training: "
             f"{r['arms'].get('pool_images_identical_to_heldout', 0)})", "",
+            *self._learning_section(sim), "",
             "## Targets", "", "| target | measured | status |", "|---|---|---|", *targets, "",
             "## Held-out accuracy after LoRA fine-tuning", "", *rows, "",
             f"![accuracy]({plot.name})", "",
@@ -563,7 +588,8 @@ class Experiment:
             "Arms: **gap** = the product's export with confirmations (`gap export --confirmed`): finds with "
             "posterior ≥ θ from unmuted, ungated players with their corrections, plus answers those players judged "
             "correct whose chance of being a missed mistake is ≤ 1 − θ, with the model's answer; "
-            "**random** = the same number of random question–answer pairs with true answers from the same images; "
+            "**random** = per GAP example, a uniformly drawn question with its true answer on the same image "
+            "(same count, same images); "
             "**unfiltered** = every flag with its correction and every \"correct\" verdict with the model's answer, "
             "no θ, no muting; **truth** = every asked question with its true answer (upper bound).",
             "", f"Player model: {ev.get('player_model') or 'not fitted'}",
@@ -595,6 +621,23 @@ class Experiment:
         return path
 
 
+def random_pairs(records: list, scenes: dict, rng: random.Random) -> list:
+    """The random arm: for each record of the GAP arm, a uniformly drawn question about the *same* image
+    with its true answer — the same number of examples on the same images, so the two arms differ only
+    in which questions were asked and how they were labelled (SPEC §3.2)."""
+    from game.exports import ExportRecord
+    from game.question_types import classify_question
+    from models.scenes import sample_question
+
+    out = []
+    for i, rec in enumerate(records):
+        qa = sample_question(scenes[rec.image_key], rng, None)
+        out.append(ExportRecord(id=f"random-{i}", image_key=rec.image_key, image_mime=rec.image_mime,
+                                question=qa.question, model_answer="", correct_answer=qa.answer, posterior=None,
+                                question_type=classify_question(qa.question)))
+    return out
+
+
 def run_experiment_cli(args: argparse.Namespace, settings) -> int:
     """`gap experiment [--small] [--out DIR]`."""
     kw: dict[str, Any] = {"seed": args.seed}
@@ -606,6 +649,10 @@ def run_experiment_cli(args: argparse.Namespace, settings) -> int:
         kw["theta"] = args.theta
     if args.standin:
         kw["standin"] = True
+    if getattr(args, "standin_weak", None):
+        kw["standin_weak"] = tuple(args.standin_weak)
+    if getattr(args, "learners", None) is not None:
+        kw["learner_share"] = args.learners
     for name, key in (("pool", "pool_images"), ("eval_per_type", "eval_per_type"), ("ft_max_steps", "ft_max_steps"),
                       ("reliability_questions", "reliability_questions")):
         if getattr(args, name, None):

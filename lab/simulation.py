@@ -8,9 +8,11 @@ the image's `scene_json`; it never reads the tainted flag or the pools), asks
 template questions of several types, judges each answer against the truth with
 its own sensitivity and false-alarm rate (random flaggers and spammers ignore
 the truth), slows down and tires over a session, and types corrections with
-occasional typos. The population and every decision come from one seed; the
-truth (player parameters and, per answer, whether the served answer really was
-wrong) is written for scoring.
+occasional typos. Careful and sloppy players learn (lab/player_learning.py): from
+each session's summary they see which questions earned finds and ask more of
+those; random flaggers and spammers do not. The population and every decision
+come from one seed; the truth (player parameters and, per answer, whether the
+served answer really was wrong) is written for scoring.
 
 Long runs are interruptible and resumable: with a state directory every step is
 journaled before its request is sent (lab/simulation_state.py), a rerun skips
@@ -33,8 +35,9 @@ from typing import Any
 
 import aiohttp
 
+from lab.player_learning import FindBandit, learner_question, object_kind, session_outcomes
 from lab.simulation_state import Journal, StateMismatch
-from models.scenes import Scene, answer_vocabulary, answers_match, sample_question
+from models.scenes import QA, NoQuestion, Scene, answer_vocabulary, answers_match, sample_question
 
 log = logging.getLogger("lab.simulation")
 
@@ -54,6 +57,7 @@ class SimPlayer:
     questions_per_image: int  # how many questions before giving up on an image
     typo_rate: float
     family_weights: dict[str, float] = field(default_factory=dict)
+    learner: bool = False     # asks more of what earned finds (careful and sloppy players only)
 
     @property
     def ability(self) -> float:
@@ -61,9 +65,15 @@ class SimPlayer:
         return self.sensitivity - self.false_alarm
 
 
-def make_population(n: int, seed: int, random_share: float = 0.2, spammer_share: float = 0.05) -> list[SimPlayer]:
-    """Careful, sloppy, 20% random flaggers and a few spammers, drawn from `seed`."""
+def make_population(n: int, seed: int, random_share: float = 0.2, spammer_share: float = 0.05,
+                    learner_share: float = 1.0) -> list[SimPlayer]:
+    """Careful, sloppy, 20% random flaggers and a few spammers, drawn from `seed`.
+
+    `learner_share` of the careful and sloppy players learn from their summaries;
+    who learns is drawn from its own stream, so the rest of the population does not
+    depend on it (a run with and without learners has the same players)."""
     rng = random.Random(f"population:{seed}")
+    learns = random.Random(f"learners:{seed}")
     n_random = round(n * random_share)
     n_spam = max(1 if n >= 10 else 0, round(n * spammer_share))
     n_sloppy = round((n - n_random - n_spam) * 0.35)
@@ -85,7 +95,8 @@ def make_population(n: int, seed: int, random_share: float = 0.2, spammer_share:
             telegram_id=7_000_000 + seed * 100_000 + i, kind=kind, sensitivity=s, false_alarm=f,
             fatigue=rng.uniform(0.0, 0.3) if kind in ("careful", "sloppy") else 0.0,
             think_seconds=rng.uniform(4, 20), questions_per_image=rng.randint(2, 5),
-            typo_rate=rng.uniform(0.0, 0.15), family_weights=weights))
+            typo_rate=rng.uniform(0.0, 0.15), family_weights=weights,
+            learner=kind in ("careful", "sloppy") and learns.random() < learner_share))
     return players
 
 
@@ -115,6 +126,7 @@ class AnswerTruth:
     flagged: bool
     correction: str | None
     position: int
+    kind: str = "any"     # the kind of object asked about (lab/player_learning.object_kind)
 
 
 class ApiError(Exception):
@@ -165,7 +177,10 @@ def _decide(player: SimPlayer, scene: Scene, qa_truth: str, qtype: str, served: 
             correction = "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(1, 6)))
         elif player.kind == "random" or not mistake:
             # flags without looking: a plausible-looking but arbitrary answer
-            other = sample_question(scene, random.Random(rng.random()), qtype).answer
+            try:
+                other = sample_question(scene, random.Random(rng.random()), qtype).answer
+            except NoQuestion:  # e.g. no other pair of objects far enough apart for a relation question
+                other = served
             correction = other if not answers_match(other, served) else qa_truth
             if answers_match(correction, served):  # a correction must differ from the answer (SPEC §3.1)
                 correction = next((v for v in answer_vocabulary(qtype) if not answers_match(v, served)), "no")
@@ -174,6 +189,25 @@ def _decide(player: SimPlayer, scene: Scene, qa_truth: str, qtype: str, served: 
         if rng.random() < player.typo_rate:
             correction = with_typo(correction, rng)
     return mistake, flagged, correction
+
+
+def next_question(player: SimPlayer, scene: Scene, rng: random.Random, bandit: FindBandit | None) -> QA:
+    """The player's next question about `scene`: a learner's bandit picks, others keep their taste."""
+    if bandit is not None:
+        return learner_question(scene, player.family_weights, bandit, rng)
+    family = rng.choices(list(player.family_weights), weights=list(player.family_weights.values()))[0]
+    try:
+        return sample_question(scene, rng, family)
+    except ValueError:  # NoQuestion: this scene has no such thing (e.g. no text)
+        return sample_question(scene, rng, None)
+
+
+def player_bandit(player: SimPlayer, journal: Journal) -> FindBandit | None:
+    """A learner's bandit, rebuilt from the outcomes its finished sessions journaled (so a resumed
+    run knows what an uninterrupted one would); None for a player who does not learn."""
+    if not player.learner:
+        return None
+    return FindBandit().fit(journal.player(player.telegram_id).outcomes)
 
 
 async def send_verdict(client: Client, journal: Journal, intent: dict) -> dict | None:
@@ -234,10 +268,12 @@ async def _open_session(client: Client, journal: Journal, telegram_id: int, inde
 
 
 async def play_session(client: Client, player: SimPlayer, scenes: dict[str, Scene], rng: random.Random,
-                       speed: float, journal: Journal, index: int, on_question=None) -> dict:
+                       speed: float, journal: Journal, index: int, on_question=None,
+                       bandit: FindBandit | None = None) -> dict:
     """Play (or, after an interruption, continue) the player's session `index`; returns its summary.
 
-    Every ask and verdict is journaled before it is sent (see lab/simulation_state.py)."""
+    Every ask and verdict is journaled before it is sent (see lab/simulation_state.py); the
+    session's end record carries what its summary revealed (the outcomes a learner learns from)."""
     tid = player.telegram_id
     state = await _open_session(client, journal, tid, index)
     session_id = journal.player(tid).open_session[1]
@@ -263,11 +299,7 @@ async def play_session(client: Client, player: SimPlayer, scenes: dict[str, Scen
                 carried = None
                 ans = {"answer_id": ans["answer_id"], "answer": ans["answer"]}
             else:
-                family = rng.choices(list(player.family_weights), weights=list(player.family_weights.values()))[0]
-                try:
-                    qa = sample_question(scene, rng, family)
-                except ValueError:  # NoQuestion: this scene has no such thing (e.g. no text)
-                    qa = sample_question(scene, rng, None)
+                qa = next_question(player, scene, rng, bandit)
                 if speed:
                     await asyncio.sleep(player.think_seconds * speed * rng.uniform(0.5, 1.5))
                 if on_question is not None:
@@ -288,7 +320,8 @@ async def play_session(client: Client, player: SimPlayer, scenes: dict[str, Scen
                                                    position, rng)
             truth = AnswerTruth(answer_id=ans["answer_id"], telegram_id=tid, image=opaque, question=ask["question"],
                                 family=ask["family"], served=ans["answer"], truth=ask["truth"], mistake=mistake,
-                                flagged=flagged, correction=correction, position=position)
+                                flagged=flagged, correction=correction, position=position,
+                                kind=object_kind(ask["question"]))
             verdict = {"k": "verdict", "p": tid, "s": index, "sid": session_id, "rid": uuid.uuid4().hex,
                        "answer": asdict(truth)}
             journal.write(verdict)
@@ -313,7 +346,8 @@ async def play_session(client: Client, player: SimPlayer, scenes: dict[str, Scen
         if state is None or state.get("session_id") != session_id:
             break  # the session is over (GET, unlike POST, never starts the next one)
     summary = await client.call("GET", f"/api/sessions/{session_id}/summary")
-    journal.write({"k": "end", "p": tid, "s": index, "sid": session_id})
+    outcomes = session_outcomes(summary, lambda aid: (journal.verdicts.get(aid) or {}).get("answer", {}).get("family"))
+    journal.write({"k": "end", "p": tid, "s": index, "sid": session_id, "outcomes": outcomes})
     journal.sync()
     return summary
 
@@ -344,11 +378,12 @@ class SimulationResult:
     seconds: float
     lost_answers: list[str] = field(default_factory=list)  # verdicts sent whose fate is unknown: not in `answers`
     resumed_sessions: int = 0                              # sessions an earlier, interrupted run had finished
+    outcomes: list[dict] = field(default_factory=list)    # what each summary revealed: {p, s, aid, family, kind, outcome}
 
     def truth_json(self) -> dict:
         return {"players": [asdict(p) | {"ability": p.ability} for p in self.players],
                 "answers": [asdict(a) for a in self.answers], "sessions": self.sessions, "errors": self.errors,
-                "lost_answers": self.lost_answers}
+                "lost_answers": self.lost_answers, "outcomes": self.outcomes}
 
 
 async def _check_server_knows(http: aiohttp.ClientSession, server: str, bot_token: str, journal: Journal,
@@ -372,7 +407,7 @@ async def _check_server_knows(http: aiohttp.ClientSession, server: str, bot_toke
 async def simulate(server: str, bot_token: str, database_url: str, n_players: int, *, seed: int = 0,
                    sessions_per_player: int = 3, concurrency: int = 8, speed: float = 0.0,
                    players: list[SimPlayer] | None = None, progress=None, on_question=None,
-                   state_dir: Path | str | None = None) -> SimulationResult:
+                   state_dir: Path | str | None = None, learner_share: float = 1.0) -> SimulationResult:
     """Run the population through `sessions_per_player` sessions each against `server`.
 
     With `state_dir` the run is resumable: everything is journaled there as it
@@ -383,7 +418,7 @@ async def simulate(server: str, bot_token: str, database_url: str, n_players: in
     scenes = await load_scenes(database_url)
     if not scenes:
         raise RuntimeError("no images with ground-truth scenes in the database (run `gap images generate N`)")
-    players = players or make_population(n_players, seed)
+    players = players or make_population(n_players, seed, learner_share=learner_share)
     journal = Journal.open(state_dir, {"seed": seed, "players": len(players), "sessions": sessions_per_player},
                            [asdict(p) for p in players])
     total = len(players) * sessions_per_player
@@ -407,7 +442,8 @@ async def simulate(server: str, bot_token: str, database_url: str, n_players: in
                     async with sem:
                         try:
                             await settle_pending_verdict(client, journal, p.telegram_id)
-                            await play_session(client, p, scenes, rng, speed, journal, index, on_question)
+                            await play_session(client, p, scenes, rng, speed, journal, index, on_question,
+                                               bandit=player_bandit(p, journal))
                         except (ApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
                             log.warning("simulated player %s: %s", p.telegram_id, exc)
                             journal.write({"k": "end", "p": p.telegram_id, "s": index,
@@ -426,7 +462,8 @@ async def simulate(server: str, bot_token: str, database_url: str, n_players: in
     answers = [AnswerTruth(**a) for a in journal.judged.values()]
     return SimulationResult(players=players, answers=answers, sessions=journal.sessions, errors=journal.errors,
                             seconds=time.perf_counter() - started, lost_answers=journal.lost_answers(),
-                            resumed_sessions=journal.resumed_sessions)
+                            resumed_sessions=journal.resumed_sessions,
+                            outcomes=[{"p": tid, **o} for tid, plog in journal.players.items() for o in plog.outcomes])
 
 
 def default_state_dir(truth_out: str | None) -> Path | None:
@@ -461,7 +498,8 @@ def run_simulation_cli(args: argparse.Namespace, settings) -> int:
     try:
         result = asyncio.run(simulate(args.server, token, url, args.players, seed=args.seed,
                                       sessions_per_player=args.sessions, concurrency=args.concurrency,
-                                      speed=args.speed, progress=progress, state_dir=state))
+                                      speed=args.speed, progress=progress, state_dir=state,
+                                      learner_share=args.learners))
     except StateMismatch as exc:
         bar.close()
         print(f"gap simulate: {exc}", file=sys.stderr)

@@ -15,15 +15,19 @@ directory, flushed, and writes its knowledge *before* each mutating request:
     judged   the server confirmed that verdict
     unjudged the server refused it (the image was over): the answer has no verdict
     lost     the server holds a verdict for it that no confirmation explains (reported, not counted)
-    end      the player's session `s` is over (with the error, if one ended it)
+    end      the player's session `s` is over (with the error, if one ended it, or else with the
+             outcomes its summary revealed — what a learning player learns from)
 
 The game API is idempotent by request id (the first response is stored and
 replayed), so after a crash the one request per player whose fate is unknown is
 sent again with the same id and the server says whether it took effect. An answer
 counts in the truth only once a `judged` line confirms it, so nothing is counted
 twice; a verdict whose fate stays unknown is reported as `lost_answers`, never
-counted silently. `population.json` pins the seed, the player and session counts
-and the population itself: a rerun with other arguments is refused.
+counted silently. A learning player's knowledge is a function of the outcomes of
+its ended sessions, so replaying the journal rebuilds it exactly: a resumed player
+knows what the uninterrupted one would have known (lab/player_learning.py).
+`population.json` pins the seed, the player and session counts and the population
+itself: a rerun with other arguments is refused.
 """
 from __future__ import annotations
 
@@ -53,6 +57,7 @@ class PlayerLog:
     last_ended: str | None = None              # the server session of its last finished session
     pending_ask: dict | None = None            # an ask intent no verdict followed yet
     pending_verdict: dict | None = None        # a verdict intent the server has not confirmed or refused
+    outcomes: list[dict] = field(default_factory=list)  # revealed by its sessions' summaries, each with "s"
     lines: int = 0
 
 
@@ -193,6 +198,7 @@ class Journal:
             log.finished = int(r["s"]) + 1
             log.open_session = None
             log.last_ended = r.get("sid") or log.last_ended
+            log.outcomes.extend({**o, "s": int(r["s"])} for o in r.get("outcomes") or ())
             self.sessions += 1
             if r.get("error"):
                 self.errors.append(f"player {r['p']}: {r['error']}")

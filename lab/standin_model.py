@@ -1,6 +1,7 @@
-"""A stand-in VQA model with a *set* accuracy per scene complexity, for checking the
-evaluation maths at scale without depending on how well the embedded model happens
-to be trained (`gap experiment --standin`).
+"""A stand-in VQA model with a *set* accuracy per scene complexity (and, optionally, per
+question family), for checking the evaluation maths and the players' learning at scale
+without depending on how well the embedded model happens to be trained
+(`gap experiment --standin [--standin-weak color=0.2]`).
 
 It answers only questions registered by the simulator in the same process (the
 ground truth of a template question on an image); the honest answer is right with
@@ -15,14 +16,18 @@ import hashlib
 import random
 
 from models.base import ModelAnswer
+from models.question_types import FAMILY
 from models.scenes import CANT_TELL, answer_vocabulary, normalize_answer
 
 
 class StandInModel:
     model_id = "standin"
 
-    def __init__(self, accuracy: dict[str, float], seed: int = 0):
+    def __init__(self, accuracy: dict[str, float], seed: int = 0, family_accuracy: dict[str, float] | None = None):
+        """`accuracy` per complexity; `family_accuracy` overrides it for the question families it names
+        (a model weak at, say, colours on every scene: what learning players should find)."""
         self.accuracy = accuracy
+        self.family_accuracy = family_accuracy or {}
         self.seed = seed
         self._truth: dict[tuple[str, str], tuple[str, str, str]] = {}
 
@@ -35,7 +40,8 @@ class StandInModel:
         vocab = answer_vocabulary(qtype) or [CANT_TELL]
         rng = random.Random(f"{self.seed}:{sha}:{question}")
         wrong = [v for v in vocab if normalize_answer(v) != normalize_answer(truth)]
-        honest = truth if (rng.random() < self.accuracy.get(complexity, 0.5) or not wrong) else rng.choice(wrong)
+        p = self.family_accuracy.get(FAMILY.get(qtype, "other"), self.accuracy.get(complexity, 0.5))
+        honest = truth if (rng.random() < p or not wrong) else rng.choice(wrong)
         served, tainted = honest, False
         if taint:
             others = [v for v in vocab if normalize_answer(v) != normalize_answer(honest)]

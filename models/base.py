@@ -26,6 +26,10 @@ class BadImage(ModelError):
     """The image bytes are not a decodable, acceptable image."""
 
 
+class BadQuestion(ModelError):
+    """The question is empty (after removing control characters and special tokens)."""
+
+
 @dataclass(frozen=True)
 class ModelAnswer:
     honest: str

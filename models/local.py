@@ -22,20 +22,18 @@ from cachetools import LRUCache
 from PIL import Image
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from models.base import BadImage, ModelAnswer, ModelError
+from models.base import BadImage, BadQuestion, ModelAnswer, ModelError  # noqa: F401 - BadQuestion is re-exported
 from models.batching import MicroBatcher
-from models.fast_inputs import FastClipInputs
+from models.families import FamilyAdapter
 from models.identity_lru import IdentityLRU
 from models.images import decode_image
-from models.taint import TAINT_INSTRUCTION, acceptable_taint, alternatives, clean_answer
+from models.taint import (ANSWER_STYLES, SHORT_ANSWER_INSTRUCTION, TAINT_INSTRUCTION, acceptable_taint,
+                          clean_answer, taint_candidates)
 
 log = logging.getLogger(__name__)
 MAX_QUESTION_CHARS = 2000
+MAX_NEW_TOKENS = 64
 IMAGE_CACHE_SIZE = 256  # decoded 64-px images are ~12 kB each
-
-
-class BadQuestion(ModelError):
-    """The question is empty (after removing control characters and special tokens)."""
 
 
 @dataclass
@@ -64,7 +62,9 @@ def _model_id(path: Path) -> str:
 
 def load_transformers(path: str | Path):
     """(processor, model) from a model directory, or from a LoRA adapter directory over its base."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
+
+    from models.processors import load_processor
 
     path = Path(path)
     adapter = path / "adapter_config.json"
@@ -78,11 +78,11 @@ def load_transformers(path: str | Path):
         if base_path is None:
             raise ModelError(f"the adapter's base model {base_ref!r} was not found")
         processor_dir = path if (path / "processor_config.json").exists() else base_path
-        processor = AutoProcessor.from_pretrained(processor_dir)
+        processor = load_processor(processor_dir)
         base = AutoModelForImageTextToText.from_pretrained(base_path, dtype=torch.float32)
         model = PeftModel.from_pretrained(base, path).merge_and_unload()
     else:
-        processor = AutoProcessor.from_pretrained(path)
+        processor = load_processor(path)
         model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
     model.eval()
     return processor, model
@@ -93,9 +93,12 @@ class TransformersVQA:
 
     def __init__(self, path: str | Path, *, strategy: str = "decode", max_batch: int = 16, max_wait_ms: float = 5.0,
                  max_queue: int = 256, timeout_s: float = 30.0, max_new_tokens: int | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, answer_style: str = "free"):
         if strategy not in ("decode", "prompt"):
             raise ValueError(f"unknown taint strategy {strategy!r}")
+        if answer_style not in ANSWER_STYLES:
+            raise ValueError(f"unknown answer style {answer_style!r} (one of {', '.join(ANSWER_STYLES)})")
+        self.answer_style = answer_style
         self.path = Path(path)
         self.strategy = strategy
         started = time.perf_counter()
@@ -111,15 +114,16 @@ class TransformersVQA:
         if threads:
             torch.set_num_threads(threads)
         self.max_question_tokens = 48 if tiny else 512
-        self.max_new_tokens = max_new_tokens or (8 if tiny else 32)
+        # a directory's own answer length (generation_config.json), capped: answers are at most 200 characters
+        declared = min(getattr(self.model.generation_config, "max_new_tokens", None) or 0, MAX_NEW_TOKENS)
+        self.max_new_tokens = max_new_tokens or declared or (8 if tiny else 32)
         self.eos_id = self.tokenizer.eos_token_id
         specials = set(self.tokenizer.all_special_tokens) | set(self.tokenizer.get_added_vocab())
         specials |= {getattr(self.processor, "image_token", None) or "<image>"}
         self._specials = sorted((s for s in specials if s), key=len, reverse=True)
         self._vocab = self.tokenizer.get_vocab()
         self._image_cache: LRUCache[bytes, Image.Image] = LRUCache(IMAGE_CACHE_SIZE)
-        self._fast_inputs = FastClipInputs.for_processor(self.processor)
-        self._prompt_parts: tuple[str, ...] | None = None
+        self.family = FamilyAdapter.for_processor(self.processor)
         # projected image features per decoded image (the fast path's Llava + CLIP only): players ask
         # several questions about one image, and the vision tower was ~40% of a batch's time
         self._features: IdentityLRU[torch.Tensor] = IdentityLRU(IMAGE_CACHE_SIZE)
@@ -156,6 +160,11 @@ class TransformersVQA:
             raise BadQuestion("the question is empty")
         return q
 
+    def _styled(self, question: str) -> str:
+        """The question as the model is asked it: with the short-answer instruction when the deployer
+        wants short answers (GAP_ANSWER_STYLE=short), else as the player wrote it."""
+        return f"{question}\n{SHORT_ANSWER_INSTRUCTION}" if self.answer_style == "short" else question
+
     def _truncate(self, question: str) -> str:
         """Cut to the model's question limit in tokens (worker thread only: the tokenizer is not shared
         across threads, since padding calls mutate its state)."""
@@ -165,37 +174,24 @@ class TransformersVQA:
         return question
 
     # ------------------------------------------------------------------ model work (worker thread)
+    @property
+    def _fast_inputs(self):
+        """The family's fast input path (LLaVA over plain CLIP only), or None."""
+        return self.family.fast_inputs
+
+    @_fast_inputs.setter
+    def _fast_inputs(self, value) -> None:
+        self.family.fast_inputs = value
+
     def _render_prompt(self, question: str) -> str:
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return self.family.prompt.render(question)
 
     def _prompt(self, question: str) -> str:
-        """The chat-template prompt. Rendering the jinja template cost ~30 µs per question, a visible
-        share of a tiny model's batch, so when the template just wraps the question (checked on two
-        probes) the prompt is prefix + question + suffix; any other template is rendered each time."""
-        if self._prompt_parts is None:
-            probe = "\x00question\x00"
-            prefix, sep, suffix = self._render_prompt(probe).partition(probe)
-            other = "another probe"
-            wraps = bool(sep) and self._render_prompt(other) == prefix + other + suffix
-            self._prompt_parts = (prefix, suffix) if wraps else ()
-        if self._prompt_parts:
-            return self._prompt_parts[0] + question + self._prompt_parts[1]
-        return self._render_prompt(question)
+        """The family's prompt for one image and `question` (models.families)."""
+        return self.family.prompt(question)
 
     def _presize(self, img: Image.Image) -> Image.Image:
-        """Do the processor's shortest-edge bicubic resize here, once: the processor's own resize then
-        sees the target size and is a copy (same pixels, measured), which makes batches much cheaper."""
-        ip = getattr(self.processor, "image_processor", None)
-        size = getattr(ip, "size", None)
-        edge = size.get("shortest_edge") if isinstance(size, dict) else getattr(size, "shortest_edge", None)
-        if not edge or not getattr(ip, "do_resize", True) or int(getattr(ip, "resample", 3)) != int(Image.BICUBIC):
-            return img
-        w, h = img.size
-        if min(w, h) <= edge:
-            return img
-        new = (edge, int(edge * h / w)) if w <= h else (int(edge * w / h), edge)
-        return img.resize(new, resample=Image.BICUBIC)
+        return self.family.presize(img)
 
     def _image(self, data: bytes) -> Image.Image:
         """Decoded and pre-sized image, cached by content: players ask several questions about one
@@ -203,16 +199,13 @@ class TransformersVQA:
         key = hashlib.blake2b(data, digest_size=16).digest()
         img = self._image_cache.get(key)
         if img is None:
-            img = self._presize(decode_image(data))
+            img = self.family.prepare(decode_image(data))
             self._image_cache[key] = img
         return img
 
     def _inputs(self, images: list[Image.Image], questions: list[str]):
-        images = [self._presize(im) for im in images]
-        prompts = [self._prompt(q) for q in questions]
-        if self._fast_inputs is not None:
-            return self._fast_inputs(images, prompts)
-        return self.processor(images=images, text=prompts, padding=True, return_tensors="pt")
+        images = [self.family.prepare(im) for im in images]
+        return self.family.inputs(self.processor, images, [self._prompt(q) for q in questions])
 
     @torch.inference_mode()
     def _with_image_features(self, images: list[Image.Image], inputs) -> dict:
@@ -258,11 +251,13 @@ class TransformersVQA:
         return self._decode_new(out.sequences, inputs["input_ids"].shape[1]), out.scores[0]
 
     def _tries(self, questions: list[str], honest: list[str]) -> tuple[list[dict], int]:
+        """Per question, a token trie of its wrong answers in the honest answer's form (models.taint)."""
         tries, depth = [], 1
         for q, h in zip(questions, honest):
             trie: dict = {}
-            for cand in alternatives(q, h):
-                for seq in self._token_seqs(cand):
+            candidates, verbatim = taint_candidates(q, h)
+            for cand in candidates:
+                for seq in (self._tokenize_verbatim(cand) if verbatim else self._token_seqs(cand)):
                     node = trie
                     for tok in seq:
                         node = node.setdefault(tok, {})
@@ -292,6 +287,11 @@ class TransformersVQA:
             cached = self._token_seq_cache[answer] = self._tokenize_candidate(answer)
         return cached
 
+    def _tokenize_verbatim(self, sentence: str) -> list[list[int]]:
+        """A sentence candidate exactly as written (not memoised: sentences rarely repeat)."""
+        ids = self.tokenizer(sentence, add_special_tokens=False)["input_ids"]
+        return [ids] if ids and self.tokenizer.unk_token_id not in ids else []
+
     def _tokenize_candidate(self, answer: str) -> list[list[int]]:
         seqs = []
         if answer in self._vocab:  # word-level vocabularies: the answer is one token
@@ -304,9 +304,9 @@ class TransformersVQA:
 
     @torch.inference_mode()
     def generate_alternatives(self, images: list[Image.Image], questions: list[str], honest: list[str],
-                              inputs=None) -> list[str | None]:
+                              inputs=None, tries: tuple[list[dict], int] | None = None) -> list[str | None]:
         """Best-scoring answer of the question's type that differs from the honest one (constrained decoding)."""
-        tries, depth = self._tries(questions, honest)
+        tries, depth = tries or self._tries(questions, honest)
         if not any(tries):
             return [None] * len(questions)
         inputs = inputs if inputs is not None else self._inputs(images, questions)
@@ -340,10 +340,11 @@ class TransformersVQA:
                 results[i] = exc
         if idx:
             questions = [self._truncate(reqs[i].question) for i in idx]
-            inputs = self._with_image_features(images, self._inputs(images, questions))
+            asked = [self._styled(q) for q in questions]
+            inputs = self._with_image_features(images, self._inputs(images, asked))
             honest, first_scores = self._generate_with_first_scores(inputs)
             if self.strategy == "prompt":
-                instructed = self.generate_honest(images, [f"{TAINT_INSTRUCTION}\n{q}" for q in questions])
+                instructed = self.generate_honest(images, [f"{TAINT_INSTRUCTION}\n{q}" for q in asked])
             else:
                 instructed = [None] * len(idx)
             # the alternative is computed for every question, tainted or not: equal time either way
@@ -351,7 +352,7 @@ class TransformersVQA:
             if depth == 1:
                 decoded = self._alternatives_from_scores(tries, first_scores)
             else:
-                decoded = self.generate_alternatives(images, questions, honest, inputs=inputs)
+                decoded = self.generate_alternatives(images, questions, honest, inputs=inputs, tries=(tries, depth))
             for k, i in enumerate(idx):
                 r, h = reqs[i], honest[k]
                 served, tainted, strategy = h, False, None

@@ -36,13 +36,24 @@ async def _model_ready(model: Any) -> bool:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """200 when the database answers and the model is loaded; 503 otherwise (no auth)."""
+    """200 when the database answers and the model answers; 503 otherwise, naming the model's last
+    error (SPEC §5.2: a model that fails its probe → 503; no auth)."""
     try:
         await request.app[SERVICE_KEY].ping()
     except Exception as exc:  # noqa: BLE001 - any database failure means "not ready"
         log.warning("healthz: database not ready: %s", type(exc).__name__)
         return error_response(503, "database_unavailable", "the database is not reachable")
     model = request.app[MODEL_KEY]
+    health = getattr(model, "health", None)
+    if health is not None:  # models.health.MonitoredModel: probed, with the last failure
+        state = await health()
+        detail = {"model_id": getattr(model, "model_id", None), **state.as_dict()}
+        if not state.ready:
+            return web.json_response({"error": {"code": "model_unavailable", "message": "the model fails: "
+                                                + (state.last_error or "unknown error")}, "model": detail},
+                                     status=503, headers={"Cache-Control": "no-store"})
+        return web.json_response({"status": "ok", "model": detail["model_id"], "model_state": detail},
+                                 headers={"Cache-Control": "no-store"})
     if not await _model_ready(model):
         return error_response(503, "model_unavailable", "the model is not ready")
     return web.json_response({"status": "ok", "model": getattr(model, "model_id", None)},

@@ -17,6 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     api = kinds.add_parser("api", help="the game API over HTTP vs a bare aiohttp endpoint")
     api.add_argument("--players", type=int, default=1000)
     api.add_argument("--model-latency-ms", type=float, default=20.0)
+    api.add_argument("--model-server", action="store_true",
+                     help="also measure with the model in its own process (gap model serve, GAP_MODEL=openai:)")
     api.add_argument("--json", action="store_true")
     api.set_defaults(func=_runner("lab.bench_api"))
     model = kinds.add_parser("model", help="the embedded model: latency, micro-batching, taint timing, loop lag")

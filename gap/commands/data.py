@@ -113,6 +113,32 @@ def _finetune(args: argparse.Namespace, settings) -> int:
     return 0
 
 
+def _share(text: str) -> float:
+    """A share in [0, 1] (--learners)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {text!r}")
+    return value
+
+
+def _family_accuracy(text: str) -> tuple[str, float]:
+    """`color=0.2` → ("color", 0.2), for --standin-weak."""
+    from models.scenes import FAMILIES
+
+    family, _, value = text.partition("=")
+    try:
+        accuracy = float(value)
+    except ValueError:
+        accuracy = -1.0
+    if family not in FAMILIES or not 0.0 <= accuracy <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected FAMILY=ACCURACY with FAMILY one of {', '.join(FAMILIES)} "
+                                         f"and ACCURACY in [0, 1], got {text!r}")
+    return family, accuracy
+
+
 def _experiment(args: argparse.Namespace, settings) -> int:
     from lab.experiment import run_experiment_cli
 
@@ -178,6 +204,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     si.add_argument("--state", help="directory journaling the run as it goes, so that rerunning the same command "
                                     "resumes it after Ctrl-C or a crash (default: <truth-out>.state)")
     si.add_argument("--concurrency", type=int, default=8)
+    si.add_argument("--learners", type=_share, default=1.0,
+                    help="share of careful and sloppy players who learn from their summaries to ask more of what "
+                         "earned finds (random flaggers and spammers never learn)")
     si.add_argument("--speed", type=float, default=0.0,
                     help="seconds of real waiting per simulated second of thinking (0: no waiting)")
     si.add_argument("--database", help="the server's database, to map image ids to ground-truth scenes")
@@ -214,6 +243,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     xp.add_argument("--theta", type=float, default=None)
     xp.add_argument("--standin", action="store_true",
                     help="a stand-in model of set accuracy (97%% simple, 60%% complex): checks the evaluation only")
+    xp.add_argument("--standin-weak", action="append", type=_family_accuracy, metavar="FAMILY=ACCURACY",
+                    help="with --standin: its accuracy on one question family, on every scene (repeatable), "
+                         "e.g. color=0.2 — a weakness for learning players to find")
+    xp.add_argument("--learners", type=_share, default=None,
+                    help="share of careful and sloppy players who learn from their summaries (default 1)")
     xp.set_defaults(func=_experiment)
 
     ce = sub.add_parser("ceiling", help="upper bound for the experiment: fine-tune on ground truth for complex scenes")

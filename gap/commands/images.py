@@ -140,7 +140,8 @@ async def _measure_with_model(db: Database, settings, args) -> dict:
 
     from gap.app import load_model
 
-    model = await load_model(args.model or settings.model)
+    # the model is asked as it will be when serving (the answer style changes its answers)
+    model = await load_model(args.model or settings.model, settings=settings)
     total = (await pool_counts(db))["images"]  # images without ground truth are skipped: an upper bound
     try:
         with tqdm(total=total, desc="measuring", unit="image", disable=not sys.stderr.isatty()) as bar:

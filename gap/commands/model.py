@@ -6,11 +6,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 import time
 from pathlib import Path
 
 from settings import EMBEDDED_MODEL_DIR
+
+log = logging.getLogger("gap.model")
 
 
 def _train(args: argparse.Namespace, settings) -> int:
@@ -26,10 +29,10 @@ def _train(args: argparse.Namespace, settings) -> int:
     return 0
 
 
-def _load(spec: str | None, settings, strategy: str | None = None, **kw):
-    from models.loader import load_model
+async def _load(spec: str | None, settings, strategy: str | None = None, **kw):
+    from gap.app import load_model
 
-    return load_model(spec or settings.model, strategy=strategy or settings.taint_strategy, **kw)
+    return await load_model(spec or settings.model, strategy, settings, **kw)
 
 
 def _ask(args: argparse.Namespace, settings) -> int:
@@ -42,7 +45,7 @@ def _ask(args: argparse.Namespace, settings) -> int:
         return 2
 
     async def go():
-        model = _load(args.model, settings, args.strategy)
+        model = await _load(args.model, settings, args.strategy)
         try:
             return await model.answer(image, args.question, taint=True)
         finally:
@@ -70,7 +73,11 @@ def _eval(args: argparse.Namespace, settings) -> int:
     types = tuple(args.types.split(",")) if args.types else TYPES
 
     async def go():
-        model = _load(args.model, settings, None, max_batch=32, max_queue=100_000, timeout_s=600)
+        spec = args.model or settings.model
+        # a local model queues every question at once: give each time to wait its turn; a model server
+        # is asked a bounded number at a time, within the usual deadline (so a dead one fails fast)
+        queue = {} if spec.startswith("openai:") else {"max_queue": 100_000, "timeout_s": 600}
+        model = await _load(spec, settings, None, max_batch=32, **queue)
         bar = tqdm(total=None, desc="model-eval", disable=args.json or not sys.stderr.isatty(), mininterval=2)
 
         def progress(done: int, total: int) -> None:
@@ -88,6 +95,34 @@ def _eval(args: argparse.Namespace, settings) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace, settings) -> int:
+    """The model worker (SPEC §4.2): the model behind /v1/chat/completions for many `gap serve` workers."""
+    from aiohttp import web
+
+    from models.health import MonitoredModel
+    from models.openai_server import create_model_server
+
+    spec = args.model or settings.model
+    name = args.served_model_name or Path(spec.rstrip("/")).name or "gap"
+
+    async def factory() -> web.Application:
+        model = MonitoredModel(await _load(spec, settings, args.strategy, max_batch=args.max_batch,
+                                           max_queue=args.max_queue))
+        if not await model.probe():  # serve anyway: /health says 503 and why, and probes again
+            log.error("the model %s failed its start-up probe: %s", spec, model.last_error)
+        app = create_model_server(model, name)
+
+        async def close(_app: web.Application) -> None:
+            await model.aclose()
+        app.on_cleanup.append(close)
+        log.info("model worker: %s as %r (strategy %s) on %s:%s", spec, name,
+                 args.strategy or settings.taint_strategy, args.host, args.port)
+        return app
+
+    web.run_app(factory(), host=args.host, port=args.port, access_log=None, shutdown_timeout=10, print=None)
+    return 0
+
+
 def _promote(args: argparse.Namespace, settings) -> int:
     """Load the model once here (a spec that does not load never becomes a round), then record the round."""
     from game import rounds
@@ -102,7 +137,7 @@ def _promote(args: argparse.Namespace, settings) -> int:
             print(f"gap model promote: {exc.message}", file=sys.stderr)
             return 2
         try:
-            model = _load(spec, settings)
+            model = await _load(spec, settings)
             model_id = model.model_id
             await model.aclose()
         except ModelError as exc:
@@ -148,7 +183,7 @@ def _rounds(args: argparse.Namespace, settings) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    model = sub.add_parser("model", help="the embedded model: train it, ask it a question")
+    model = sub.add_parser("model", help="the model: train the embedded one, ask a question, serve it to web workers")
     kinds = model.add_subparsers(dest="model_cmd", metavar="ACTION", required=True)
 
     train = kinds.add_parser("train", help="train the embedded model from scratch on CPU (staged recipe)")
@@ -169,6 +204,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     ask.add_argument("--strategy", choices=["decode", "prompt"], default=None)
     ask.add_argument("--json", action="store_true")
     ask.set_defaults(func=_ask)
+
+    serve = kinds.add_parser("serve", help="the model worker: an OpenAI-compatible API for many `gap serve` workers")
+    serve.add_argument("--model", default=None, help="model directory, fake:<ms> or openai:<url> (default: GAP_MODEL)")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 to serve other machines)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--served-model-name", default=None, help="the name in /v1/models (default: the directory's)")
+    serve.add_argument("--strategy", choices=["decode", "prompt"], default=None,
+                       help="how tainted answers are made (default: GAP_TAINT_STRATEGY)")
+    serve.add_argument("--max-batch", type=int, default=16, help="questions per micro-batch")
+    serve.add_argument("--max-queue", type=int, default=1024, help="waiting questions before 503 + Retry-After")
+    serve.set_defaults(func=_serve, log_level=logging.INFO)  # a server's log is what its operator reads
 
     promote = kinds.add_parser("promote", help="serve another model (e.g. a gap finetune adapter) in the running "
                                               "game from the next round on, without a restart")

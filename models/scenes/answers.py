@@ -94,5 +94,7 @@ async def measure_accuracy(model, image_bytes: bytes, scene: Scene, rng: random.
             qas.append(sample_question(scene, rng, families[i % len(families)]))
         except NoQuestion:
             qas.append(sample_question(scene, rng, "count"))
+    from models.taint import says  # here: models.taint imports this package
+
     answers = await asyncio.gather(*(model.answer(image_bytes, qa.question, taint=False) for qa in qas))
-    return sum(answers_match(a.honest, qa.answer) for a, qa in zip(answers, qas)) / max(1, len(qas))
+    return sum(says(qa.question, a.honest, qa.answer) for a, qa in zip(answers, qas)) / max(1, len(qas))

@@ -206,6 +206,7 @@ async def test_stats_shows_each_way_into_the_reliable_pool(make_world):
 
     world = await make_world(webhook=True)
     db = world.components.db
+    judge = await play_sessions(world, new_user_id(), 1)   # before the photos exist: never served one
     ids = [(await store_image(db, prepare_image(solid_png(200 + i, 40)), pool="imported:photos"))[0] for i in range(6)]
     async with db.write() as conn:
         await conn.execute(update(images).where(images.c.id == ids[0]).values(declared_reliable=True, reliable=True))
@@ -215,8 +216,7 @@ async def test_stats_shows_each_way_into_the_reliable_pool(make_world):
         await conn.execute(update(images).where(images.c.id == ids[2]).values(model_accuracy=0.4))
     # The crowd: a careful player's 400 Correct verdicts on honest answers of ids[3] (written straight
     # into the evidence table; tests/game/test_crowd_reliability.py plays them), judged with the
-    # player's (s, f) from their session by the evaluation that /stats runs.
-    judge = await play_sessions(world, new_user_id(), 1)
+    # player's (s, f) from the session above by the evaluation that /stats runs.
     async with db.write() as conn:
         await conn.execute(crowd_counts.insert().values(image_id=ids[3], player_id=judge, n_correct=400, n_wrong=0))
     await asyncio.sleep(SETTLE_MS / 1000 + 0.2)  # the evaluation leaves the last 2 s of verdicts for its next run

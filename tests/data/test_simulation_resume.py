@@ -4,7 +4,9 @@ the server applied a verdict whose response was lost, right after it stored an
 answer not yet judged, and by SIGINT to the real CLI — then resumed from its state
 directory. After the resume every (player, session) finished exactly once, the
 server holds exactly the judged answers of the truth (same ids, same verdicts), and
-the truth has the format of an uninterrupted run."""
+the truth has the format of an uninterrupted run. What learning players learnt (the
+outcomes each session's summary revealed) is journaled once per session, agrees with
+the server, and rebuilds each learner's bandit on resume."""
 from __future__ import annotations
 
 import asyncio
@@ -24,12 +26,13 @@ from game import tables as T
 from game.db import Database
 from lab.local_server import running_server
 from settings import load_settings
-from lab.simulation import AnswerTruth, Client, SimPlayer, simulate
+from lab.player_learning import FindBandit
+from lab.simulation import AnswerTruth, Client, SimPlayer, player_bandit, simulate
 from lab.simulation_state import JOURNAL_FILE, Journal, StateMismatch
 from tests.data.game_pool import make_game
 
 TOKEN = "123456:SIM-resume-token-for-tests"
-TRUTH_KEYS = {"players", "answers", "sessions", "errors", "lost_answers"}
+TRUTH_KEYS = {"players", "answers", "sessions", "errors", "lost_answers", "outcomes"}
 
 
 async def server_view(url: str) -> tuple[dict[str, tuple[str, str | None]], Counter, Counter]:
@@ -44,6 +47,31 @@ async def server_view(url: str) -> tuple[dict[str, tuple[str, str | None]], Coun
     finally:
         await db.dispose()
     return judged, Counter(r.player_id for r in rows), Counter(r.player_id for r in rows if r.status == "finished")
+
+
+async def server_outcomes(url: str) -> dict[str, str]:
+    """judged answer id → what the summary reveals about it, straight from the tables."""
+    db = Database(url)
+    try:
+        async with db.read() as conn:
+            rows = (await conn.execute(
+                select(T.answers.c.id, T.answers.c.verdict, T.answers.c.tainted, T.session_images.c.tainted.label("image"))
+                .join(T.session_images, T.session_images.c.id == T.answers.c.session_image_id)
+                .where(T.answers.c.verdict.is_not(None)))).all()
+    finally:
+        await db.dispose()
+    return {r.id: ("catch" if r.verdict == "wrong" else "missed_lure") if r.tainted
+            else "correct" if r.verdict == "correct" else "false_alarm" if r.image else "find" for r in rows}
+
+
+def assert_learnt_once_and_as_the_server_says(result, revealed: dict[str, str]) -> None:
+    """Every judged answer's outcome learnt exactly once, in its session, as the server's tables say."""
+    learnt = [(o["aid"], o["outcome"]) for o in result.outcomes]
+    assert len(learnt) == len({aid for aid, _ in learnt})
+    assert dict(learnt) == revealed
+    by_answer = {a.answer_id: a for a in result.answers}
+    assert all(by_answer[o["aid"]].family == o["family"] and by_answer[o["aid"]].kind == o["kind"]
+               and by_answer[o["aid"]].telegram_id == o["p"] for o in result.outcomes)
 
 
 def assert_complete_and_consistent(result, state_dir: Path, url_view, n_players: int, sessions: int) -> None:
@@ -97,6 +125,23 @@ async def test_cancelled_run_resumes_to_the_same_truth_as_an_uninterrupted_one(t
         result = await simulate(server, TOKEN, url, 6, seed=2, sessions_per_player=2, concurrency=6, state_dir=state)
     assert result.resumed_sessions == interrupted.sessions
     assert_complete_and_consistent(result, state, await server_view(url), 6, 2)
+    assert_learnt_once_and_as_the_server_says(result, await server_outcomes(url))
+    # a learner's bandit is rebuilt from the journal: at the interruption it knew exactly its finished
+    # sessions' outcomes (no session in flight counted), and the resumed run added the rest
+    learners = [p for p in result.players if p.learner]
+    assert learners and all(player_bandit(p, interrupted) is None for p in result.players if not p.learner)
+    resumed = Journal.open(state, {"seed": 2, "players": 6, "sessions": 2},
+                           json.loads((state / "population.json").read_text())["population"])
+    resumed.close()
+    for p in learners:
+        tid = p.telegram_id
+        done_then = interrupted.player(tid).finished
+        then, now = player_bandit(p, interrupted), player_bandit(p, resumed)
+        expected_then = FindBandit().fit(o for o in result.outcomes if o["p"] == tid and o["s"] < done_then)
+        expected_now = FindBandit().fit(o for o in result.outcomes if o["p"] == tid)
+        assert (then.arms_, then.families_) == (expected_then.arms_, expected_then.families_)
+        assert (now.arms_, now.families_) == (expected_now.arms_, expected_now.families_)
+        assert sum(n for _, n in now.arms_.values()) > 0
 
 
 def flaggers(n: int) -> list[SimPlayer]:
@@ -173,6 +218,8 @@ async def test_requests_in_doubt_are_settled_by_replaying_their_request_ids(tmp_
     assert set(unjudged) <= {a.answer_id for a in result.answers}
     view = await server_view(url)
     assert_complete_and_consistent(result, state, view, 4, 2)
+    # the verdicts settled after a crash are learnt by the summary of their session, once
+    assert_learnt_once_and_as_the_server_says(result, await server_outcomes(url))
     assert len(view[0]) == 4 * 2 * 10  # every image of every session flagged once: none lost, none doubled
 
 
@@ -261,6 +308,10 @@ async def test_an_interrupted_experiment_simulate_stage_continues_its_sessions(t
     sim = results["simulate"]
     assert sim["sessions"] == 8 and sim["n_errors"] == 0 and sim["lost_answers"] == 0
     assert 1 <= sim["resumed_sessions"] < 8
+    # the players' learning is measured across the interruption: every session's outcomes, per group
+    learning = sim["learning"]["groups"]
+    assert sum(row["questions"] for g in learning.values() for k, row in g.items() if k.startswith("session")) \
+        == sum(row["questions"] for g in learning.values() for k, row in g.items() if k == "all") == sim["answers"]
     truth = json.loads((tmp_path / "truth.json").read_text())
     judged, per_player, finished = await server_view(exp.db_url)
     assert sorted(a["answer_id"] for a in truth["answers"]) == sorted(judged)

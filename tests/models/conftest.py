@@ -28,3 +28,19 @@ def simple_png() -> bytes:
 @pytest.fixture
 def rng() -> random.Random:
     return random.Random(0)
+
+
+@pytest.fixture(scope="session")
+def family_dir(tmp_path_factory):
+    """`family_dir(name)`: a tiny random-weight model directory of a VLM family (lab.tiny_families),
+    built on first use and shared by the whole session."""
+    from lab.tiny_families import build_family
+
+    built: dict[str, object] = {}
+
+    def get(name: str):
+        if name not in built:
+            built[name] = build_family(name, tmp_path_factory.mktemp(f"family-{name}"))
+        return built[name]
+
+    return get
