@@ -41,12 +41,23 @@ def scene_attributes(scene: Scene) -> dict[str, str]:
 
 
 def annotation_attributes(record: dict[str, Any]) -> dict[str, str]:
-    """The attributes of an imported image from its annotation record (scalars only)."""
-    given = record.get("attributes") if isinstance(record, dict) else None
-    if not isinstance(given, dict):
+    """The attributes of an imported image from its annotation record: the scalars of its
+    `"attributes"` object, and each annotation question (`"qa"`) with its first acceptable
+    answer — a question asked of many images ("How many people are there?") is an attribute."""
+    if not isinstance(record, dict):
         return {}
-    return {str(k)[:64]: str(v).strip().lower() for k, v in given.items()
-            if isinstance(v, (str, int, float, bool)) and str(v).strip()}
+    out: dict[str, str] = {}
+    for item in record.get("qa") if isinstance(record.get("qa"), list) else []:
+        answers = item.get("answers") if isinstance(item, dict) else None
+        question = item.get("question") if isinstance(item, dict) else None
+        if isinstance(question, str) and question.strip() and isinstance(answers, list) and answers \
+                and isinstance(answers[0], (str, int, float)) and str(answers[0]).strip():
+            out[" ".join(question.split())[:64]] = str(answers[0]).strip().lower()
+    given = record.get("attributes")
+    if isinstance(given, dict):
+        out.update({str(k)[:64]: str(v).strip().lower() for k, v in given.items()
+                    if isinstance(v, (str, int, float, bool)) and str(v).strip()})
+    return out
 
 
 def image_attributes(scene_json: str | None, annotations_json: str | None) -> dict[str, str]:

@@ -14,6 +14,7 @@ import numpy as np
 from sqlalchemy import Column, MetaData, String, Table, Text, and_, bindparam, case, func, literal, select, text, update
 
 from game import tables as T
+from game.crowd_reliability import CrowdSummary, add_crowd_counts, refit_crowd
 from game.db import Database
 from game.evaluation import (
     HONEST_TAINTED,
@@ -69,6 +70,7 @@ class EvaluationSummary:
     player_model: dict[str, Any] | None = None
     joint_prior: bool = False
     top_players: list[dict[str, Any]] = field(default_factory=list)
+    crowd: CrowdSummary | None = None
 
     def lines(self) -> list[str]:
         out = [
@@ -82,6 +84,8 @@ class EvaluationSummary:
             f"s ~ Beta({self.prior_s[0]:.2f}, {self.prior_s[1]:.2f}), "
             f"f ~ Beta({self.prior_f[0]:.2f}, {self.prior_f[1]:.2f}); EM iterations {self.iterations}",
         ]
+        if self.crowd is not None:
+            out.append(self.crowd.line())
         if self.player_model:
             pm = self.player_model
             out.append(f"player model: γ = {pm['gamma']:.4f} ± {pm['gamma_se']:.4f} per s, "
@@ -192,7 +196,8 @@ async def run_evaluation(db: Database, config: EvalConfig = EvalConfig(), *, now
     """One incremental evaluation pass (SPEC §2); returns the summary that `gap evaluate` prints.
 
     Named steps, all in one write transaction: read the window → count the new answers →
-    store their finds → add the counts → refit over everything → store the estimates."""
+    store their finds → add the counts → refit over everything → store the estimates →
+    measure unmeasured images by the crowd (game/crowd_reliability.py)."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     async with db.write() as conn:
         await _one_run_at_a_time(conn)
@@ -203,9 +208,10 @@ async def run_evaluation(db: Database, config: EvalConfig = EvalConfig(), *, now
         fit = await _refit(conn, totals, config)
         total = window.total_before + new.n_read
         pi = await _store_estimates(conn, fit, window, total, now_ms)
+        crowd = await _measure_images_by_crowd(conn, window, fit, config)
     pm_summary = await fit_and_store_player_model(db, plot_path=plot_path, now_ms=now_ms) if player_model else None
     return _summary(fit, config, new_answers=new.n_read, total=total, pi=pi,
-                    watermark_ms=max(window.watermark, window.cutoff), player_model=pm_summary)
+                    watermark_ms=max(window.watermark, window.cutoff), player_model=pm_summary, crowd=crowd)
 
 
 async def _read_window(conn, now_ms: int) -> _Window:
@@ -343,8 +349,19 @@ async def _store_estimates(conn, fit: _Fit, window: _Window, total: int, now_ms:
     return pi
 
 
+async def _measure_images_by_crowd(conn, window: _Window, fit: _Fit, config: EvalConfig) -> CrowdSummary:
+    """SPEC §1.2, measured by the crowd: add the window's verdicts on untainted answers per image,
+    then refit every image's posterior of the model's accuracy with the judges' fresh (s, f);
+    muted players' verdicts do not count."""
+    await add_crowd_counts(conn, _in_window(window))
+    judges = {p: (float(fit.result.s_mean[i]), float(fit.result.f_mean[i]))
+              for i, p in enumerate(fit.player_ids) if fit.status(i) != MUTED}
+    return await refit_crowd(conn, judges, threshold=config.crowd_threshold, quantile=config.crowd_quantile)
+
+
 def _summary(fit: _Fit, config: EvalConfig, *, new_answers: int, total: int, pi: dict[str, float],
-             watermark_ms: int, player_model: dict[str, Any] | None) -> EvaluationSummary:
+             watermark_ms: int, player_model: dict[str, Any] | None,
+             crowd: CrowdSummary | None = None) -> EvaluationSummary:
     counts, result = fit.counts, fit.result
     exportable = sum(int(counts.untainted[i, :, 1][result.find_posterior[i] >= config.theta].sum())
                      for i in range(len(fit.player_ids)) if fit.status(i) == OK)
@@ -356,7 +373,7 @@ def _summary(fit: _Fit, config: EvalConfig, *, new_answers: int, total: int, pi:
         gated=int(result.gated.sum()), finds=int(counts.untainted[:, :, 1].sum()), exportable=exportable,
         theta=config.theta, pi=pi, pi_global=result.pi_global, pi_reliable=fit.pi_reliable,
         iterations=result.iterations, prior_s=result.prior_s, prior_f=result.prior_f, watermark_ms=watermark_ms,
-        player_model=player_model, top_players=top, joint_prior=result.joint_prior,
+        player_model=player_model, top_players=top, joint_prior=result.joint_prior, crowd=crowd,
     )
 
 

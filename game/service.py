@@ -86,7 +86,7 @@ class GameService:
         self._player_ids: LRUCache[bytes, tuple[int, str | None]] = LRUCache(100_000)
         self._image_bytes: LRUCache[int, bytes] = LRUCache(512)
         self._image_by_opaque: LRUCache[str, tuple[str, bytes]] = LRUCache(512)
-        self._pools: tuple[float, list[int], list[int]] | None = None
+        self._pools: tuple[float, list[int], list[int], dict[int, str]] | None = None
         self._boards: dict[tuple, tuple[float, list]] = {}
         self.store = SessionStore(self.config.image_seconds, clock)
 
@@ -121,12 +121,12 @@ class GameService:
             state = await self.db.run_read(self.store.state_if_fresh, player_id, now)
             if state is not None:
                 return state
-            reliable_ids, all_ids = await self._pools_cached()
+            reliable_ids, all_ids, source_of = await self._pools_cached()
             plan_rng = random.Random(self.rng.getrandbits(64))
 
             def plan() -> list[rules.PlannedImage]:
                 try:
-                    return rules.plan_session(plan_rng, reliable_ids, all_ids)
+                    return rules.plan_session(plan_rng, reliable_ids, all_ids, source_of)
                 except ValueError as exc:
                     raise Unavailable(f"the game is not ready: {exc}") from exc
 
@@ -335,16 +335,18 @@ class GameService:
 
     # ------------------------------------------------------------------ async internals
 
-    async def _pools_cached(self) -> tuple[list[int], list[int]]:
-        """(reliable ids, all ids), re-read at most every `pool_cache_seconds`."""
+    async def _pools_cached(self) -> tuple[list[int], list[int], dict[int, str]]:
+        """(reliable ids, all ids, each id's stratum: game/rules.look_strata), re-read at most every
+        `pool_cache_seconds`."""
         now = time.monotonic()
         if self._pools is not None and (now - self._pools[0]) < self.config.pool_cache_seconds:
-            return self._pools[1], self._pools[2]
+            return self._pools[1], self._pools[2], self._pools[3]
         rows = await self.db.run_read(q.tx_pools)
         all_ids = [r[0] for r in rows]
         reliable = [r[0] for r in rows if r[1]]
-        self._pools = (now, reliable, all_ids)
-        return reliable, all_ids
+        source_of = rules.look_strata(reliable, {r[0]: r[2] for r in rows})
+        self._pools = (now, reliable, all_ids, source_of)
+        return reliable, all_ids, source_of
 
     async def _image_content(self, image_id: int) -> bytes:
         hit = self._image_bytes.get(image_id)

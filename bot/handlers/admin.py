@@ -22,6 +22,7 @@ from bot.handlers.common import NOT_AVAILABLE, clip, deps_of, is_admin
 from game import admin_queries, duels_stats, rounds
 from game.errors import Invalid
 from game.export_formats import FORMATS
+from game.pool_progress import pool_progress, progress_lines
 
 log = logging.getLogger("gap.bot.admin")
 
@@ -65,7 +66,7 @@ async def _evaluation(context: ContextTypes.DEFAULT_TYPE) -> tuple[int | None, l
         from game.evaluation_store import run_evaluation
         from game.evaluation_tables import player_estimates
 
-        summary = await run_evaluation(db, EvalConfig(theta=deps.settings.theta), now_ms=deps.service.clock())
+        summary = await run_evaluation(db, EvalConfig(theta=deps.settings.theta, crowd_threshold=deps.settings.crowd_threshold), now_ms=deps.service.clock())
         async with db.read() as conn:
             s_means = [float(r[0]) for r in (await conn.execute(
                 select(player_estimates.c.s_mean).where(player_estimates.c.n_tainted > 0))).all()]
@@ -81,6 +82,7 @@ async def stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     db = deps.service.db
     o = await admin_queries.overview(db)
     exportable, reliabilities = await _evaluation(context)
+    progress = progress_lines(await pool_progress(db))
     per_day = await admin_queries.sessions_per_day(db, days=30, now_ms=deps.service.clock())
     reached = await admin_queries.images_reached_per_session(db)
     text = (
@@ -91,7 +93,8 @@ async def stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         f"• caught deliberate mistakes: {o.tainted_catches}\n"
         f"• false alarms on tainted images: {o.false_alarms}\n"
         f"• finds on untainted images: {o.finds}\n"
-        f"Exportable at θ={deps.settings.theta:g}: {exportable if exportable is not None else 'n/a (evaluation failed)'}"
+        f"Exportable at θ={deps.settings.theta:g}: {exportable if exportable is not None else 'n/a (evaluation failed)'}\n"
+        "Reliable pool (reliable/images per way):\n" + "\n".join(f"• {line}" for line in progress)
     )
     duel = await duels_stats.duel_summary(db)
     duel_seconds = await duels_stats.duel_seconds(db)

@@ -44,6 +44,9 @@ def test_attributes_from_scenes_and_annotations():
     assert image_attributes(scene.to_json(), None) == got
     note = {"file": "a.jpg", "attributes": {"Shirt": " Red ", "hair": "long", "n": 2, "nested": {"x": 1}, "e": ""}}
     assert annotation_attributes(note) == {"Shirt": "red", "hair": "long", "n": "2"}
+    photo = {"file": "b.png", "qa": [{"question": "How many  people are there?", "answers": ["1", "one"]},
+                                     {"question": "Broken", "answers": []}, "junk", {"answers": ["x"]}]}
+    assert annotation_attributes(photo) == {"How many people are there?": "1"}
     assert image_attributes(None, "{not json") == {} and image_attributes(None, None) == {}
 
 

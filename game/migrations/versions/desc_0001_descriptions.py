@@ -2,7 +2,7 @@
 `description_ratings` (game/description_tables.py).
 
 Revision ID: desc_0001
-Revises: duel_0001
+Revises: ph_0001
 Create Date: 2026-12-06
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "desc_0001"
-down_revision = "duel_0001"
+down_revision = "ph_0001"
 branch_labels = None
 depends_on = None
 
