@@ -15,7 +15,7 @@ from sqlalchemy import Column, MetaData, String, Table, Text, and_, bindparam, c
 
 from game import tables as T
 from game.crowd_reliability import CrowdSummary, add_crowd_counts, refit_crowd
-from game.db import Database
+from game.db import Database, fetch_tuples, insert_many
 from game.evaluation import (
     HONEST_TAINTED,
     TAINTED,
@@ -92,39 +92,6 @@ class EvaluationSummary:
                        f"φ = {pm['phi']:.4f} ± {pm['phi_se']:.4f} per position, {pm['n_obs']} tainted images"
                        + (f"; plot {pm['plot']}" if pm.get("plot") else ""))
         return out
-
-
-async def _aiosqlite_driver(conn, method: str) -> Any | None:
-    """The aiosqlite connection under `conn` (same connection, same transaction) when it offers
-    `method`; None on other databases, where the ordinary SQLAlchemy path is used."""
-    if conn.dialect.name != "sqlite":
-        return None
-    raw = await conn.get_raw_connection()
-    driver = getattr(raw, "driver_connection", None)
-    return driver if driver is not None and hasattr(driver, method) else None
-
-
-async def _fetch_tuples(conn, stmt) -> list[tuple]:
-    """All rows of a SELECT as plain tuples. On SQLite, aiosqlite's `execute_fetchall` runs the
-    fetch in its worker thread without building a SQLAlchemy Row per answer (a million Rows
-    cost seconds); elsewhere the ordinary path. Same connection, same transaction."""
-    if (driver := await _aiosqlite_driver(conn, "execute_fetchall")) is not None:
-        sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-        return list(await driver.execute_fetchall(sql))
-    return [tuple(r) for r in (await conn.execute(stmt)).all()]
-
-
-async def _insert_many(conn, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Bulk INSERT. On SQLite the driver's own executemany, in aiosqlite's thread: SQLAlchemy's
-    per-row parameter processing cost ~1 s for the 130,000 count rows of a million answers."""
-    if not rows:
-        return
-    if (driver := await _aiosqlite_driver(conn, "executemany")) is not None:
-        cols = list(rows[0])
-        sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-        await driver.executemany(sql, [tuple(r[c] for c in cols) for r in rows])
-        return
-    await conn.execute(table.insert(), rows)
 
 
 async def _one_run_at_a_time(conn) -> None:
@@ -225,7 +192,7 @@ async def _count_new_answers(conn, window: _Window, config: EvalConfig) -> _NewA
     scan = (select(_A.c.player_id, _SI.c.tainted, _A.c.tainted, _FLAG, _I.c.complexity, _A.c.question,
                    _I.c.model_accuracy)
             .select_from(_JOINED).where(_in_window(window)))
-    rows = await _fetch_tuples(conn, scan)
+    rows = await fetch_tuples(conn, scan)
     n_read = len(rows)
     # Gold (answers on tainted images) only from images whose measured accuracy is very
     # high: an image that barely passed the reliable-pool threshold is often not reliable
@@ -296,7 +263,7 @@ async def _add_counts(conn, delta: dict[tuple[int, str, int, bool], int]) -> dic
             update(eval_counts).where(and_(c.player_id == bindparam("p"), c.grp == bindparam("g"),
                                            c.kind == bindparam("k"), c.flagged == bindparam("f")))
             .values(n=bindparam("n")), upd)
-    await _insert_many(conn, eval_counts, ins)
+    await insert_many(conn, eval_counts, ins)
     for k, n in delta.items():
         totals[k] = totals.get(k, 0) + n
     return totals
@@ -335,7 +302,7 @@ async def _store_estimates(conn, fit: _Fit, window: _Window, total: int, now_ms:
              for i, p in enumerate(fit.player_ids) for j, g in enumerate(fit.groups)
              if counts.untainted[i, j, 1] > 0]
     await conn.execute(find_cells.delete())
-    await _insert_many(conn, find_cells, cells)
+    await insert_many(conn, find_cells, cells)
     # Peer validation (SPEC §3.3) feeds the posterior: each voted find's cell posterior,
     # updated by its validators' votes with their s and f, is stored per find
     # (validation_posteriors; answer_posteriors_query prefers it).
@@ -399,7 +366,7 @@ async def _store_player_estimates(conn, result: EvalResult, counts: Counts, play
         cols = {k: bindparam("b_" + k) for k in rows[0] if k != "player_id"}
         await conn.execute(update(player_estimates).where(player_estimates.c.player_id == bindparam("pid")).values(**cols),
                            [{("b_" + k if k != "pid" else k): v for k, v in r.items() if k != "player_id"} for r in old])
-    await _insert_many(conn, player_estimates, new)
+    await insert_many(conn, player_estimates, new)
 
 
 async def player_model_data(db: Database) -> dict[str, np.ndarray]:
