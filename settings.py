@@ -36,8 +36,15 @@ class Settings(BaseSettings):
     answer_style: Literal["free", "short"] = "free"
     false_alarm_penalty: int = 10
     theta: float = Field(0.8, ge=0.0, le=1.0)
+    # the describe round and `gap compare` (SPEC §3.5)
+    describe_seconds: float = Field(60.0, gt=0.0)
+    gpu_hour_price: float = Field(2.0, ge=0.0)     # price of one GPU-hour: the model's cost per description
+    point_value: float = Field(0.01, ge=0.0)       # value of one game point: the crowd's cost per description
     duel_min_seconds: float = Field(1.5, ge=0.0, le=60.0)  # preference duels (SPEC §3.4): faster choices are refused
     duel_redundancy: int = Field(5, ge=1, le=100)  # players per (non-gold) duel
+    # the crowd's bar for an unmeasured image (SPEC §1.2): the lower end of the 90 % credible interval
+    # of the model's accuracy on it, from players' verdicts, that puts it in the reliable pool
+    crowd_threshold: float = Field(0.9, ge=0.0, le=1.0)
     # how often each web worker checks for a newly promoted model round (SPEC §3.2); 0: never
     round_poll_seconds: float = Field(5.0, ge=0.0)
     webhook_url: str | None = None

@@ -18,7 +18,8 @@ async def export_file(deps: BotDeps, fmt: str, theta: float, *, confirmed: bool 
     from game.exports import export_finds
 
     db = deps.service.db
-    await run_evaluation(db, EvalConfig(theta=theta), now_ms=deps.service.clock())
+    await run_evaluation(db, EvalConfig(theta=theta, crowd_threshold=deps.settings.crowd_threshold),
+                         now_ms=deps.service.clock())
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(deps.service.clock() / 1000))
     out = deps.export_dir / f"gap-{fmt}-theta{theta:g}{'-confirmed' if confirmed else ''}-{stamp}"
     card = await export_finds(db, fmt, theta, out, confirmed=confirmed)

@@ -90,6 +90,8 @@ class EvalConfig:
     gold_min: int = 8                  # tainted answers judged before a new player's finds count
     f_prior_by_s: bool = True          # fit f's prior separately for players above/below the median s
     gold_min_accuracy: float = 0.95    # gold only from tainted images measured at least this accurate
+    crowd_threshold: float = 0.9       # an unmeasured image joins the reliable pool when the crowd's lower
+    crowd_quantile: float = 0.05       # credible bound (this quantile) of the model's accuracy passes this
     max_iter: int = 200
     tol: float = 1e-9
 

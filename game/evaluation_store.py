@@ -14,7 +14,8 @@ import numpy as np
 from sqlalchemy import Column, MetaData, String, Table, Text, and_, bindparam, case, func, literal, select, text, update
 
 from game import tables as T
-from game.db import Database
+from game.crowd_reliability import CrowdSummary, add_crowd_counts, refit_crowd
+from game.db import Database, fetch_tuples, insert_many
 from game.evaluation import (
     HONEST_TAINTED,
     TAINTED,
@@ -69,6 +70,7 @@ class EvaluationSummary:
     player_model: dict[str, Any] | None = None
     joint_prior: bool = False
     top_players: list[dict[str, Any]] = field(default_factory=list)
+    crowd: CrowdSummary | None = None
 
     def lines(self) -> list[str]:
         out = [
@@ -82,45 +84,14 @@ class EvaluationSummary:
             f"s ~ Beta({self.prior_s[0]:.2f}, {self.prior_s[1]:.2f}), "
             f"f ~ Beta({self.prior_f[0]:.2f}, {self.prior_f[1]:.2f}); EM iterations {self.iterations}",
         ]
+        if self.crowd is not None:
+            out.append(self.crowd.line())
         if self.player_model:
             pm = self.player_model
             out.append(f"player model: γ = {pm['gamma']:.4f} ± {pm['gamma_se']:.4f} per s, "
                        f"φ = {pm['phi']:.4f} ± {pm['phi_se']:.4f} per position, {pm['n_obs']} tainted images"
                        + (f"; plot {pm['plot']}" if pm.get("plot") else ""))
         return out
-
-
-async def _aiosqlite_driver(conn, method: str) -> Any | None:
-    """The aiosqlite connection under `conn` (same connection, same transaction) when it offers
-    `method`; None on other databases, where the ordinary SQLAlchemy path is used."""
-    if conn.dialect.name != "sqlite":
-        return None
-    raw = await conn.get_raw_connection()
-    driver = getattr(raw, "driver_connection", None)
-    return driver if driver is not None and hasattr(driver, method) else None
-
-
-async def _fetch_tuples(conn, stmt) -> list[tuple]:
-    """All rows of a SELECT as plain tuples. On SQLite, aiosqlite's `execute_fetchall` runs the
-    fetch in its worker thread without building a SQLAlchemy Row per answer (a million Rows
-    cost seconds); elsewhere the ordinary path. Same connection, same transaction."""
-    if (driver := await _aiosqlite_driver(conn, "execute_fetchall")) is not None:
-        sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-        return list(await driver.execute_fetchall(sql))
-    return [tuple(r) for r in (await conn.execute(stmt)).all()]
-
-
-async def _insert_many(conn, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Bulk INSERT. On SQLite the driver's own executemany, in aiosqlite's thread: SQLAlchemy's
-    per-row parameter processing cost ~1 s for the 130,000 count rows of a million answers."""
-    if not rows:
-        return
-    if (driver := await _aiosqlite_driver(conn, "executemany")) is not None:
-        cols = list(rows[0])
-        sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-        await driver.executemany(sql, [tuple(r[c] for c in cols) for r in rows])
-        return
-    await conn.execute(table.insert(), rows)
 
 
 async def _one_run_at_a_time(conn) -> None:
@@ -192,7 +163,8 @@ async def run_evaluation(db: Database, config: EvalConfig = EvalConfig(), *, now
     """One incremental evaluation pass (SPEC §2); returns the summary that `gap evaluate` prints.
 
     Named steps, all in one write transaction: read the window → count the new answers →
-    store their finds → add the counts → refit over everything → store the estimates."""
+    store their finds → add the counts → refit over everything → store the estimates →
+    measure unmeasured images by the crowd (game/crowd_reliability.py)."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     async with db.write() as conn:
         await _one_run_at_a_time(conn)
@@ -203,9 +175,10 @@ async def run_evaluation(db: Database, config: EvalConfig = EvalConfig(), *, now
         fit = await _refit(conn, totals, config)
         total = window.total_before + new.n_read
         pi = await _store_estimates(conn, fit, window, total, now_ms)
+        crowd = await _measure_images_by_crowd(conn, window, fit, config)
     pm_summary = await fit_and_store_player_model(db, plot_path=plot_path, now_ms=now_ms) if player_model else None
     return _summary(fit, config, new_answers=new.n_read, total=total, pi=pi,
-                    watermark_ms=max(window.watermark, window.cutoff), player_model=pm_summary)
+                    watermark_ms=max(window.watermark, window.cutoff), player_model=pm_summary, crowd=crowd)
 
 
 async def _read_window(conn, now_ms: int) -> _Window:
@@ -219,7 +192,7 @@ async def _count_new_answers(conn, window: _Window, config: EvalConfig) -> _NewA
     scan = (select(_A.c.player_id, _SI.c.tainted, _A.c.tainted, _FLAG, _I.c.complexity, _A.c.question,
                    _I.c.model_accuracy)
             .select_from(_JOINED).where(_in_window(window)))
-    rows = await _fetch_tuples(conn, scan)
+    rows = await fetch_tuples(conn, scan)
     n_read = len(rows)
     # Gold (answers on tainted images) only from images whose measured accuracy is very
     # high: an image that barely passed the reliable-pool threshold is often not reliable
@@ -290,7 +263,7 @@ async def _add_counts(conn, delta: dict[tuple[int, str, int, bool], int]) -> dic
             update(eval_counts).where(and_(c.player_id == bindparam("p"), c.grp == bindparam("g"),
                                            c.kind == bindparam("k"), c.flagged == bindparam("f")))
             .values(n=bindparam("n")), upd)
-    await _insert_many(conn, eval_counts, ins)
+    await insert_many(conn, eval_counts, ins)
     for k, n in delta.items():
         totals[k] = totals.get(k, 0) + n
     return totals
@@ -329,7 +302,7 @@ async def _store_estimates(conn, fit: _Fit, window: _Window, total: int, now_ms:
              for i, p in enumerate(fit.player_ids) for j, g in enumerate(fit.groups)
              if counts.untainted[i, j, 1] > 0]
     await conn.execute(find_cells.delete())
-    await _insert_many(conn, find_cells, cells)
+    await insert_many(conn, find_cells, cells)
     # Peer validation (SPEC §3.3) feeds the posterior: each voted find's cell posterior,
     # updated by its validators' votes with their s and f, is stored per find
     # (validation_posteriors; answer_posteriors_query prefers it).
@@ -343,8 +316,19 @@ async def _store_estimates(conn, fit: _Fit, window: _Window, total: int, now_ms:
     return pi
 
 
+async def _measure_images_by_crowd(conn, window: _Window, fit: _Fit, config: EvalConfig) -> CrowdSummary:
+    """SPEC §1.2, measured by the crowd: add the window's verdicts on untainted answers per image,
+    then refit every image's posterior of the model's accuracy with the judges' fresh (s, f);
+    muted players' verdicts do not count."""
+    await add_crowd_counts(conn, _in_window(window))
+    judges = {p: (float(fit.result.s_mean[i]), float(fit.result.f_mean[i]))
+              for i, p in enumerate(fit.player_ids) if fit.status(i) != MUTED}
+    return await refit_crowd(conn, judges, threshold=config.crowd_threshold, quantile=config.crowd_quantile)
+
+
 def _summary(fit: _Fit, config: EvalConfig, *, new_answers: int, total: int, pi: dict[str, float],
-             watermark_ms: int, player_model: dict[str, Any] | None) -> EvaluationSummary:
+             watermark_ms: int, player_model: dict[str, Any] | None,
+             crowd: CrowdSummary | None = None) -> EvaluationSummary:
     counts, result = fit.counts, fit.result
     exportable = sum(int(counts.untainted[i, :, 1][result.find_posterior[i] >= config.theta].sum())
                      for i in range(len(fit.player_ids)) if fit.status(i) == OK)
@@ -356,7 +340,7 @@ def _summary(fit: _Fit, config: EvalConfig, *, new_answers: int, total: int, pi:
         gated=int(result.gated.sum()), finds=int(counts.untainted[:, :, 1].sum()), exportable=exportable,
         theta=config.theta, pi=pi, pi_global=result.pi_global, pi_reliable=fit.pi_reliable,
         iterations=result.iterations, prior_s=result.prior_s, prior_f=result.prior_f, watermark_ms=watermark_ms,
-        player_model=player_model, top_players=top, joint_prior=result.joint_prior,
+        player_model=player_model, top_players=top, joint_prior=result.joint_prior, crowd=crowd,
     )
 
 
@@ -382,7 +366,7 @@ async def _store_player_estimates(conn, result: EvalResult, counts: Counts, play
         cols = {k: bindparam("b_" + k) for k in rows[0] if k != "player_id"}
         await conn.execute(update(player_estimates).where(player_estimates.c.player_id == bindparam("pid")).values(**cols),
                            [{("b_" + k if k != "pid" else k): v for k, v in r.items() if k != "player_id"} for r in old])
-    await _insert_many(conn, player_estimates, new)
+    await insert_many(conn, player_estimates, new)
 
 
 async def player_model_data(db: Database) -> dict[str, np.ndarray]:

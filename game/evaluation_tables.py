@@ -90,3 +90,15 @@ def answer_posteriors_query():
             .select_from(find_answers.join(find_cells, and_(find_cells.c.player_id == find_answers.c.player_id,
                                                             find_cells.c.grp == find_answers.c.grp))
                          .outerjoin(vp, vp.c.answer_id == find_answers.c.answer_id)))
+
+# The crowd's evidence about the model on each image (SPEC §1.2, "measured by the crowd"):
+# verdicts on untainted answers per (image, judging player), added incrementally like
+# eval_counts; game/crowd_reliability.py turns them into a posterior of the model's accuracy.
+crowd_counts = Table(
+    "crowd_counts",
+    metadata,
+    Column("image_id", Integer, ForeignKey("images.id"), primary_key=True),
+    Column("player_id", Integer, ForeignKey("players.id"), primary_key=True),
+    Column("n_correct", Integer, nullable=False),     # judged Correct
+    Column("n_wrong", Integer, nullable=False),       # judged Wrong, with a correction
+)

@@ -2,14 +2,15 @@
 reliable pool.
 
 Every image is decoded fully, resized to at most `MAX_SIDE` pixels, re-encoded
-once (EXIF and other metadata dropped) and stored with a random opaque id in a
-single transaction, so a file is either fully imported or not at all. Anything
-that is not a sound JPEG/PNG/WebP of sane size is skipped with a reason."""
+once (EXIF and other metadata dropped) and stored with a random opaque id; an
+import stores all its files in a single transaction, so it is either fully
+imported or not at all. Anything that is not a sound JPEG/PNG/WebP of sane size
+is skipped with a reason, and so is a file whose annotation line is bad
+(game/annotations.py)."""
 from __future__ import annotations
 
 import hashlib
 import io
-import json
 import secrets
 import time
 import warnings
@@ -19,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from game.annotations import Annotations, parse_annotations
 from game.db import Database
 from game.tables import images
 
@@ -95,7 +97,7 @@ def prepare_image(data: bytes, max_side: int = MAX_SIDE) -> PreparedImage:
 @dataclass
 class FileResult:
     name: str
-    status: str            # "imported" | "duplicate" | "skipped"
+    status: str            # "imported" | "updated" | "duplicate" | "skipped"
     reason: str = ""
     image_id: int | None = None
 
@@ -103,15 +105,19 @@ class FileResult:
 @dataclass
 class ImportReport:
     results: list[FileResult] = field(default_factory=list)
+    annotation_problems: list[tuple[int, str]] = field(default_factory=list)   # (line, reason)
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
 
     def lines(self) -> list[str]:
-        """Human-readable report: one line per file, then totals."""
+        """Human-readable report: one line per file, one per bad annotations line, then totals."""
         out = [f"{r.status:9} {r.name}" + (f": {r.reason}" if r.reason else "") for r in self.results]
-        out.append(f"imported {self.count('imported')}, duplicates {self.count('duplicate')}, "
-                   f"skipped {self.count('skipped')}")
+        out += [f"annotations line {n}: {reason}" for n, reason in self.annotation_problems]
+        updated = f"updated {self.count('updated')}, " if self.count("updated") else ""
+        out.append(f"imported {self.count('imported')}, {updated}duplicates {self.count('duplicate')}, "
+                   f"skipped {self.count('skipped')}"
+                   + (f"; bad annotation lines {len(self.annotation_problems)}" if self.annotation_problems else ""))
         return out
 
 
@@ -136,21 +142,9 @@ async def store_image(db: Database, prepared: PreparedImage, *, pool: str, sourc
         return int(result.inserted_primary_key[0]), True
 
 
-def read_annotations(path: Path) -> dict[str, dict[str, Any]]:
-    """JSONL annotations keyed by file name (`file`, `image` or `file_name` field)."""
-    out: dict[str, dict[str, Any]] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{number}: not JSON ({exc})") from None
-        name = record.get("file") or record.get("image") or record.get("file_name") if isinstance(record, dict) else None
-        if not isinstance(name, str):
-            raise ValueError(f"{path}:{number}: needs a \"file\" field naming the image")
-        out[Path(name).name] = record
-    return out
+def read_annotations(path: Path, available: set[str]) -> Annotations:
+    """The annotations file (JSON Lines, game/annotations.py) checked against the files being imported."""
+    return parse_annotations(path.read_text(encoding="utf-8"), available)
 
 
 def import_pool_name(label: str) -> str:
@@ -166,34 +160,70 @@ def list_image_files(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
-async def import_files(db: Database, files: Iterable[Path], *, pool: str,
-                       annotations: dict[str, dict[str, Any]] | None = None) -> ImportReport:
-    """Import files one by one; each is imported whole, found duplicate, or skipped with a reason."""
-    report = ImportReport()
-    annotations = annotations or {}
+def _prepare_file(path: Path) -> PreparedImage:
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ImageRejected(f"not an image file name ({path.suffix or 'no suffix'})")
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ImageRejected(f"file too large ({size} bytes > {MAX_FILE_BYTES})")
+        return prepare_image(path.read_bytes())
+    except OSError as exc:
+        raise ImageRejected(f"cannot read file ({exc.strerror or exc})") from None
+
+
+async def import_files(db: Database, files: Iterable[Path], *, pool: str, annotations: Annotations | None = None,
+                       declared_reliable: bool = False) -> ImportReport:
+    """Import files: each is imported whole, found duplicate, or skipped with a reason.
+
+    Every file is decoded and checked first; then all good ones are stored in ONE transaction,
+    so an interrupted or failing import leaves nothing behind. A file named by a bad
+    annotations line is skipped rather than stored without its annotations. `declared_reliable`
+    puts the images in the reliable pool on the operator's word (SPEC §1.2, "declared")."""
+    report = ImportReport(annotation_problems=list(annotations.problems) if annotations else [])
+    staged: list[tuple[FileResult, PreparedImage, str | None]] = []
     for path in files:
         name = path.name
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            report.results.append(FileResult(name, "skipped", f"not an image file name ({path.suffix or 'no suffix'})"))
+        if annotations is not None and name in annotations.bad_files:
+            line = annotations.bad_files[name]
+            report.results.append(FileResult(name, "skipped", f"its annotations are not valid (annotations line {line})"))
             continue
         try:
-            size = path.stat().st_size
-            if size > MAX_FILE_BYTES:
-                raise ImageRejected(f"file too large ({size} bytes > {MAX_FILE_BYTES})")
-            prepared = prepare_image(path.read_bytes())
-            note = annotations.get(name)
-            image_id, created = await store_image(
-                db, prepared, pool=pool, source_name=name,
-                annotations_json=json.dumps(note, ensure_ascii=False) if note is not None else None)
+            prepared = _prepare_file(path)
         except ImageRejected as exc:
             report.results.append(FileResult(name, "skipped", str(exc)))
             continue
-        except OSError as exc:
-            report.results.append(FileResult(name, "skipped", f"cannot read file ({exc.strerror or exc})"))
-            continue
-        report.results.append(FileResult(name, "imported" if created else "duplicate",
-                                         "" if created else "same image already stored", image_id))
+        result = FileResult(name, "imported")
+        report.results.append(result)
+        staged.append((result, prepared, annotations.record(name) if annotations is not None else None))
+    async with db.write() as conn:
+        for result, prepared, note in staged:
+            await _stage_one(conn, result, prepared, pool=pool, note=note, declared=declared_reliable)
     return report
+
+
+async def _stage_one(conn, result: FileResult, prepared: PreparedImage, *, pool: str, note: str | None,
+                     declared: bool) -> None:
+    """Store one image inside the import's transaction, or mark it a duplicate (same bytes already
+    stored, in this import or an earlier one). A duplicate still takes new annotations and a
+    declaration, so annotating a pool after importing it is one more `gap images import`."""
+    existing = (await conn.execute(select(images.c.id).where(images.c.sha256 == prepared.sha256))).first()
+    if existing is not None:
+        changes: dict[str, Any] = {}
+        if note is not None:
+            changes["annotations_json"] = note
+        if declared:
+            changes.update(declared_reliable=True, reliable=True)
+        if changes:
+            await conn.execute(update(images).where(images.c.id == existing.id).values(**changes))
+        result.status, result.image_id = ("updated" if changes else "duplicate"), int(existing.id)
+        result.reason = "same image already stored" + ("; annotations/declaration updated" if changes else "")
+        return
+    inserted = await conn.execute(insert(images).values(
+        opaque_id=secrets.token_hex(16), pool=pool, source_name=result.name, sha256=prepared.sha256,
+        mime=prepared.mime, content=prepared.content, width=prepared.width, height=prepared.height,
+        annotations_json=note, declared_reliable=declared, reliable=declared, created_at=int(time.time() * 1000)))
+    result.image_id = int(inserted.inserted_primary_key[0])
 
 
 async def images_with_scenes(db: Database) -> list[tuple[int, bytes, str]]:
@@ -204,20 +234,41 @@ async def images_with_scenes(db: Database) -> list[tuple[int, bytes, str]]:
     return [(r.id, bytes(r.content), r.scene_json) for r in rows]
 
 
+async def images_with_ground_truth(db: Database) -> list[tuple[int, bytes, str | None, str | None]]:
+    """(id, content, scene_json, annotations_json) of every image the model can be measured on:
+    a procedural scene graph, or annotation question–answer pairs (SPEC §1.2)."""
+    async with db.read() as conn:
+        rows = (await conn.execute(
+            select(images.c.id, images.c.content, images.c.scene_json, images.c.annotations_json)
+            .where(or_(images.c.scene_json.is_not(None), images.c.annotations_json.is_not(None)))
+            .order_by(images.c.id))).all()
+    return [(r.id, bytes(r.content), r.scene_json, r.annotations_json) for r in rows]
+
+
 async def set_reliability(db: Database, accuracies: dict[int, float], threshold: float) -> int:
-    """Store measured accuracies and the reliable flag (accuracy ≥ threshold).
-    Images without a measurement (no ground truth) are not reliable. Returns the pool size."""
+    """Store measured accuracies and the reliable flag (accuracy ≥ threshold); returns the pool size.
+
+    Measured images are reliable by their measurement; images the operator declared stay
+    reliable; images decided by the crowd (no measurement, crowd evidence: game/crowd_reliability.py)
+    are left to it; every other image is not reliable."""
     async with db.write() as conn:
-        await conn.execute(update(images).values(reliable=False))
+        await conn.execute(update(images).where(and_(
+            images.c.declared_reliable.is_(False),
+            or_(images.c.model_accuracy.is_not(None), images.c.crowd_lower.is_(None)))).values(reliable=False))
         for image_id, accuracy in accuracies.items():
             await conn.execute(update(images).where(images.c.id == image_id).values(
-                model_accuracy=float(accuracy), reliable=bool(accuracy >= threshold)))
+                model_accuracy=float(accuracy),
+                reliable=True if accuracy >= threshold else images.c.declared_reliable))
         count = (await conn.execute(select(images.c.id).where(images.c.reliable.is_(True)))).all()
     return len(count)
 
 
 async def pool_counts(db: Database) -> dict[str, int]:
-    """How many images the game can draw from: all, reliable."""
+    """How many images the game can draw from: all, reliable, and playable — the images of pools
+    that have a reliable image (a session stratifies by pool, so a pool without one is left out:
+    game/rules.plan_session)."""
     async with db.read() as conn:
-        rows = (await conn.execute(select(images.c.reliable))).all()
-    return {"images": len(rows), "reliable": sum(1 for r in rows if r.reliable)}
+        rows = (await conn.execute(select(images.c.pool, images.c.reliable))).all()
+    with_reliable = {r.pool for r in rows if r.reliable}
+    return {"images": len(rows), "reliable": sum(1 for r in rows if r.reliable),
+            "playable": sum(1 for r in rows if r.pool in with_reliable)}

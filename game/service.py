@@ -19,7 +19,7 @@ from cachetools import LRUCache
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from game import rules, validation
+from game import descriptions, rules, validation
 from game import storage as q
 from game.question_types import classify_question
 from game.storage import AskTarget, ImageExpired, Replay, SessionStore, new_id
@@ -78,6 +78,7 @@ class GameConfig:
     false_alarm_penalty: int = 10
     pool_cache_seconds: float = 10.0
     leaderboard_cache_seconds: float = 5.0
+    describe_seconds: float = rules.DESCRIBE_SECONDS
 
 
 class GameService:
@@ -112,7 +113,7 @@ class GameService:
         self._player_ids: LRUCache[bytes, tuple[int, str | None]] = LRUCache(100_000)
         self._image_bytes: LRUCache[int, bytes] = LRUCache(512)
         self._image_by_opaque: LRUCache[str, tuple[str, bytes]] = LRUCache(512)
-        self._pools: tuple[float, list[int], list[int]] | None = None
+        self._pools: tuple[float, list[int], list[int], dict[int, str]] | None = None
         self._boards: dict[tuple, tuple[float, list]] = {}
         self.store = SessionStore(self.config.image_seconds, clock)
 
@@ -169,14 +170,14 @@ class GameService:
             state = await self.db.run_read(self.store.state_if_fresh, player_id, now)
             if state is not None:
                 return state
-            reliable_ids, all_ids = await self._pools_cached()
+            reliable_ids, all_ids, source_of = await self._pools_cached()
             plan_rng = random.Random(self.rng.getrandbits(64))
             try:
                 state, created = await self.db.run_write(self._tx_start, player_id, now, origin, plan_rng,
-                                                         reliable_ids, all_ids)
+                                                         reliable_ids, all_ids, source_of)
             except IntegrityError:  # another worker started the player's session first: resume it
                 state, created = await self.db.run_write(self._tx_start, player_id, now, origin, plan_rng,
-                                                         reliable_ids, all_ids)
+                                                         reliable_ids, all_ids, source_of)
             if created:
                 self.metrics.record_session_started()
             elif state["status"] == "finished":  # the active session's last image timed out just now
@@ -339,6 +340,49 @@ class GameService:
             self._boards.clear()
         return result
 
+    # ------------------------------------------------------------------ describe round (SPEC §3.5)
+
+    async def describe_task(self, player_id: int) -> dict[str, Any]:
+        """The player's open describe task, or a new image to describe (game/descriptions.py)."""
+        async with self._locks.hold(player_id):
+            rng = random.Random(self.rng.getrandbits(64))
+            return await self.db.run_write(descriptions.tx_open_task, player_id, new_id(), self.clock(),
+                                           self.config.describe_seconds, rng)
+
+    async def describe(self, player_id: int, task_id: object, request_id: object, text: object) -> dict[str, Any]:
+        """Store a description of the task's image; idempotent on request_id. Everything is
+        checked before anything is stored."""
+        request_id = clean_request_id(request_id)
+        text = rules.clean_description(text)
+        task_id = descriptions.clean_id(task_id, "image to describe")
+        async with self._locks.hold(player_id):
+            try:
+                return await self.db.run_write(descriptions.tx_describe, player_id, task_id, new_id(), request_id,
+                                               text, self.clock())
+            except IntegrityError:
+                return await self._replay_or_conflict(player_id, request_id, descriptions.DESCRIBE_KIND)
+
+    async def next_description(self, player_id: int) -> dict[str, Any]:
+        """Another player's description to rate; NotFound when none."""
+        return await self.db.run_read(descriptions.tx_next_to_rate, player_id)
+
+    async def rate_description(self, player_id: int, description_id: object, request_id: object,
+                               fits: object) -> dict[str, Any]:
+        """Rate a description (fits = it fits the picture); a confirming rating pays the writer once."""
+        request_id = clean_request_id(request_id)
+        fits = descriptions.clean_fits(fits)
+        description_id = descriptions.clean_id(description_id, "description")
+        async with self._locks.hold(player_id):
+            try:
+                result = await self.db.run_write(descriptions.tx_rate, player_id, description_id, request_id, fits,
+                                                 self.clock())
+            except IntegrityError:  # a concurrent rating elsewhere: decide again
+                result = await self.db.run_write(descriptions.tx_rate, player_id, description_id, request_id,
+                                                 fits, self.clock())
+        if result.pop("_paid", False):
+            self._boards.clear()
+        return result
+
     # ------------------------------------------------------------------ images
 
     async def image_by_opaque_id(self, opaque_id: str) -> tuple[str, bytes] | None:
@@ -353,8 +397,8 @@ class GameService:
 
     async def refresh_pool_metrics(self) -> None:
         """Count the reliable and the whole image pool for the metrics (read when scraped)."""
-        rows = await self.db.run_read(q.tx_pools)
-        self.metrics.set_pool_sizes(sum(1 for _, reliable in rows if reliable), len(rows))
+        reliable, all_ids, _ = await self._pools_cached()  # at most pool_cache_seconds old
+        self.metrics.set_pool_sizes(len(reliable), len(all_ids))
 
     async def ping(self) -> None:
         """Raise if the database cannot answer (for /healthz)."""
@@ -366,16 +410,18 @@ class GameService:
 
     # ------------------------------------------------------------------ async internals
 
-    async def _pools_cached(self) -> tuple[list[int], list[int]]:
-        """(reliable ids, all ids), re-read at most every `pool_cache_seconds`."""
+    async def _pools_cached(self) -> tuple[list[int], list[int], dict[int, str]]:
+        """(reliable ids, all ids, each id's stratum: game/rules.look_strata), re-read at most every
+        `pool_cache_seconds`."""
         now = time.monotonic()
         if self._pools is not None and (now - self._pools[0]) < self.config.pool_cache_seconds:
-            return self._pools[1], self._pools[2]
+            return self._pools[1], self._pools[2], self._pools[3]
         rows = await self.db.run_read(q.tx_pools)
         all_ids = [r[0] for r in rows]
         reliable = [r[0] for r in rows if r[1]]
-        self._pools = (now, reliable, all_ids)
-        return reliable, all_ids
+        source_of = rules.look_strata(reliable, {r[0]: r[2] for r in rows})
+        self._pools = (now, reliable, all_ids, source_of)
+        return reliable, all_ids, source_of
 
     async def _image_content(self, image_id: int) -> bytes:
         hit = self._image_bytes.get(image_id)
@@ -386,7 +432,7 @@ class GameService:
         return content
 
     def _tx_start(self, conn, player_id: int, now: int, origin: str | None, plan_rng: random.Random,
-                  reliable_ids: list[int], all_ids: list[int]) -> tuple[dict[str, Any], bool]:
+                  reliable_ids: list[int], all_ids: list[int], source_of) -> tuple[dict[str, Any], bool]:
         """(state, whether a session was created): the store's start, whose plan — run only when
         a session is created — first counts the start against its limits (RateLimited, rolled
         back with the transaction) and draws from the reliable pool alone for a gated player."""
@@ -404,7 +450,7 @@ class GameService:
                     and len(set(reliable_ids)) >= rules.IMAGES_PER_SESSION:
                 pool = reliable_ids  # the split stays 5/5; only the untainted five are gold too
             try:
-                return rules.plan_session(plan_rng, reliable_ids, pool)
+                return rules.plan_session(plan_rng, reliable_ids, pool, source_of)
             except ValueError as exc:
                 raise Unavailable("the game is not ready: {reason}", reason=str(exc)) from exc
 

@@ -18,6 +18,7 @@ from sqlalchemy import and_, bindparam, func, insert, select, update
 from game import rules
 from game.db import fast
 from game.errors import Conflict, NotFound
+from game.rules import Look
 from game.tables import answers, images, players, points_ledger, requests, session_images, sessions
 
 ACTIVE = select(sessions).where(and_(sessions.c.player_id == bindparam("pid"), sessions.c.status == "playing"))
@@ -196,11 +197,15 @@ def tx_image_content(conn, image_id: int) -> bytes:
     return bytes(conn.execute(select(images.c.content).where(images.c.id == image_id)).scalar_one())
 
 
-def tx_pools(conn) -> list[tuple[int, bool]]:
-    """(id, reliable) of every image in id order, so a seeded plan is the same on any backend
-    (PostgreSQL returns an unordered scan in heap order, which updates change)."""
-    return [(r.id, bool(r.reliable))
-            for r in conn.execute(select(images.c.id, images.c.reliable).order_by(images.c.id)).all()]
+def tx_pools(conn) -> list[tuple[int, bool, Look]]:
+    """(id, reliable, look) of every image in id order, so a seeded plan is the same on any backend
+    (PostgreSQL returns an unordered scan in heap order, which updates change). The look (source
+    pool, format, size, bytes) is what a session's tainted and untainted images are stratified
+    by, so that none of it tells the split (SPEC §1.2, game/rules.look_strata)."""
+    rows = conn.execute(select(images.c.id, images.c.reliable, images.c.pool, images.c.mime, images.c.width,
+                               images.c.height, func.length(images.c.content).label("size"))
+                        .order_by(images.c.id)).all()
+    return [(r.id, bool(r.reliable), Look(r.pool, r.mime, r.width, r.height, int(r.size))) for r in rows]
 
 
 def tx_ping(conn) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 
@@ -55,6 +56,13 @@ images = Table(
     Column("model_accuracy", Float),                     # measured accuracy of the model on this image
     Column("reliable", Boolean, nullable=False, default=False),  # the reliable pool (SPEC §1.2)
     Column("created_at", BigInteger, nullable=False),
+    # The three ways into the reliable pool (SPEC §1.2) besides a ground-truth measurement:
+    # declared by the operator (`gap images import --reliable`), or measured by the crowd
+    # (`gap evaluate`: the posterior of the model's accuracy from trusted players' verdicts).
+    Column("declared_reliable", Boolean, nullable=False, default=False, server_default=false()),
+    Column("crowd_verdicts", Integer),                   # counting verdicts on untainted answers
+    Column("crowd_accuracy", Float),                     # posterior mean of the model's accuracy
+    Column("crowd_lower", Float),                        # its lower credible bound
 )
 
 sessions = Table(

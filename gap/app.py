@@ -45,7 +45,8 @@ def player_hash_key(settings: Any) -> bytes:
 
 def game_config(settings: Any) -> GameConfig:
     return GameConfig(image_seconds=float(settings.image_seconds), taint_prob=float(settings.taint_prob),
-                      false_alarm_penalty=int(settings.false_alarm_penalty))
+                      false_alarm_penalty=int(settings.false_alarm_penalty),
+                      describe_seconds=float(settings.describe_seconds))
 
 
 def limits(settings: Any) -> Limits:

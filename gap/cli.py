@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "gap.commands.bench",
     "gap.commands.data",
     "gap.commands.demo",
+    "gap.commands.compare",
     "gap.commands.duels",
 ]
 

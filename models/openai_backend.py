@@ -39,6 +39,7 @@ import aiohttp
 
 from models.base import BadQuestion, ModelAnswer, ModelError, ModelOverloaded
 from models.batching import ModelTimeout
+from models.describe import DESCRIBE_INSTRUCTION, REWRITE_INSTRUCTION, Description
 from models.images import decode_image
 from models.openai_protocol import (GAP_OWNER, TAINT_FIELD, ProtocolError, chat_body, error_message,
                                     first_token_alternatives, gap_reply, image_data_url, reply_texts)
@@ -46,6 +47,7 @@ from models.taint import HONEST_INSTRUCTION, TAINT_INSTRUCTION, acceptable_taint
 
 log = logging.getLogger(__name__)
 MAX_QUESTION_CHARS = 2000
+DESCRIBE_MAX_TOKENS = 120
 RETRY_STATUSES = frozenset({429, 503})
 TOP_LOGPROBS = 20
 DATA_URL_CACHE = 64  # PNG data URLs of recent images (a few hundred kB each at most)
@@ -336,5 +338,42 @@ class OpenAIVQA:
                 return clean_answer(s)
         return None
 
+    async def describe(self, image: bytes) -> Description:
+        """An honest description of the picture in the model's own words (SPEC §3.5)."""
+        return await self._free_text(DESCRIBE_INSTRUCTION, "Describe this picture.", image)
+
+    async def rewrite(self, text: str) -> Description:
+        """A person's description rewritten by the model (text only; the study's "modified" crowd data)."""
+        return await self._free_text(REWRITE_INSTRUCTION, text[:MAX_QUESTION_CHARS], None)
+
+    async def _free_text(self, system: str, text: str, image: bytes | None) -> Description:
+        started = time.perf_counter()
+        deadline = asyncio.get_running_loop().time() + self.options.timeout_s
+        try:
+            async with asyncio.timeout_at(deadline):
+                if image is not None:
+                    body = chat_body("", text, await self._data_url(image), system=system,
+                                     max_tokens=DESCRIBE_MAX_TOKENS)
+                else:
+                    body = {"model": "", "max_tokens": DESCRIBE_MAX_TOKENS, "temperature": 0.0, "n": 1,
+                            "messages": [{"role": "system", "content": system},
+                                         {"role": "user", "content": [{"type": "text", "text": text}]}]}
+                async with self._slots:
+                    data = await self.endpoint.chat(body, deadline)
+        except TimeoutError:
+            raise ModelTimeout(f"the model did not answer within {self.options.timeout_s:g} s") from None
+        except ProtocolError as exc:
+            raise ModelError(str(exc)) from None
+        return Description(text=_one_line(reply_texts(data)), model_id=self.model_id,
+                           compute_seconds=time.perf_counter() - started)
+
     async def aclose(self) -> None:
         await self.endpoint.aclose()
+
+
+def _one_line(replies: list[str]) -> str:
+    """The first reply as one clean line; an empty reply is an error, never an empty description."""
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in (replies[0] if replies else "")).split())
+    if not text:
+        raise ModelError("the model sent an empty description")
+    return text

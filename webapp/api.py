@@ -230,6 +230,31 @@ async def validate_find(request: web.Request) -> web.Response:
                                                     origin=client_origin(request)))
 
 
+async def describe_task(request: web.Request) -> web.Response:
+    """Describe round (SPEC §3.5): the player's open task or a new image to describe."""
+    player = await _player(request)
+    return ok(await _service(request).describe_task(player))
+
+
+async def describe(request: web.Request) -> web.Response:
+    player = await _player(request)
+    body = await read_object(request)
+    return ok(await _service(request).describe(player, request.match_info["task_id"], body.get("request_id"),
+                                               body.get("text")))
+
+
+async def next_description(request: web.Request) -> web.Response:
+    player = await _player(request)
+    return ok(await _service(request).next_description(player))
+
+
+async def rate_description(request: web.Request) -> web.Response:
+    player = await _player(request)
+    body = await read_object(request)
+    return ok(await _service(request).rate_description(player, request.match_info["description_id"],
+                                                       body.get("request_id"), body.get("fits")))
+
+
 async def image(request: web.Request) -> web.StreamResponse:
     """Image bytes by opaque id; immutable, so clients and proxies may cache them for good."""
     found = await _service(request).image_by_opaque_id(request.match_info["opaque_id"])
@@ -257,4 +282,8 @@ def setup_api(app: web.Application, service: GameService, bot_token: str, max_ag
     app.router.add_get("/api/leaderboard", leaderboard)
     app.router.add_get("/api/validations/next", next_find)
     app.router.add_post("/api/validations/{find_id}", validate_find)
+    app.router.add_post("/api/describe", describe_task)
+    app.router.add_post("/api/describe/{task_id}", describe)
+    app.router.add_get("/api/descriptions/next", next_description)
+    app.router.add_post("/api/descriptions/{description_id}/rating", rate_description)
     app.router.add_get("/img/{opaque_id}", image)

@@ -23,6 +23,7 @@ def register_handlers(application: Application) -> None:
         "duel": duels.duel,
         "stats": admin.stats,
         "pool": admin.pool,
+        "compare": admin.compare,
         "export": admin.export,
         "mute": admin.mute,
         "unmute": admin.unmute,

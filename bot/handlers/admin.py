@@ -1,4 +1,4 @@
-"""Admin commands: /stats /pool /export /mute /unmute /ban /unban /broadcast /settings /promote /rounds.
+"""Admin commands: /stats /pool /compare /export /mute /unmute /ban /unban /broadcast /settings /promote /rounds.
 
 Every handler starts with the admin check; anyone else gets the same polite
 words as an unknown command (common.NOT_AVAILABLE), so nothing is revealed.
@@ -22,6 +22,7 @@ from bot.handlers.common import NOT_AVAILABLE, clip, deps_of, is_admin, t
 from game import admin_queries, chat_state, duels_stats, rounds
 from game.errors import Invalid
 from game.export_formats import FORMATS
+from game.pool_progress import pool_progress, progress_lines
 
 log = logging.getLogger("gap.bot.admin")
 
@@ -65,7 +66,7 @@ async def _evaluation(context: ContextTypes.DEFAULT_TYPE) -> tuple[int | None, l
         from game.evaluation_store import run_evaluation
         from game.evaluation_tables import player_estimates
 
-        summary = await run_evaluation(db, EvalConfig(theta=deps.settings.theta), now_ms=deps.service.clock())
+        summary = await run_evaluation(db, EvalConfig(theta=deps.settings.theta, crowd_threshold=deps.settings.crowd_threshold), now_ms=deps.service.clock())
         async with db.read() as conn:
             s_means = [float(r[0]) for r in (await conn.execute(
                 select(player_estimates.c.s_mean).where(player_estimates.c.n_tainted > 0))).all()]
@@ -81,6 +82,7 @@ async def stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     db = deps.service.db
     o = await admin_queries.overview(db)
     exportable, reliabilities = await _evaluation(context)
+    progress = progress_lines(await pool_progress(db))
     per_day = await admin_queries.sessions_per_day(db, days=30, now_ms=deps.service.clock())
     reached = await admin_queries.images_reached_per_session(db)
     text = (
@@ -91,7 +93,8 @@ async def stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         f"• caught deliberate mistakes: {o.tainted_catches}\n"
         f"• false alarms on tainted images: {o.false_alarms}\n"
         f"• finds on untainted images: {o.finds}\n"
-        f"Exportable at θ={deps.settings.theta:g}: {exportable if exportable is not None else 'n/a (evaluation failed)'}"
+        f"Exportable at θ={deps.settings.theta:g}: {exportable if exportable is not None else 'n/a (evaluation failed)'}\n"
+        "Reliable pool (reliable/images per way):\n" + "\n".join(f"• {line}" for line in progress)
     )
     duel = await duels_stats.duel_summary(db)
     duel_seconds = await duels_stats.duel_seconds(db)
@@ -126,6 +129,37 @@ async def pool(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         lines.append(f"• {r.pool}: {r.images} images, {r.reliable} in the reliable pool; "
                      f"model accuracy {measured}; {judged}")
     await _reply(update, "\n".join(lines))
+
+
+# -------------------------------------------------------------------- /compare
+COMPARE_TRIALS = 20
+COMPARE_TREES = 50
+COMPARE_USAGE = "Usage: /compare [trials 2–100] — model or crowd, per attribute (gap compare makes the full report)"
+
+
+@admin_only
+async def compare(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Model or crowd (SPEC §3.5): the comparison of the stored descriptions, as text and a chart."""
+    from game.compare_report import chart_png, summary_text
+    from game.compare_run import CompareConfig, compare_sources
+
+    args = context.args or []
+    try:
+        trials = int(args[0]) if args else COMPARE_TRIALS
+        if len(args) > 1 or not 2 <= trials <= 100:
+            raise ValueError
+    except ValueError:
+        await _reply(update, COMPARE_USAGE)
+        return
+    deps = deps_of(context)
+    config = CompareConfig(trials=trials, trees=COMPARE_TREES, gpu_hour_price=deps.settings.gpu_hour_price,
+                           point_value=deps.settings.point_value)
+    report = await compare_sources(deps.service.db, config)
+    png = await asyncio.to_thread(chart_png, report)
+    await _reply(update, summary_text(report))
+    assert update.effective_chat is not None
+    await context.bot.send_photo(update.effective_chat.id, photo=png, filename="gap-compare.png",
+                                 caption="Weighted F1 per attribute (train/test source)")
 
 
 # --------------------------------------------------------------------- /export

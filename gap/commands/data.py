@@ -25,7 +25,9 @@ def _eval_config(args: argparse.Namespace, settings):
     from game.evaluation import EvalConfig
 
     theta = args.theta if getattr(args, "theta", None) is not None else settings.theta
-    return EvalConfig(theta=theta, prior=getattr(args, "prior", "eb"))
+    crowd = getattr(args, "crowd_threshold", None)
+    return EvalConfig(theta=theta, prior=getattr(args, "prior", "eb"),
+                      crowd_threshold=crowd if crowd is not None else settings.crowd_threshold)
 
 
 def _evaluate(args: argparse.Namespace, settings) -> int:
@@ -42,6 +44,8 @@ def _evaluate(args: argparse.Namespace, settings) -> int:
     summary = asyncio.run(go())
     if args.json:
         out = {k: v for k, v in summary.__dict__.items()}
+        if out.get("crowd") is not None:
+            out["crowd"] = dict(out["crowd"].__dict__)
         if out.get("player_model"):
             out["player_model"] = {k: v for k, v in out["player_model"].items() if k != "abilities"}
         print(json.dumps(out, default=str))
@@ -190,6 +194,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--database", help="SQLAlchemy URL (default: GAP_DATABASE_URL)")
     ev.add_argument("--theta", type=float, default=None, help="posterior threshold (default: GAP_THETA, 0.8)")
     ev.add_argument("--prior", choices=["eb", "uniform"], default="eb", help="Beta prior: empirical Bayes or Beta(1,1)")
+    ev.add_argument("--crowd-threshold", type=float, default=None,
+                    help="lower credible bound of the model's accuracy at which the crowd makes an unmeasured "
+                         "image reliable (default: GAP_CROWD_THRESHOLD, 0.9)")
     ev.add_argument("--player-model", action="store_true", help="also fit the logistic player model and plot it")
     ev.add_argument("--plot", default="player_model.png", help="where --player-model writes its plot")
     ev.add_argument("--json", action="store_true")

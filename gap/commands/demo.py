@@ -75,6 +75,10 @@ async def ensure_image_pool(components: Any, *, count: int = POOL_IMAGES,
     generator, measure the model's accuracy on each (with progress bars) and
     store the reliable pool. A pool that already works is left alone.
 
+    Sessions stratify by pool (SPEC §1.2), so the demo's drawings never become the only
+    tainted source beside photographs: a photo folder with no reliable image is left out of
+    play (and listed as such) until it is annotated, declared or measured by the crowd.
+
     Tainted images must come from the reliable pool (SPEC §1.2). When the model
     reaches the usual threshold on too few images (a weak or early checkpoint),
     the demo takes the most accurate images instead and says so, so that the
@@ -82,10 +86,11 @@ async def ensure_image_pool(components: Any, *, count: int = POOL_IMAGES,
     from tqdm import tqdm
 
     from game.images import pool_counts, set_reliability
+    from game.pool_progress import pool_progress, progress_lines
     from gap.commands.images import DEFAULT_QUESTIONS, DEFAULT_THRESHOLD, generate_pool, measure_accuracies
 
     counts = await pool_counts(components.db)
-    if counts["images"] >= 10 and counts["reliable"] >= 5:
+    if counts["playable"] >= 10 and counts["reliable"] >= 5:
         return counts
     for i in tqdm(range(counts["images"], count), desc="gap demo: rendering images", unit="img", file=sys.stdout):
         await generate_pool(components.db, 1, seed=i)
@@ -104,6 +109,8 @@ async def ensure_image_pool(components: Any, *, count: int = POOL_IMAGES,
     components.service.invalidate_pools()
     counts = await pool_counts(components.db)
     print(f"gap demo: pool ready: {counts['images']} images, {counts['reliable']} reliable", flush=True)
+    for line in progress_lines(await pool_progress(components.db)):
+        print(f"gap demo: {line}", flush=True)
     return counts
 
 

@@ -18,7 +18,7 @@ from game.images import (
     PreparedImage,
     import_files,
     import_pool_name,
-    images_with_scenes,
+    images_with_ground_truth,
     list_image_files,
     pool_counts,
     read_annotations,
@@ -57,22 +57,27 @@ async def generate_pool(db: Database, count: int, *, seed: int = 0, complex_shar
 async def measure_accuracies(db: Database, model, *, questions: int = DEFAULT_QUESTIONS, seed: int = 0,
                              concurrency: int = 8, progress: Callable[[], None] | None = None,
                              journal: MeasureJournal | None = None) -> dict[int, float]:
-    """The model's accuracy on every image with ground truth (seeded questions per image).
+    """The model's accuracy on every image with ground truth: seeded questions from a scene
+    graph, or an imported image's annotation questions (matched by game/answer_matching.py).
     Images are measured concurrently so the model's micro-batcher can batch them;
     `progress` is called once per image (for a progress bar). With a `journal`, images it
     already holds are not measured again and each new accuracy is recorded as it arrives."""
+    from game.annotations import measure_on_annotations, stored_qa
     from models.scenes import Scene, measure_accuracy
 
-    items = await images_with_scenes(db)
+    items = [item for item in await images_with_ground_truth(db) if item[2] is not None or stored_qa(item[3])]
     done = journal.done if journal is not None else {}
-    accuracies: dict[int, float] = {image_id: done[image_id] for image_id, _, _ in items if image_id in done}
+    accuracies: dict[int, float] = {item[0]: done[item[0]] for item in items if item[0] in done}
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(image_id: int, content: bytes, scene_json: str) -> None:
+    async def one(image_id: int, content: bytes, scene_json: str | None, annotations_json: str | None) -> None:
         async with gate:
-            rng = random.Random(f"reliability:{seed}:{image_id}")
-            accuracies[image_id] = await measure_accuracy(model, content, Scene.from_json(scene_json), rng,
-                                                          n=questions)
+            if scene_json is not None:
+                rng = random.Random(f"reliability:{seed}:{image_id}")
+                accuracies[image_id] = await measure_accuracy(model, content, Scene.from_json(scene_json), rng,
+                                                              n=questions)
+            else:
+                accuracies[image_id] = await measure_on_annotations(model, content, stored_qa(annotations_json))
         if journal is not None:
             journal.record(image_id, accuracies[image_id])
         if progress is not None:
@@ -96,8 +101,9 @@ async def measure_reliability(db: Database, model, *, threshold: float = DEFAULT
                               questions: int = DEFAULT_QUESTIONS, seed: int = 0, concurrency: int = 8,
                               progress: Callable[[], None] | None = None,
                               journal_path: Path | None = None) -> dict[str, float | int]:
-    """Measure the model's accuracy on every image with ground truth and store the
-    reliable pool (accuracy ≥ threshold). Images without ground truth are not reliable.
+    """Measure the model's accuracy on every image with ground truth (scene graph or annotations)
+    and store the reliable pool (accuracy ≥ threshold). Images without ground truth keep what the
+    operator declared or the crowd measured (game/images.set_reliability).
     The pool is replaced in one transaction at the end, so a live game never sees a half-measured one.
     With `journal_path` an interrupted run resumes where it stopped (gap/measure_journal.py)."""
     journal = None
@@ -152,8 +158,10 @@ def _print_measure(result: dict) -> None:
     print(f"reliable pool: {result['reliable']} of {result['measured']} measured images "
           f"(mean model accuracy {result['mean_accuracy']:.3f})")
     if result["reliable"] < TAINTED_PER_SESSION:
-        print(f"warning: sessions need at least {TAINTED_PER_SESSION} reliable images; generate more simple "
-              f"scenes, improve the model, or lower --threshold", file=sys.stderr)
+        print(f"warning: sessions need at least {TAINTED_PER_SESSION} reliable images; annotate or declare more "
+              f"(gap images import --annotations F / --reliable), generate more simple scenes, improve the model, "
+              f"or lower --threshold; the crowd measures the rest once play starts (README: Your own images)",
+              file=sys.stderr)
 
 
 def _import(args: argparse.Namespace, settings) -> int:
@@ -161,20 +169,29 @@ def _import(args: argparse.Namespace, settings) -> int:
     if not path.exists():
         print(f"gap images import: {path} does not exist", file=sys.stderr)
         return 2
+    files = list_image_files(path)
     try:
-        notes = read_annotations(Path(args.annotations)) if args.annotations else None
-    except (OSError, ValueError) as exc:
-        print(f"gap images import: annotations: {exc}", file=sys.stderr)
+        notes = read_annotations(Path(args.annotations), {f.name for f in files}) if args.annotations else None
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"gap images import: annotations: cannot read {args.annotations} ({exc})", file=sys.stderr)
         return 2
+    if args.only_annotated:
+        if notes is None:
+            print("gap images import: --only-annotated needs --annotations", file=sys.stderr)
+            return 2
+        files = [f for f in files if f.name in notes.by_file or f.name in notes.bad_files]
     pool = import_pool_name(args.pool or (path.name if path.is_dir() else path.parent.name))
 
     async def work(db: Database):
-        return await import_files(db, list_image_files(path), pool=pool, annotations=notes)
+        return await import_files(db, files, pool=pool, annotations=notes, declared_reliable=args.reliable)
 
     report = asyncio.run(_with_db(settings, work))
     for line in report.lines():
         print(line)
-    return 0 if report.count("imported") or report.count("duplicate") else 1
+    if not (report.count("imported") or report.count("updated")):
+        print("gap images import: nothing was imported", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _generate(args: argparse.Namespace, settings) -> int:
@@ -209,8 +226,15 @@ def _run_measuring(settings, work) -> int:
 
 
 def _stats(args: argparse.Namespace, settings) -> int:
-    counts = asyncio.run(_with_db(settings, pool_counts))
+    from game.pool_progress import pool_progress, progress_lines
+
+    async def work(db: Database):
+        return await pool_counts(db), await pool_progress(db)
+
+    counts, progress = asyncio.run(_with_db(settings, work))
     print(", ".join(f"{k} {v}" for k, v in counts.items()))
+    for line in progress_lines(progress):
+        print(line)
     return 0
 
 
@@ -226,7 +250,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     kinds = images.add_subparsers(dest="images_command", metavar="ACTION", required=True)
     imp = kinds.add_parser("import", help="import a folder (or file) of JPEG/PNG/WebP images")
     imp.add_argument("path")
-    imp.add_argument("--annotations", help="JSONL with a \"file\" field per line")
+    imp.add_argument("--annotations", metavar="F.jsonl",
+                     help='one line per file: {"file": "dog.jpg", "qa": [{"question": "...", "answers": ["2", "two"]}]}')
+    imp.add_argument("--only-annotated", action="store_true",
+                     help="import only the files the annotations name (a folder that holds other files too)")
+    imp.add_argument("--reliable", action="store_true",
+                     help="declare these images reliable (a curated set the model answers well; shown as declared)")
     imp.add_argument("--pool", help="pool name (default: the folder name)")
     imp.set_defaults(func=_import)
     gen = kinds.add_parser("generate", help="render procedural scenes with ground truth")
@@ -239,5 +268,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     rel = kinds.add_parser("reliable", help="re-measure the model's accuracy and store the reliable pool")
     _measure_options(rel)
     rel.set_defaults(func=_reliable)
-    stats = kinds.add_parser("stats", help="pool sizes")
+    stats = kinds.add_parser("stats", help="pool sizes and the reliable pool's progress by way "
+                                            "(declared / measured / crowd-measured / unknown)")
     stats.set_defaults(func=_stats)

@@ -8,14 +8,14 @@ import zipfile
 from pathlib import Path
 
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot.handlers.common import NOT_AVAILABLE
 from game.evaluation_store import SETTLE_MS
 from game.tables import answers, players, session_images
 from tests.bot.conftest import ADMIN_ID, TEST_BOT_TOKEN, WEBHOOK_SECRET, World, new_user_id
 
-ADMIN_COMMANDS = ["/stats", "/pool", "/export", "/export vqa 0.5", "/mute 1", "/unmute 1", "/ban 1", "/unban 1",
+ADMIN_COMMANDS = ["/stats", "/pool", "/compare", "/export", "/export vqa 0.5", "/mute 1", "/unmute 1", "/ban 1", "/unban 1",
                   "/broadcast hello all", "/promote fake:1", "/rounds",
                   "/settings"]
 
@@ -65,6 +65,7 @@ async def test_stats_sends_numbers_and_a_png(make_world):
     assert "Sessions: 1 (1 finished), 10.0 images per session" in text
     assert "caught deliberate mistakes: 5" in text and "finds on untainted images: 5" in text
     assert "Exportable at θ=0.8:" in text and "n/a" not in text
+    assert "• test: 10 of 20 reliable (measured (other) 10/20)" in text
     photo = await world.reply_to(ADMIN_ID, "sendPhoto", mark)
     data = photo.files["photo"].data
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
@@ -196,6 +197,38 @@ async def test_settings_show_the_configuration_without_secrets(make_world):
     assert TEST_BOT_TOKEN not in text and TEST_BOT_TOKEN.split(":")[1] not in text and WEBHOOK_SECRET not in text
 
 
+async def test_stats_shows_each_way_into_the_reliable_pool(make_world):
+    """Declared, annotated-measured, crowd-measured and unknown images of a photo folder, as /stats shows them."""
+    from game.evaluation_tables import crowd_counts
+    from game.images import prepare_image, store_image
+    from game.tables import images
+    from tests.conftest import solid_png
+
+    world = await make_world(webhook=True)
+    db = world.components.db
+    judge = await play_sessions(world, new_user_id(), 1)   # before the photos exist: never served one
+    ids = [(await store_image(db, prepare_image(solid_png(200 + i, 40)), pool="imported:photos"))[0] for i in range(6)]
+    async with db.write() as conn:
+        await conn.execute(update(images).where(images.c.id == ids[0]).values(declared_reliable=True, reliable=True))
+        await conn.execute(update(images).where(images.c.id.in_(ids[1:3])).values(
+            annotations_json='{"file": "a.jpg", "qa": [{"question": "Is it red?", "answers": ["yes"]}]}'))
+        await conn.execute(update(images).where(images.c.id == ids[1]).values(model_accuracy=1.0, reliable=True))
+        await conn.execute(update(images).where(images.c.id == ids[2]).values(model_accuracy=0.4))
+    # The crowd: a careful player's 400 Correct verdicts on honest answers of ids[3] (written straight
+    # into the evidence table; tests/game/test_crowd_reliability.py plays them), judged with the
+    # player's (s, f) from the session above by the evaluation that /stats runs.
+    async with db.write() as conn:
+        await conn.execute(crowd_counts.insert().values(image_id=ids[3], player_id=judge, n_correct=400, n_wrong=0))
+    await asyncio.sleep(SETTLE_MS / 1000 + 0.2)  # the evaluation leaves the last 2 s of verdicts for its next run
+    mark = world.mark()
+    await world.say(ADMIN_ID, "/stats")
+    text = (await world.reply_to(ADMIN_ID, "sendMessage", mark)).params["text"]
+    assert ("• imported:photos: 3 of 6 reliable (declared 1/1, measured (annotations) 1/2, crowd-measured 1/1, "
+            "unknown 0/2)") in text
+    assert "• test: 10 of 20 reliable" in text
+    assert "• reliable pool: declared 1/1, measured (scene graph) 0/0, measured (annotations) 1/2, " in text
+
+
 async def test_promote_starts_a_model_round_that_the_server_follows(make_world):
     world = await make_world(webhook=True, round_poll_seconds=0.05)
     await play_sessions(world, new_user_id(), 1)  # answers by the first model
@@ -218,3 +251,32 @@ async def test_promote_starts_a_model_round_that_the_server_follows(make_world):
     assert "Round 1: fake:3 — serving fake-fixed-latency-3ms" in text
     assert "round 0 · fake-fixed-latency-0ms: " in text and "round 1 · fake-fixed-latency-3ms: " in text
     assert "finds per player-minute" in text and "error rate" in text
+
+
+async def test_compare_sends_the_model_or_crowd_table_and_chart(make_world):
+    """/compare (SPEC §3.5): players describe through the real service, the model describes the same
+    images, and the admin gets the per-attribute comparison and its chart; bad arguments get the usage."""
+    from game.compare_run import describe_missing
+    from gap.commands.images import generate_pool
+
+    world = await make_world(webhook=True)
+    service = world.components.service
+    await generate_pool(world.components.db, 12, seed=8)
+    for p in range(3):
+        player = await service.upsert_player(7100 + p, f"Describer {p}")
+        for i in range(4):
+            task = await service.describe_task(player)
+            await service.describe(player, task["task_id"], f"d{p}-{i}", f"a shape, picture {p}-{i}")
+    assert await describe_missing(world.components.db, service.model) == 12
+    mark = world.mark()
+    await world.say(ADMIN_ID, "/compare 2")
+    # a few hundred small forests: generous on a loaded CI machine
+    text = (await world.reply_to(ADMIN_ID, "sendMessage", mark, timeout=180)).params["text"]
+    assert text.startswith("Model or crowd? (12 images, 2 splits, model fake-fixed-latency-0ms)")
+    assert "• largest_color: crowd " in text and "Cost per crowd description: 0.0000 (12 descriptions)" in text
+    photo = await world.reply_to(ADMIN_ID, "sendPhoto", mark, timeout=60)
+    assert photo.files["photo"].data.startswith(b"\x89PNG\r\n\x1a\n")
+    for bad in ("/compare 1", "/compare lots", "/compare 3 4"):
+        mark = world.mark()
+        await world.say(ADMIN_ID, bad)
+        assert (await world.reply_to(ADMIN_ID, "sendMessage", mark)).params["text"].startswith("Usage: /compare")

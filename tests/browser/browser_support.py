@@ -113,10 +113,11 @@ async def _seed_pool(db_url: str, count: int) -> None:
 
 
 def start_demo(tmp: Path, *, model: str | None, image_seconds: float, seed_images: int = 0,
-               bot_token: str | None = BOT_TOKEN, env_extra: dict[str, str] | None = None) -> Server:
+               bot_token: str | None = BOT_TOKEN, setup: tuple[list[str], ...] = (),
+               env_extra: dict[str, str] | None = None) -> Server:
     """Start `gap demo --no-browser --port 0` and wait for the URL it prints.
-    `bot_token=None` leaves GAP_BOT_TOKEN unset: the demo makes its local token;
-    `env_extra` adds settings (GAP_* variables)."""
+    `bot_token=None` leaves GAP_BOT_TOKEN unset: the demo makes its local token.
+    `setup`: `gap` commands run first on the same database, as a deployer would (e.g. image imports)."""
     tmp.mkdir(parents=True, exist_ok=True)
     db_path = tmp / "gap.sqlite3"
     db_url = f"sqlite+aiosqlite:///{db_path}"
@@ -130,6 +131,10 @@ def start_demo(tmp: Path, *, model: str | None, image_seconds: float, seed_image
     env.update(env_extra or {})
     if model:
         env["GAP_MODEL"] = model
+    for command in setup:
+        done = subprocess.run([sys.executable, "-m", "gap.cli", *command], cwd=tmp, env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, f"gap {' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
     log_path = tmp / "server.log"
     proc = subprocess.Popen([sys.executable, "-m", "gap.cli", "demo", "--no-browser", "--port", "0"],
                             cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -157,4 +157,5 @@ async def test_image_pools_are_listed_in_id_order(db):
     ids = await seed_images(db, total=12, reliable=0)
     await set_reliability(db, {i: 0.99 for i in reversed(ids)}, threshold=0.9)
     pools = await db.run_read(tx_pools)
-    assert [i for i, _ in pools] == sorted(ids) and all(reliable for _, reliable in pools)
+    assert [i for i, _, _ in pools] == sorted(ids) and all(reliable for _, reliable, _ in pools)
+    assert {look.source for _, _, look in pools} == {"test"} and all(look.size > 0 for _, _, look in pools)

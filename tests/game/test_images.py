@@ -108,14 +108,15 @@ async def test_annotations_are_stored(db, tmp_path: Path):
     d.mkdir()
     (d / "x.jpg").write_bytes(jpeg_with_exif((100, 80)))
     notes = tmp_path / "notes.jsonl"
-    notes.write_text('{"file": "x.jpg", "caption": "a red square"}\n')
+    notes.write_text('{"file": "x.jpg", "qa": [{"question": "What colour is the square?", "answers": ["red"]}]}\n')
     from game.images import read_annotations
 
-    report = await import_files(db, list_image_files(d), pool="imported:a", annotations=read_annotations(notes))
+    report = await import_files(db, list_image_files(d), pool="imported:a",
+                                annotations=read_annotations(notes, {"x.jpg"}))
     assert report.count("imported") == 1
     async with db.read() as conn:
         row = (await conn.execute(select(images.c.annotations_json, images.c.width))).one()
-    assert "a red square" in row.annotations_json and row.width == 100
+    assert "What colour is the square?" in row.annotations_json and row.width == 100
 
 
 def test_cli_import_from_a_folder_with_a_long_name(db_url: str, tmp_path: Path, monkeypatch, capsys):

@@ -11,6 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import game.description_tables  # noqa: F401 - registers the describe round's tables on the metadata
 import game.evaluation_tables  # noqa: F401 - registers the evaluation tables on the metadata
 import game.duel_tables  # noqa: F401 - registers the duel tables on the metadata
 from game.migrate import current_revision, downgrade, upgrade

@@ -100,3 +100,17 @@ def test_week_start_is_monday_utc():
     assert start == dt.datetime(2026, 11, 23, tzinfo=dt.timezone.utc)
     monday = int(dt.datetime(2026, 11, 23, 0, 0, tzinfo=dt.timezone.utc).timestamp() * 1000)
     assert rules.week_start_ms(monday) == monday
+
+
+def test_descriptions_and_their_award():
+    """SPEC §3.5: a description is 1–300 visible characters; two fitting ratings of at least
+    two in three pay DESCRIPTION_POINTS, anything else pays nothing."""
+    assert rules.clean_description("  a red star  ") == "a red star"
+    assert rules.clean_description("x" * rules.DESCRIPTION_MAX) == "x" * rules.DESCRIPTION_MAX
+    for bad in ("", "  ", "x" * (rules.DESCRIPTION_MAX + 1), "a\x07b", "\u200b", None, 3, ["a"]):
+        with pytest.raises(Invalid):
+            rules.clean_description(bad)
+    assert rules.description_award(2, 0) == rules.DESCRIPTION_POINTS
+    assert rules.description_award(2, 1) == rules.DESCRIPTION_POINTS
+    assert rules.description_award(1, 0) == 0 and rules.description_award(2, 2) == 0
+    assert rules.description_award(0, 5) == 0

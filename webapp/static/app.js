@@ -262,7 +262,7 @@
 
   // ------------------------------------------------------------------ screens
   var screen = 'loading';
-  var SCREENS = ['loading', 'auth', 'home', 'game', 'summary', 'leaders', 'validate', 'duel'];
+  var SCREENS = ['loading', 'auth', 'home', 'game', 'summary', 'leaders', 'validate', 'duel', 'describe'];
   var leadersReturn = 'home';
 
   function show(name) {
@@ -285,6 +285,7 @@
     if (screen === 'leaders') return leadersBack();
     if (screen === 'validate') return validateBack();
     if (screen === 'duel') return showHome();
+    if (screen === 'describe') return describeBack();
     if (screen === 'game' && mode === 'correct') return undoWrong();
   }
 
@@ -301,7 +302,7 @@
     document.querySelectorAll('.js-back').forEach(function (b) { b.classList.toggle('tg-mirrored', nativeBack); });
     if (tgSupports('6.1')) {
       tgTry(function () {
-        if (screen === 'leaders' || screen === 'validate' || screen === 'duel' || (playing && mode === 'correct')) tg.BackButton.show(); else tg.BackButton.hide();
+        if (screen === 'leaders' || screen === 'validate' || screen === 'duel' || screen === 'describe' || (playing && mode === 'correct')) tg.BackButton.show(); else tg.BackButton.hide();
       });
     }
     if (tgSupports('6.2')) {
@@ -1002,6 +1003,159 @@
     await run();
   }
 
+  // ------------------------------------------------------------------ describe round (SPEC §3.5)
+  // One picture to describe within the server's deadline, then other players'
+  // descriptions to rate ("does it fit the picture?"); confirmed descriptions earn points.
+  var describeReturn = 'home';
+  var desc = { task: null, busy: false, endAt: 0, handle: null, rating: null, max: 300 };
+
+  function showDescribe(from) {
+    if (from) describeReturn = from;
+    show('describe');
+    openDescribeTask();
+  }
+
+  function stopDescribeTimer() { if (desc.handle) { clearInterval(desc.handle); desc.handle = null; } }
+
+  function describeTick() {
+    var left = Math.max(0, Math.ceil((desc.endAt - performance.now()) / 1000));
+    $('describe-seconds').textContent = String(left);
+    $('describe-seconds').parentNode.classList.toggle('low', left <= 10);
+    if (left <= 0 && desc.task) {
+      stopDescribeTimer();
+      desc.task = null;
+      $('btn-send-description').disabled = true;
+      setFieldError('describe', _('Time is up for this picture.'));
+      $('btn-describe-next').hidden = false;
+    }
+  }
+
+  async function openDescribeTask() {
+    stopDescribeTimer();
+    $('describe-task').hidden = false;
+    $('describe-done').hidden = true;
+    $('rate-item').hidden = true;
+    $('btn-describe-next').hidden = true;
+    $('btn-send-description').disabled = true;
+    setFieldError('describe', '');
+    try {
+      var task = await api('POST', '/api/describe');
+      desc.task = task;
+      desc.max = Number(task.max_chars) || 300;
+      $('describe-text').setAttribute('maxlength', String(desc.max));
+      var draft = load('session', 'gap.describe.' + task.task_id);
+      if (draft && !$('describe-text').value.trim()) $('describe-text').value = draft;  // never clobber typing
+      updateDescribeCount();
+      $('describe-image').src = task.image.url;
+      desc.endAt = clockRef + Math.max(0, Number(task.image.seconds_left) || 0) * 1000;
+      $('btn-send-description').disabled = false;
+      describeTick();
+      desc.handle = setInterval(describeTick, 250);
+      $('describe-text').focus();
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 503) {
+        $('describe-task').hidden = true;
+        $('describe-done').hidden = false;
+        $('describe-done').textContent = _('No pictures to describe right now — thank you!');
+        return nextRating();
+      }
+      handleError(err, openDescribeTask);
+    }
+  }
+
+  function updateDescribeCount() {
+    var n = $('describe-text').value.length;
+    $('describe-count').textContent = n + ' / ' + desc.max;
+    $('describe-count').classList.toggle('over', n > desc.max);
+  }
+
+  async function sendDescription() {
+    var task = desc.task;
+    if (desc.busy) return;
+    if (!task) { setFieldError('describe', _('Wait for the picture, please.')); return; }
+    var v = validateText($('describe-text').value, desc.max, _('Please type a description.'));
+    if (v.error) { setFieldError('describe', v.error); $('describe-text').focus(); return; }
+    desc.busy = true;
+    $('btn-send-description').disabled = true;
+    var body = { request_id: newRequestId(), text: v.text };
+    var run = async function () {
+      try {
+        var got = await api('POST', '/api/describe/' + encodeURIComponent(task.task_id), body);
+        haptic('light');
+        stopDescribeTimer();
+        desc.task = null;
+        $('describe-text').value = '';
+        $('describe-task').hidden = true;
+        $('describe-done').hidden = false;
+        $('describe-done').textContent = _('Saved ({seconds} s). Points come when other players find that it fits.',
+                                            { seconds: Math.round(got.seconds) });
+        $('btn-describe-next').hidden = false;
+        desc.busy = false;
+        await nextRating();
+        return;
+      } catch (err) {
+        desc.busy = false;
+        if (err instanceof ApiError && (err.status === 0 || err.retryable)) return handleError(err, run);
+        if (err instanceof ApiError && err.status === 400) {
+          setFieldError('describe', err.message);
+          $('btn-send-description').disabled = false;
+          return;
+        }
+        if (err instanceof ApiError && (err.status === 409 || err.status === 404)) {
+          stopDescribeTimer();
+          desc.task = null;
+          setFieldError('describe', err.message);
+          $('btn-describe-next').hidden = false;
+          return;
+        }
+        handleError(err);
+      }
+    };
+    await run();
+  }
+
+  async function nextRating() {
+    $('btn-fits').disabled = $('btn-misfits').disabled = true;
+    try {
+      var item = await api('GET', '/api/descriptions/next');
+      desc.rating = item;
+      $('rate-item').hidden = false;
+      $('rate-image').src = item.image.url;
+      $('rate-text').textContent = item.text;
+      $('btn-fits').disabled = $('btn-misfits').disabled = false;
+    } catch (err) {
+      desc.rating = null;
+      $('rate-item').hidden = true;
+      if (!(err instanceof ApiError && err.status === 404)) handleError(err, nextRating);
+    }
+  }
+
+  async function sendRating(fits) {
+    var item = desc.rating;
+    if (!item || desc.busy) return;
+    desc.busy = true;
+    $('btn-fits').disabled = $('btn-misfits').disabled = true;
+    var body = { request_id: newRequestId(), fits: fits };
+    var run = async function () {
+      try {
+        await api('POST', '/api/descriptions/' + encodeURIComponent(item.description_id) + '/rating', body);
+        haptic('light');
+      } catch (err) {
+        if (err instanceof ApiError && (err.status === 0 || err.retryable)) { desc.busy = false; return handleError(err, run); }
+        if (!(err instanceof ApiError) || (err.status !== 404 && err.status !== 409)) handleError(err);
+      }
+      desc.busy = false;
+      if (screen === 'describe') await nextRating();
+    };
+    await run();
+  }
+
+  function describeBack() {
+    stopDescribeTimer();
+    desc.task = null;
+    if (describeReturn === 'summary') show('summary'); else showHome();
+  }
+
   // ------------------------------------------------------------------ home
   function showHome() {
     stopTimer();
@@ -1051,6 +1205,18 @@
     $('btn-validate').addEventListener('click', function () { showValidate('home'); });
     $('btn-summary-validate').addEventListener('click', function () { showValidate('summary'); });
     $('btn-validate-back').addEventListener('click', validateBack);
+    $('btn-describe').addEventListener('click', function () { showDescribe('home'); });
+    $('btn-summary-describe').addEventListener('click', function () { showDescribe('summary'); });
+    $('btn-describe-back').addEventListener('click', describeBack);
+    $('btn-describe-next').addEventListener('click', openDescribeTask);
+    $('describe-form').addEventListener('submit', function (e) { e.preventDefault(); sendDescription(); });
+    submitOnEnter($('describe-text'), sendDescription);
+    $('describe-text').addEventListener('input', function () {
+      updateDescribeCount(); setFieldError('describe', '');
+      if (desc.task) store('session', 'gap.describe.' + desc.task.task_id, $('describe-text').value);
+    });
+    $('btn-fits').addEventListener('click', function () { sendRating(true); });
+    $('btn-misfits').addEventListener('click', function () { sendRating(false); });
     $('btn-agree').addEventListener('click', function () { sendCheck(true); });
     $('btn-disagree').addEventListener('click', function () { sendCheck(false); });
     $('btn-duels').addEventListener('click', showDuels);

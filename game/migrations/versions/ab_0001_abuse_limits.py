@@ -2,7 +2,7 @@
 new sessions came from (game/limits.py), and the bot's chat-side state (game/chat_state.py).
 
 Revision ID: ab_0001
-Revises: duel_0001
+Revises: desc_0001
 Create Date: 2026-12-06
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "ab_0001"
-down_revision = "duel_0001"
+down_revision = "desc_0001"
 branch_labels = None
 depends_on = None
 
