@@ -57,6 +57,7 @@ REQUEST_ID = {"type": "string", "minLength": 1, "maxLength": REQUEST_ID_MAX, "pa
 _NOT_CONTROL = "[^\u0000-\u001f\u007f-\u009f]"
 VISIBLE_TEXT = f"^{_NOT_CONTROL}*[0-9A-Za-z\u00c0-\u024f\u0400-\u04ff?!.,]{_NOT_CONTROL}*$"
 NULLABLE_STRING = {"type": ["string", "null"]}
+OBJECT = {"type": "object"}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -196,6 +197,41 @@ def document() -> dict[str, Any]:
             "requestBody": _body({"request_id": REQUEST_ID, "agrees": {"type": "boolean"}},
                                  ["request_id", "agrees"]),
             "responses": _responses(_json(_ref("Vote"), "the vote, recorded once"), "404", "409")}},
+        # describe rounds (SPEC §3.5) and preference duels (SPEC §3.4): their bodies are documented here,
+        # their responses only as JSON objects (the shapes belong to game/descriptions and game/duels)
+        "/api/describe": {"post": {
+            "operationId": "describeTask", "summary": "The player's open describe task, or a new picture to describe",
+            "responses": _responses(_json(OBJECT, "the task"), "404")}},
+        "/api/describe/{task_id}": {"post": {
+            "operationId": "describe", "summary": "Send the description of a task's picture",
+            "parameters": [_path_param("task_id")],
+            "requestBody": _body({"request_id": REQUEST_ID,
+                                  "text": {"type": "string", "minLength": 1, "maxLength": QUESTION_MAX,
+                                           "pattern": VISIBLE_TEXT}}, ["request_id", "text"]),
+            "responses": _responses(_json(OBJECT, "the description, stored once"), "404", "409")}},
+        "/api/descriptions/next": {"get": {
+            "operationId": "nextDescription", "summary": "Another player's description to rate",
+            "responses": _responses(_json(OBJECT, "a description"), "404")}},
+        "/api/descriptions/{description_id}/rating": {"post": {
+            "operationId": "rateDescription", "summary": "Does the description fit its picture?",
+            "parameters": [_path_param("description_id")],
+            "requestBody": _body({"request_id": REQUEST_ID, "fits": {"type": "boolean"}}, ["request_id", "fits"]),
+            "responses": _responses(_json(OBJECT, "the rating, recorded once"), "404", "409")}},
+        "/api/duels": {"post": {
+            "operationId": "startDuels", "summary": "The player's open batch of duels, or a new one",
+            "responses": _responses(_json(OBJECT, "the batch's state"), "404", "409")}},
+        "/api/duels/current": {"get": {
+            "operationId": "currentDuels", "summary": "The open batch's state",
+            "responses": _responses(_json(OBJECT, "the batch's state"), "404", "409")}},
+        "/api/duels/items/{item_id}/choice": {"post": {
+            "operationId": "chooseDuel", "summary": "Pick a side of a duel (no ties)",
+            "parameters": [_path_param("item_id")],
+            "requestBody": _body({"request_id": REQUEST_ID, "choice": {"type": "string", "enum": ["left", "right"]}},
+                                 ["request_id", "choice"]),
+            "responses": _responses(_json(OBJECT, "the batch's state"), "404", "409")}},
+        "/api/duels/tutorial": {"post": {
+            "operationId": "duelTutorialDone", "summary": "The player finished the duel tutorial",
+            "responses": _responses(_json(OBJECT, "recorded"), "404", "409")}},
     }
     _link(paths, "/api/sessions", "post", {
         "Ask": ("askQuestion", {"session_id": "$response.body#/session_id"}),

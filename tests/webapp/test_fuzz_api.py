@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from game.db import Database
 from game.migrate import upgrade
 from lab.local_server import UNLIMITED
-from tests.conftest import TEST_BOT_TOKEN, seed_images
+from tests.conftest import TEST_BOT_TOKEN
 from tests.webapp.conftest import auth_header
 from tests.webapp.test_durability import free_port
 
@@ -30,9 +30,15 @@ EXAMPLES = 15
 
 
 async def _seed(url: str) -> None:
+    """Procedural scenes (their content is known, so describe rounds have pictures too), half reliable."""
+    from game.images import images_with_scenes, set_reliability
+    from gap.commands.images import generate_pool
+
     db = Database(url)
     try:
-        await seed_images(db, total=40, reliable=20)
+        await generate_pool(db, 24, seed=1000)
+        ids = [row[0] for row in await images_with_scenes(db)]
+        await set_reliability(db, {image_id: (1.0 if i % 2 == 0 else 0.5) for i, image_id in enumerate(ids)}, 0.9)
     finally:
         await db.dispose()
 

@@ -16,14 +16,26 @@ def api_routes(app) -> set[tuple[str, str]]:
     return out
 
 
-async def test_the_description_matches_the_routes(client):
+async def test_the_description_matches_the_routes(client, settings):
+    """Against the app the composition root builds (duels included), not only the core API."""
+    from gap.app import COMPONENTS_KEY, build_app
+    from models.fake import FixedLatencyModel
+    from tests.conftest import TEST_BOT_TOKEN
+
     resp = await client.get("/api/openapi.json")  # no Authorization header
     assert resp.status == 200
     served = await resp.json()
     assert served == document()
     described = {(method, path) for path, item in served["paths"].items() for method in item}
-    assert described == api_routes(client.app)
-    assert len(described) >= 9
+    from pydantic import SecretStr
+
+    app = await build_app(settings.model_copy(update={"bot_token": SecretStr(TEST_BOT_TOKEN), "bot_enabled": False}),
+                          model=FixedLatencyModel(latency_ms=0))
+    try:
+        assert described == api_routes(app)
+    finally:
+        await app[COMPONENTS_KEY].aclose()
+    assert len(described) >= 17
 
 
 def test_the_description_is_valid_openapi():
