@@ -117,7 +117,7 @@ async def test_overlapping_evaluation_runs_take_turns(service, db, db_url, clock
     counted once. The first run waits (briefly) after reading the answers, to give the second
     the chance to read the same ones; on SQLite the second cannot begin until the first commits."""
     await play_sessions(service, clock, 4, random.Random(1), careful={0, 1})
-    fetch = evaluation_store._fetch_tuples
+    fetch = evaluation_store.fetch_tuples
     arrived: list[int] = []
     both_read = asyncio.Event()
 
@@ -132,7 +132,7 @@ async def test_overlapping_evaluation_runs_take_turns(service, db, db_url, clock
             pass  # the other run is waiting for our commit: go on
         return rows
 
-    monkeypatch.setattr(evaluation_store, "_fetch_tuples", fetch_then_wait)
+    monkeypatch.setattr(evaluation_store, "fetch_tuples", fetch_then_wait)
     other_db = Database(db_url)
     config = EvalConfig(theta=0.5, gold_min=2, mute_min_obs=4, prior="uniform")
     try:
