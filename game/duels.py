@@ -158,16 +158,21 @@ class DuelService:
         rng = rng or random.Random(self.rng.getrandbits(64))
         async with self._stock_lock:
             stock = await self._stock()
-            target = self.config.stock * (2 if force else 1)
+
+            def target(key: tuple[str, bool]) -> int:
+                # forced (a player has seen every pair in stock): a stock's worth more, whatever is stocked
+                return stock.get(key, 0) + self.config.stock if force else self.config.stock
+
             new: list[K.NewPair] = []
-            if stock.get(("answer", False), 0) < target:
+            if stock.get(("answer", False), 0) < target(("answer", False)):
                 new += await self.db.run_read(K.tx_answer_candidates, self.maker.same_answer)
-            scenes = await self.db.run_read(K.tx_scene_images, target, rng.getrandbits(32))
+            scenes = await self.db.run_read(K.tx_scene_images, self.config.stock * (2 if force else 1),
+                                            rng.getrandbits(32))
             for gold in (True, False):
-                missing = target - stock.get(("caption", gold), 0)
+                missing = target(("caption", gold)) - stock.get(("caption", gold), 0)
                 new += await asyncio.to_thread(self._caption_pairs, max(0, missing), gold, rng.getrandbits(64))
                 if scenes:
-                    missing = target - stock.get(("answer", gold), 0) - sum(
+                    missing = target(("answer", gold)) - stock.get(("answer", gold), 0) - sum(
                         1 for p in new if p.kind == "answer" and p.gold == gold)
                     new += self._answer_pairs(scenes, max(0, missing), gold, rng)
             if not new:

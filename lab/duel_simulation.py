@@ -105,6 +105,11 @@ async def play(http: aiohttp.ClientSession, base: str, token: str, player: Duell
     removed = False
     for _ in range(batches):
         status, state = await _call(http, "POST", f"{base}/api/duels", auth)
+        for wait in (0.1, 0.2, 0.5, 1.0, 2.0, 4.0):  # 503: the stock is being refilled; try again in a moment
+            if status != 503:
+                break
+            await asyncio.sleep(wait)
+            status, state = await _call(http, "POST", f"{base}/api/duels", auth)
         if status == 409 and state["error"]["code"] == "removed":
             removed = True
             break
