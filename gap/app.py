@@ -144,15 +144,9 @@ def duel_service(db: Database, settings: Any) -> DuelService:
 async def _load_serving_model(settings: Any, db: Database) -> SwappableModel:
     current = await rounds.latest(db)
     if current is not None:
-        try:
-            model = await load_probed(current.spec, settings)
-        except ModelError as exc:
-            log.error("round %d's model %r does not load (%s); serving GAP_MODEL instead", current.number,
-                      current.spec, exc)
-            await rounds.record_failure(db, current.number, str(exc), int(time.time() * 1000))
-        else:
-            await rounds.record_serving(db, current.number, model.model_id, int(time.time() * 1000))
+        if (model := await _load_round(db, current, settings)) is not None:
             return SwappableModel(model, current.spec)
+        log.error("serving GAP_MODEL %r instead", settings.model)
     model = await load_probed(settings.model, settings, refuse_failing=False)
     return SwappableModel(model, settings.model)
 
@@ -194,18 +188,25 @@ async def _follow(parts: Components, poll_seconds: float) -> None:
         if current is None or current.spec == model.spec or current.number in tried:
             continue
         tried.add(current.number)
-        now = int(time.time() * 1000)
-        try:
-            new = await load_probed(current.spec, parts.settings)
-        except ModelError as exc:
-            log.error("model rounds: round %d's model %r does not load: %s; still serving %s",
-                      current.number, current.spec, exc, model.model_id)
-            await rounds.record_failure(parts.db, current.number, str(exc), now)
+        if (new := await _load_round(parts.db, current, parts.settings)) is None:
+            log.error("model rounds: still serving %s", model.model_id)
             continue
         await model.swap(new, current.spec)
-        await rounds.record_serving(parts.db, current.number, new.model_id, now)
         log.info("model rounds: now serving round %d (%s)", current.number, new.model_id)
 
+
+async def _load_round(db: Database, current: rounds.Round, settings: Any) -> MonitoredModel | None:
+    """Round `current`'s model, probed, with the outcome recorded on the round (SPEC §3.2); None when
+    it does not load or fails its probe — the caller keeps serving what it had."""
+    now = int(time.time() * 1000)
+    try:
+        model = await load_probed(current.spec, settings)
+    except ModelError as exc:
+        log.error("model rounds: round %d's model %r does not load: %s", current.number, current.spec, exc)
+        await rounds.record_failure(db, current.number, str(exc), now)
+        return None
+    await rounds.record_serving(db, current.number, model.model_id, now)
+    return model
 
 
 def build_bot(settings: Settings, service: GameService) -> BotRuntime | None:
