@@ -14,22 +14,40 @@ import random
 from typing import Callable
 
 from models.base import VQAModel
-from models.scenes import EVAL_TYPES, QA, NoQuestion, Scene, render_png, sample_question, scene_from_seed
+from models.scenes import (EVAL_TYPES, QA, NoQuestion, Scene, check_style, render_png, sample_question,
+                           scene_from_seed)
 from models.taint import says
 
 COMPLEXITIES = ("simple", "complex")
 TYPES = EVAL_TYPES + ("other",)
+# what the base model must see to answer: it answers every one of them on plain simple scenes, so a styled
+# slice's loss there is the style's doing (relation and text are weak in every style)
+PERCEPTION_TYPES = tuple(t for t in EVAL_TYPES if t not in ("relation", "text"))
+
+
+def slice_name(complexity: str, style: str = "plain") -> str:
+    """A held-out slice: "simple", "complex", or a styled one such as "simple:dark"."""
+    return complexity if style == "plain" else f"{complexity}:{check_style(style)}"
+
+
+def parse_slice(name: str) -> tuple[str, str]:
+    """(complexity, style) of a slice name."""
+    complexity, _, style = name.partition(":")
+    return complexity, check_style(style or "plain")
 
 
 def heldout_items(complexity: str, qtype: str, n: int, max_scenes: int = 50_000) -> list[tuple[int, QA]]:
-    """(scene index, question) pairs for one type: the first `n` held-out scenes that support it."""
+    """(scene index, question) pairs for one type: the first `n` held-out scenes that support it.
+    `complexity` may name a styled slice ("simple:dark"): the same scenes and questions in that style,
+    so a styled slice differs from its plain one only in how the pictures are drawn."""
     items: list[tuple[int, QA]] = []
+    plain = parse_slice(complexity)[0]
     for i in range(max_scenes):
         if len(items) >= n:
             break
         scene = _scene(complexity, i)
         try:
-            qa = sample_question(scene, random.Random(f"eval:{complexity}:{qtype}:{i}"), qtype)
+            qa = sample_question(scene, random.Random(f"eval:{plain}:{qtype}:{i}"), qtype)
         except NoQuestion:
             continue
         items.append((i, qa))
@@ -42,14 +60,15 @@ _SCENES: dict[tuple[str, int], Scene] = {}
 def _scene(complexity: str, i: int) -> Scene:
     key = (complexity, i)
     if key not in _SCENES:
-        _SCENES[key] = scene_from_seed("heldout", i, complexity)
+        _SCENES[key] = scene_from_seed("heldout", i, *parse_slice(complexity))
     return _SCENES[key]
 
 
 async def evaluate(model: VQAModel, n: int = 1000, types: tuple[str, ...] = TYPES,
                    complexities: tuple[str, ...] = COMPLEXITIES, concurrency: int = 64,
                    progress: Callable[[int, int], None] | None = None) -> dict[str, dict[str, float]]:
-    """{"simple": {qtype: accuracy}, "complex": {...}} over `n` held-out questions per type (honest answers)."""
+    """{"simple": {qtype: accuracy}, "complex": {...}} over `n` held-out questions per type (honest answers);
+    `complexities` may also name styled slices ("simple:dark", see `slice_name`)."""
     plan = [(c, t, i, qa) for c in complexities for t in types for i, qa in heldout_items(c, t, n)]
     pngs: dict[tuple[str, int], bytes] = {}
     correct: dict[tuple[str, str], list[bool]] = {}
@@ -88,9 +107,10 @@ def mean_standard_error(by_type: dict[str, float], n_per_type: int) -> float:
 def format_table(result: dict[str, dict[str, float]]) -> str:
     cols = list(result)
     types = [t for t in TYPES if any(t in result[c] for c in cols)]
-    lines = [f"{'question type':<22}" + "".join(f"{c:>10}" for c in cols)]
+    width = max([10] + [len(c) + 2 for c in cols])
+    lines = [f"{'question type':<22}" + "".join(f"{c:>{width}}" for c in cols)]
     for t in types:
-        lines.append(f"{t:<22}" + "".join(f"{result[c].get(t, float('nan')) * 100:>9.1f}%" for c in cols))
+        lines.append(f"{t:<22}" + "".join(f"{result[c].get(t, float('nan')) * 100:>{width - 1}.1f}%" for c in cols))
     means = {c: sum(result[c].values()) / max(1, len(result[c])) for c in cols}
-    lines.append(f"{'mean':<22}" + "".join(f"{means[c] * 100:>9.1f}%" for c in cols))
+    lines.append(f"{'mean':<22}" + "".join(f"{means[c] * 100:>{width - 1}.1f}%" for c in cols))
     return "\n".join(lines)

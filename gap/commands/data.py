@@ -178,8 +178,20 @@ def _ceiling(args: argparse.Namespace, settings) -> int:
     if unknown:
         print(f"gap ceiling: unknown recipe(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}", file=sys.stderr)
         return 2
+    from models.scenes import WITHHELD_STYLES
+
+    styles = WITHHELD_STYLES if args.styles == "all" else tuple(s for s in (args.styles or "").split(",") if s)
+    unknown = [s for s in styles if s not in WITHHELD_STYLES]
+    if unknown:
+        print(f"gap ceiling: unknown style(s) {', '.join(unknown)}; choose from {', '.join(WITHHELD_STYLES)}",
+              file=sys.stderr)
+        return 2
+    if not 0 <= args.replay < 1:
+        print("gap ceiling: --replay is a share in [0, 1)", file=sys.stderr)
+        return 2
     cfg = CeilingConfig(images=args.images, per_image=args.per_image, steps=args.steps,
-                        eval_per_type=args.eval_per_type, variants=variants, seed=args.seed)
+                        eval_per_type=args.eval_per_type, variants=variants, seed=args.seed, styles=styles,
+                        replay=args.replay)
     try:
         run_ceiling(args.base or settings.model, Path(args.out), cfg, log=lambda m: print(m, file=sys.stderr))
     except CeilingMismatch as exc:
@@ -279,7 +291,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="share of careful and sloppy players who learn from their summaries (default 1)")
     xp.set_defaults(func=_experiment)
 
-    ce = sub.add_parser("ceiling", help="upper bound for the experiment: fine-tune on ground truth for complex scenes")
+    ce = sub.add_parser("ceiling", help="upper bound for the experiment: fine-tune on ground truth (complex scenes, or --styles)")
     ce.add_argument("--out", required=True, help="working directory and report (resumable)")
     ce.add_argument("--base", help="base model directory (default: GAP_MODEL)")
     ce.add_argument("--images", type=int, default=5000, help="complex training scenes")
@@ -288,4 +300,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ce.add_argument("--eval-per-type", type=int, default=200, help="held-out questions per type and complexity")
     ce.add_argument("--variants", default="lm,lora,lora-r32,full-vision", help="recipes, comma-separated")
     ce.add_argument("--seed", type=int, default=0)
+    ce.add_argument("--styles", default=None,
+                    help="train on simple scenes in these withheld styles (comma-separated, or 'all') and score "
+                         "each as a held-out weak slice; default: plain complex scenes")
+    ce.add_argument("--replay", type=float, default=0.25, help="with --styles: share of plain simple scenes")
     ce.set_defaults(func=_ceiling)

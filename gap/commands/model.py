@@ -68,9 +68,16 @@ def _ask(args: argparse.Namespace, settings) -> int:
 def _eval(args: argparse.Namespace, settings) -> int:
     from tqdm import tqdm
 
-    from models.evaluation import COMPLEXITIES, TYPES, evaluate, format_table
+    from models.evaluation import COMPLEXITIES, TYPES, evaluate, format_table, slice_name
+    from models.scenes import WITHHELD_STYLES
 
     types = tuple(args.types.split(",")) if args.types else TYPES
+    styles = WITHHELD_STYLES if args.styles == "all" else tuple(s for s in (args.styles or "").split(",") if s)
+    try:  # styled simple scenes: the weak slices of the closed loop (models/scenes/styles.py)
+        slices = COMPLEXITIES + tuple(slice_name("simple", s) for s in styles)
+    except ValueError as exc:
+        print(f"gap model-eval: {exc}", file=sys.stderr)
+        return 2
 
     async def go():
         spec = args.model or settings.model
@@ -85,7 +92,7 @@ def _eval(args: argparse.Namespace, settings) -> int:
             bar.update(done - bar.n)
 
         try:
-            return await evaluate(model, n=args.n, types=types, complexities=COMPLEXITIES, progress=progress)
+            return await evaluate(model, n=args.n, types=types, complexities=slices, progress=progress)
         finally:
             bar.close()
             await model.aclose()
@@ -233,5 +240,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--model", default=None, help="model directory or openai:<url> (default: GAP_MODEL)")
     ev.add_argument("--n", type=int, default=1000, help="questions per type and complexity")
     ev.add_argument("--types", default=None, help="comma-separated question types (default: all)")
+    ev.add_argument("--styles", default=None,
+                    help="also score simple scenes drawn in these withheld styles (comma-separated, or 'all'): "
+                         "one column each, e.g. simple:dark")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=_eval)

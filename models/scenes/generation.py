@@ -12,8 +12,10 @@ import hashlib
 import json
 import math
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
+
+from models.scenes.styles import check_style
 
 
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -66,19 +68,29 @@ class Scene:
     complexity: str
     objects: tuple[SceneObject, ...]
     seed: int | None = None
+    style: str = "plain"  # how it is drawn (models/scenes/styles.py); never what it shows
 
     def to_json(self) -> str:
-        return json.dumps({"complexity": self.complexity, "seed": self.seed,
-                           "objects": [asdict(o) for o in self.objects]}, sort_keys=True)
+        data = {"complexity": self.complexity, "seed": self.seed, "objects": [asdict(o) for o in self.objects]}
+        if self.style != "plain":  # plain scenes keep the JSON stored before styles existed
+            data["style"] = self.style
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "Scene":
         data = json.loads(text)
         return cls(complexity=data["complexity"], seed=data.get("seed"),
-                   objects=tuple(SceneObject(**o) for o in data["objects"]))
+                   objects=tuple(SceneObject(**o) for o in data["objects"]),
+                   style=check_style(data.get("style", "plain")))
+
+    def styled(self, style: str) -> "Scene":
+        """The same objects drawn in another style (same questions, same true answers)."""
+        return replace(self, style=check_style(style))
 
     def fingerprint(self) -> str:
-        """Identity of the picture (not of the seed): equal fingerprints draw equal images."""
+        """Identity of what the picture shows (not of the seed, nor of its style): equal fingerprints
+        draw the same objects in the same places. Style is left out on purpose: training skips a
+        held-out scene's objects in every style, so a styled held-out picture is never learnt from."""
         # grid objects by cell (the sub-pixel jitter does not make a new picture), free ones at 1% resolution
         body = json.dumps([(o.shape, o.color, o.size, o.text, o.cell if o.cell is not None else
                             (round(o.x, 2), round(o.y, 2), round(o.r, 2))) for o in self.objects])
@@ -147,12 +159,13 @@ def generate_scene(rng: random.Random, complexity: str, seed: int | None = None)
     raise ValueError(f"unknown complexity {complexity!r}")
 
 
-def scene_from_seed(split: str, index: int, complexity: str) -> Scene:
-    """The `index`-th scene of a split ("train", "heldout", "pool"); seeds never overlap across splits."""
+def scene_from_seed(split: str, index: int, complexity: str, style: str = "plain") -> Scene:
+    """The `index`-th scene of a split ("train", "heldout", "pool"); seeds never overlap across splits.
+    A style draws the same objects as the plain scene of that index (models/scenes/styles.py)."""
     seeds = SEED_RANGES[split]
     seed = seeds[index % len(seeds)]
     rng = random.Random(f"{complexity}:{seed}")
-    return generate_scene(rng, complexity, seed=seed)
+    return generate_scene(rng, complexity, seed=seed).styled(style)
 
 
 @lru_cache(maxsize=8)

@@ -12,6 +12,7 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
 
+from models.scenes import styles
 from models.scenes.generation import BACKGROUND, COLORS, Scene
 
 
@@ -39,9 +40,11 @@ def _font(px: int) -> ImageFont.FreeTypeFont:
 
 
 def render(scene: Scene, size: int = 384) -> Image.Image:
-    """Draw the scene as an RGB image `size` pixels square (drawn at 2x and downsampled: smooth edges)."""
+    """Draw the scene as an RGB image `size` pixels square (drawn at 2x and downsampled: smooth edges),
+    in the scene's style (plain: objects on the off-white background)."""
     ss = size * 2
-    img = Image.new("RGB", (ss, ss), BACKGROUND)
+    rng = styles.style_rng(scene.style, f"{scene.seed}:{scene.fingerprint()}")
+    img = styles.background(scene.style, ss, BACKGROUND, rng)
     draw = ImageDraw.Draw(img)
     for o in scene.objects:
         cx, cy, r = o.x * ss, o.y * ss, o.r * ss
@@ -57,7 +60,7 @@ def render(scene: Scene, size: int = 384) -> Image.Image:
             px = int(r * (0.9 if o.shape in ("circle", "square") else 0.7))
             ty = cy + (r * 0.2 if o.shape == "triangle" else 0)
             draw.text((cx, ty), o.text, fill=ink, font=_font(px), anchor="mm")
-    return img.resize((size, size), Image.LANCZOS)
+    return styles.finish(scene.style, img).resize((size, size), Image.LANCZOS)
 
 
 def render_png(scene: Scene, size: int = 384) -> bytes:

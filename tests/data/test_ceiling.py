@@ -64,3 +64,38 @@ def test_ceiling_refuses_a_directory_holding_other_settings(tmp_path: Path, caps
                  "--per-image", "1", "--steps", "1", "--eval-per-type", "1", "--variants", ""]) == 2
     assert "other settings (images)" in capsys.readouterr().err
     assert (tmp_path / "data" / "train.jsonl").read_text() == before
+
+
+def test_styled_ground_truth_mixes_styles_and_never_uses_a_heldout_scene(tmp_path: Path, monkeypatch):
+    from models.scenes import WITHHELD_STYLES
+
+    first = scene_from_seed("train", 0, "simple")
+    monkeypatch.setattr(models.scenes, "heldout_fingerprints", lambda: frozenset({first.fingerprint()}))
+    info = write_ground_truth(tmp_path, images=12, per_image=2, seed=0, styles=WITHHELD_STYLES, replay=0.25)
+    assert info["heldout_pictures_skipped"] == 1 and info["complexity"] == "simple"
+    assert sum(info["images_per_style"].values()) == 12 and set(info["images_per_style"]) - {"plain"}
+    styled = {render_png(scene_from_seed("train", 0, "simple", s), 384) for s in ("plain",) + WITHHELD_STYLES}
+    for n in range(12):  # image n is the (n+1)-th train scene, drawn in one of the styles; never scene 0
+        png = (tmp_path / f"img{n:05d}.png").read_bytes()
+        assert png not in styled
+        assert png in {render_png(scene_from_seed("train", n + 1, "simple", s), 384)
+                       for s in ("plain",) + WITHHELD_STYLES}
+
+
+def test_styled_ceiling_scores_each_style_and_the_weak_slice(tmp_path: Path):
+    cfg = CeilingConfig(images=4, per_image=2, steps=2, eval_per_type=1, variants=("lora",),
+                        styles=("dark", "clutter"))
+    summary = run_ceiling(str(EMBEDDED_MODEL_DIR), tmp_path, cfg, log=lambda m: None)
+    for r in summary["results"].values():
+        assert set(r["mean"]) == {"simple", "complex", "simple:dark", "simple:clutter", "weak"}
+        assert len(r["by_type"]["simple:dark"]) == 10
+        assert r["mean"]["weak"] == pytest.approx((r["mean"]["simple:dark"] + r["mean"]["simple:clutter"]) / 2)
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "withheld scene styles" in report and "`simple:clutter` per question type" in report
+    assert json.loads((tmp_path / "settings.json").read_text())["styles"] == ["dark", "clutter"]
+
+
+def test_ceiling_cli_refuses_unknown_style(tmp_path: Path, capsys):
+    assert main(["ceiling", "--out", str(tmp_path), "--styles", "dark,neon"]) == 2
+    assert "unknown style(s) neon" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
