@@ -67,6 +67,7 @@ class ExperimentConfig:
     standin_accuracy: tuple[float, float] = (0.97, 0.6)   # (simple, complex)
     standin_weak: tuple[tuple[str, float], ...] = ()      # (family, accuracy): the stand-in's set weaknesses
     learner_share: float = 1.0          # of careful and sloppy players, the share who learn from summaries
+    pool_styles: tuple[tuple[str, float], ...] = ()   # (style, share): simple scenes in withheld styles
 
     @classmethod
     def small(cls, **kw: Any) -> "ExperimentConfig":
@@ -184,7 +185,7 @@ class Experiment:
         db = Database(self.db_url)
         try:
             created, _ = await generate_pool(db, self.cfg.pool_images, seed=1000 + self.cfg.seed,
-                                             complex_share=self.cfg.complex_share)
+                                             complex_share=self.cfg.complex_share, styles=self.cfg.pool_styles)
             if self.cfg.standin:  # the stand-in's accuracy is set, not measured: simple images are its reliable pool
                 async with db.read() as conn:
                     rows = (await conn.execute(select(images.c.id, images.c.complexity))).all()
@@ -200,7 +201,8 @@ class Experiment:
             finally:
                 await model.aclose()
             async with db.read() as conn:
-                rows = (await conn.execute(select(images.c.id, images.c.model_accuracy, images.c.complexity))).all()
+                rows = (await conn.execute(select(images.c.id, images.c.model_accuracy, images.c.complexity,
+                                                  images.c.scene_json))).all()
             acc = {r.id: float(r.model_accuracy or 0.0) for r in rows}
             threshold = self.cfg.reliable_threshold
             need = max(10, len(acc) // 5)
@@ -213,7 +215,7 @@ class Experiment:
             await db.dispose()
         by_c: dict[str, list[float]] = {}
         for r in rows:
-            by_c.setdefault(r.complexity or "unknown", []).append(float(r.model_accuracy or 0.0))
+            by_c.setdefault(_slice_of(r.complexity, r.scene_json), []).append(float(r.model_accuracy or 0.0))
         return {"images": len(rows), "created": created, "reliable": len(reliable), "reliable_threshold": threshold,
                 "mean_accuracy": {k: float(np.mean(v)) for k, v in by_c.items()}}
 
@@ -456,7 +458,7 @@ class Experiment:
 
     async def _heldout(self) -> dict:
         from gap.app import load_model
-        from models.evaluation import evaluate, heldout_items
+        from models.evaluation import PERCEPTION_TYPES, evaluate, heldout_items
         from models.scenes import EVAL_TYPES
 
         # never evaluate on training images: count held-out scenes whose picture is in a training set
@@ -469,18 +471,32 @@ class Experiment:
         for name in ARMS:
             if (self.out / "adapters" / name / "adapter_config.json").exists():
                 models[name] = str(self.out / "adapters" / name)
+        weak = self.weak_slices()
         results = {}
         for name, path in models.items():
             bar = _bar(f"held-out {name}")
             model = await load_model(path)
             try:
-                res = await evaluate(model, n=self.cfg.eval_per_type, types=EVAL_TYPES,
-                                     progress=lambda d, t: (setattr(bar, "total", t), bar.update(d - bar.n)))
+                progress = lambda d, t: (setattr(bar, "total", t), bar.update(d - bar.n))  # noqa: E731
+                res = await evaluate(model, n=self.cfg.eval_per_type, types=EVAL_TYPES, progress=progress)
+                if weak:  # the withheld styles, on the types a style can break (models/evaluation.py)
+                    res.update(await evaluate(model, n=self.cfg.eval_per_type, types=PERCEPTION_TYPES,
+                                              complexities=weak, progress=progress))
             finally:
                 await model.aclose()
                 bar.close()
-            results[name] = {"by_type": res, "mean": {c: float(np.mean(list(v.values()))) for c, v in res.items()}}
-        return {"models": results, "heldout_scenes_in_training": overlap, "per_type": self.cfg.eval_per_type}
+            mean = {c: float(np.mean(list(v.values()))) for c, v in res.items()}
+            if weak:
+                mean["weak"] = float(np.mean([mean[c] for c in weak]))
+            results[name] = {"by_type": res, "mean": mean}
+        return {"models": results, "heldout_scenes_in_training": overlap, "per_type": self.cfg.eval_per_type,
+                "weak_slices": list(weak)}
+
+    def weak_slices(self) -> tuple[str, ...]:
+        """The held-out weak slice: simple scenes in each style the pool holds ("simple:dark", ...)."""
+        from models.evaluation import slice_name
+
+        return tuple(slice_name("simple", s) for s, share in self.cfg.pool_styles if share > 0)
 
     def _heldout_fingerprints(self) -> set[str]:
         from models.evaluation import _scene, heldout_items
@@ -555,6 +571,11 @@ class Experiment:
             f"{'n/a' if g_gap is None or g_rand is None else f'{g_gap * 100:+.1f} vs {g_rand * 100:+.1f} pts'} | "
             f"{check_ratio()} |",
         ]
+        weak_lines: list[str] = []
+        if r["heldout"].get("weak_slices"):
+            weak_rows, weak_targets = self._weak_section(r)
+            targets += weak_targets
+            weak_lines = weak_rows
         plot = self._plot(held)
         types = sorted({t for v in held.values() for t in v["by_type"].get("complex", {})})
         per_type = ["| model | " + " | ".join(types) + " |", "|---|" + "---:|" * len(types)]
@@ -583,7 +604,7 @@ class Experiment:
             *self._learning_section(sim), "",
             "## Targets", "", "| target | measured | status |", "|---|---|---|", *targets, "",
             "## Held-out accuracy after LoRA fine-tuning", "", *rows, "",
-            f"![accuracy]({plot.name})", "",
+            f"![accuracy]({plot.name})", "", *weak_lines,
             "### Complex scenes per question type", "", *per_type, "",
             "Arms: **gap** = the product's export with confirmations (`gap export --confirmed`): finds with "
             "posterior ≥ θ from unmuted, ungated players with their corrections, plus answers those players judged "
@@ -599,6 +620,78 @@ class Experiment:
         path.write_text("\n".join(lines) + "\n")
         return path
 
+    def _weak_section(self, r: dict) -> tuple[list[str], list[str]]:
+        """The withheld styles: per-style rows, per-type table, the weak-slice targets and the gain plot."""
+        from models.evaluation import PERCEPTION_TYPES
+
+        held, arms = r["heldout"]["models"], r["arms"]["arms"]
+        weak = r["heldout"]["weak_slices"]
+        n = r["heldout"].get("per_type") or self.cfg.eval_per_type
+        stats = weak_stats(held, weak, n)
+        rows = ["## The weak slice: simple scenes in withheld styles", "",
+                f"Held-out simple scenes drawn in the styles the pool holds ({', '.join(weak)}; pool shares "
+                f"{dict(self.cfg.pool_styles)}), {n} questions per perception type and style; **weak** is their mean, "
+                "**overall** the mean of the plain simple and complex slices. Intervals: 95 %, sampling.", "",
+                "| model | training examples | " + " | ".join(weak) + " | weak | Δ weak (95 % interval) | overall | "
+                "Δ overall |", "|---|---:|" + "---:|" * (len(weak) + 4)]
+        for name, v in held.items():
+            m, st = v["mean"], stats[name]
+            lo, hi = st["gain_interval"]
+            rows.append(f"| {name} | {arms.get(name, {}).get('examples', 0)} | "
+                        + " | ".join(f"{m[c]:.1%}" for c in weak) + f" | {m['weak']:.1%} | "
+                        + ("–" if name == "base" else f"{st['gain'] * 100:+.1f} ({lo * 100:+.1f} … {hi * 100:+.1f})")
+                        + f" | {st['overall']:.1%} | "
+                        + ("–" if name == "base" else f"{(st['overall'] - stats['base']['overall']) * 100:+.1f}") + " |")
+        rows += ["", "Weak slice per question type (mean over the styles):", "",
+                 "| model | " + " | ".join(PERCEPTION_TYPES) + " |", "|---|" + "---:|" * len(PERCEPTION_TYPES)]
+        for name, v in held.items():
+            rows.append(f"| {name} | " + " | ".join(
+                f"{np.mean([v['by_type'][c][t] for c in weak]):.0%}" for t in PERCEPTION_TYPES) + " |")
+        plot = self._gain_plot(held, arms, stats)
+        rows += ["", f"![weak-slice gain vs examples]({plot.name})", ""]
+        g, rnd = stats.get("gap"), stats.get("random")
+
+        def status(ok: bool | None) -> str:
+            return "n/a" if ok is None else ("met" if ok else "NOT met")
+
+        targets = [
+            "| weak slice +10 pts after GAP fine-tuning | " + ("n/a" if g is None else f"{g['gain'] * 100:+.1f} pts") + " | "
+            f"{status(None if g is None else g['gain'] >= 0.10)} |",
+            f"| weak-slice GAP gain ≥ 2 × random gain, 95 % intervals apart | "
+            + ("n/a | n/a |" if g is None or rnd is None else
+               f"{g['gain'] * 100:+.1f} ({g['gain_interval'][0] * 100:+.1f} … {g['gain_interval'][1] * 100:+.1f}) vs "
+               f"{rnd['gain'] * 100:+.1f} ({rnd['gain_interval'][0] * 100:+.1f} … {rnd['gain_interval'][1] * 100:+.1f}) pts | "
+               f"{status(g['gain'] >= 2 * rnd['gain'] and g['gain_interval'][0] > rnd['gain_interval'][1])} |"),
+            f"| overall held-out not down by more than 1 pt (GAP) | "
+            + ("n/a | n/a |" if g is None else f"{(g['overall'] - stats['base']['overall']) * 100:+.1f} pts | "
+               f"{status(g['overall'] - stats['base']['overall'] >= -0.01)} |"),
+        ]
+        return rows, targets
+
+    def _gain_plot(self, held: dict, arms: dict, stats: dict) -> Path:
+        """Weak-slice gain against the number of training examples, one point per arm (with its interval)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for name in held:
+            if name == "base":
+                continue
+            lo, hi = stats[name]["gain_interval"]
+            x, y = arms.get(name, {}).get("examples", 0), stats[name]["gain"] * 100
+            ax.errorbar([x], [y], yerr=[[y - lo * 100], [hi * 100 - y]], fmt="o", capsize=4, label=name)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xlabel("training examples")
+        ax.set_ylabel("weak-slice gain (points)")
+        ax.legend()
+        fig.tight_layout()
+        path = self.out / "weak_gain.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
     def _plot(self, held: dict) -> Path:
         import matplotlib
 
@@ -608,8 +701,11 @@ class Experiment:
         names = list(held)
         x = np.arange(len(names))
         fig, ax = plt.subplots(figsize=(7, 3.5))
-        for off, c in ((-0.2, "simple"), (0.2, "complex")):
-            ax.bar(x + off, [held[n]["mean"][c] for n in names], 0.4, label=c)
+        slices = ["simple", "complex"] + (["weak"] if "weak" in held[names[0]]["mean"] else [])
+        width = 0.8 / len(slices)
+        for k, c in enumerate(slices):
+            ax.bar(x + (k - (len(slices) - 1) / 2) * width, [held[n]["mean"][c] for n in names], width,
+                   label=c if c != "weak" else "weak (withheld styles)")
         ax.set_xticks(x, names)
         ax.set_ylabel("held-out accuracy")
         ax.set_ylim(0, 1)
@@ -619,6 +715,31 @@ class Experiment:
         fig.savefig(path, dpi=100)
         plt.close(fig)
         return path
+
+
+def weak_stats(held: dict, weak: list[str], per_type: int) -> dict[str, dict]:
+    """Per model: overall (mean of plain simple and complex), weak-slice gain over base and its 95 % interval
+    (sampling: each per-type accuracy binomial over `per_type` questions; model and base independent)."""
+    def se(v: dict) -> float:
+        return float(np.sqrt(sum(mean_standard_error(v["by_type"][c], per_type) ** 2 for c in weak)) / len(weak))
+
+    base = held["base"]
+    out = {}
+    for name, v in held.items():
+        gain = v["mean"]["weak"] - base["mean"]["weak"]
+        half = 1.96 * float(np.hypot(se(v), se(base))) if name != "base" else 0.0
+        out[name] = {"gain": gain, "gain_interval": (gain - half, gain + half),
+                     "overall": (v["mean"]["simple"] + v["mean"]["complex"]) / 2}
+    return out
+
+
+def _slice_of(complexity: str | None, scene_json: str | None) -> str:
+    """An image's slice for the pool's accuracy table: its complexity, with the style when it has one."""
+    from models.evaluation import slice_name
+    from models.scenes import Scene
+
+    style = Scene.from_json(scene_json).style if scene_json else "plain"
+    return slice_name(complexity or "unknown", style) if complexity else "unknown"
 
 
 def random_pairs(records: list, scenes: dict, rng: random.Random) -> list:
@@ -653,6 +774,16 @@ def run_experiment_cli(args: argparse.Namespace, settings) -> int:
         kw["standin_weak"] = tuple(args.standin_weak)
     if getattr(args, "learners", None) is not None:
         kw["learner_share"] = args.learners
+    if getattr(args, "complex_share", None) is not None:
+        kw["complex_share"] = args.complex_share
+    if getattr(args, "pool_styles", None):
+        from models.scenes import parse_style_shares
+
+        try:
+            kw["pool_styles"] = parse_style_shares(args.pool_styles)
+        except ValueError as exc:
+            print(f"gap experiment: {exc}", file=sys.stderr)
+            return 2
     for name, key in (("pool", "pool_images"), ("eval_per_type", "eval_per_type"), ("ft_max_steps", "ft_max_steps"),
                       ("reliability_questions", "reliability_questions")):
         if getattr(args, name, None):

@@ -289,6 +289,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "e.g. color=0.2 — a weakness for learning players to find")
     xp.add_argument("--learners", type=_share, default=None,
                     help="share of careful and sloppy players who learn from their summaries (default 1)")
+    xp.add_argument("--pool-styles", default=None, metavar="STYLE=SHARE,...",
+                    help="shares of the pool drawn as simple scenes in withheld styles (e.g. dark=0.1,clutter=0.1); "
+                         "adds the held-out weak slice (one column per style) to the report")
+    xp.add_argument("--complex-share", type=_share, default=None,
+                    help="of the plain images, the share of complex scenes (default 0.5)")
     xp.set_defaults(func=_experiment)
 
     ce = sub.add_parser("ceiling", help="upper bound for the experiment: fine-tune on ground truth (complex scenes, or --styles)")

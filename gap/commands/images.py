@@ -34,20 +34,30 @@ SCENE_SIZE = 384
 
 
 async def generate_pool(db: Database, count: int, *, seed: int = 0, complex_share: float = 0.5,
-                        pool: str = "generated") -> tuple[int, int]:
+                        pool: str = "generated", styles: tuple[tuple[str, float], ...] = ()) -> tuple[int, int]:
     """Render `count` procedural scenes from the pool seed range (disjoint from the
     training and held-out seeds), a mix of simple and complex, and store them
-    with their scene graphs. Returns (created, already present)."""
-    from models.scenes import render_png, scene_from_seed
+    with their scene graphs. Returns (created, already present).
+
+    `styles` (("dark", 0.1), ...) draws that share of the images as simple scenes in a style the
+    embedded model never saw in training (models/scenes/styles.py): the learnable weaknesses the
+    closed loop finds and fixes (SPEC §3.2). Styles come from their own random stream, so a pool
+    without them is the same pool as before."""
+    from models.scenes import pick_style, render_png, scene_from_seed
 
     created = existing = 0
     rng = random.Random(f"pool-mix:{seed}")
+    style_rng = random.Random(f"pool-style:{seed}")
     for i in range(count):
         complexity = "complex" if rng.random() < complex_share else "simple"
-        scene = scene_from_seed("pool", seed + i, complexity)
+        style = pick_style(style_rng.random(), styles) if styles else "plain"
+        if style != "plain":
+            complexity = "simple"
+        scene = scene_from_seed("pool", seed + i, complexity, style)
         png = render_png(scene, SCENE_SIZE)
         prepared = PreparedImage(png, "image/png", SCENE_SIZE, SCENE_SIZE, hashlib.sha256(png).hexdigest())
-        _, was_created = await store_image(db, prepared, pool=pool, source_name=f"scene-{scene.seed}-{complexity}",
+        name = f"scene-{scene.seed}-{complexity}" + ("" if style == "plain" else f"-{style}")
+        _, was_created = await store_image(db, prepared, pool=pool, source_name=name,
                                            complexity=complexity, scene_json=scene.to_json())
         created += was_created
         existing += not was_created
@@ -195,8 +205,17 @@ def _import(args: argparse.Namespace, settings) -> int:
 
 
 def _generate(args: argparse.Namespace, settings) -> int:
+    from models.scenes import parse_style_shares
+
+    try:
+        styles = parse_style_shares(args.styles)
+    except ValueError as exc:
+        print(f"gap images generate: {exc}", file=sys.stderr)
+        return 2
+
     async def work(db: Database):
-        created, existing = await generate_pool(db, args.count, seed=args.seed, complex_share=args.complex_share)
+        created, existing = await generate_pool(db, args.count, seed=args.seed, complex_share=args.complex_share,
+                                                styles=styles)
         print(f"generated {created} scenes ({existing} already present)")
         if not args.no_measure:
             _print_measure(await _measure_with_model(db, settings, args))
@@ -262,6 +281,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("count", type=int)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--complex-share", type=float, default=0.5, help="fraction of complex scenes")
+    gen.add_argument("--styles", default=None, metavar="STYLE=SHARE,...",
+                     help="shares of simple scenes drawn in withheld styles, e.g. dark=0.1,gradient=0.1,clutter=0.1 "
+                          "(the model's learnable weaknesses; the rest is plain)")
     gen.add_argument("--no-measure", action="store_true", help="skip measuring the reliable pool")
     _measure_options(gen)
     gen.set_defaults(func=_generate)

@@ -33,7 +33,7 @@ from models.scenes.generation import (BACKGROUND, COLORS, COMPLEXITIES, GLYPHS, 
 from models.scenes.questions import (CANT_TELL, EVAL_TYPES, FAMILIES, FAMILY, OFF_TOPIC, QA, QUESTION_TYPES,
                                      NoQuestion, example_questions, referring_expressions, sample_question)
 from models.scenes.rendering import render, render_png
-from models.scenes.styles import STYLES, WITHHELD_STYLES, check_style
+from models.scenes.styles import STYLES, WITHHELD_STYLES, check_style, parse_style_shares, pick_style
 
 __all__ = [
     "BACKGROUND", "CANT_TELL", "COLORS", "COMPLEXITIES", "EVAL_TYPES", "FAMILIES", "FAMILY", "GLYPHS", "GRID",
@@ -41,4 +41,5 @@ __all__ = [
     "SceneObject", "answer_vocabulary", "answers_match", "example_questions", "generate_scene",
     "heldout_fingerprints", "measure_accuracy", "normalize_answer", "referring_expressions", "render", "render_png",
     "sample_question", "scene_from_seed", "STYLES", "WITHHELD_STYLES", "check_style",
+    "parse_style_shares", "pick_style",
 ]

@@ -29,6 +29,41 @@ def check_style(style: str) -> str:
     return style
 
 
+def parse_style_shares(text: str | None) -> tuple[tuple[str, float], ...]:
+    """"dark=0.1,clutter=0.05" -> (("dark", 0.1), ("clutter", 0.05)): the share of a pool drawn in each
+    withheld style. Refuses plain, unknown styles, repeats, and shares outside [0, 1] or summing past 1."""
+    out: list[tuple[str, float]] = []
+    for part in (p.strip() for p in (text or "").split(",")):
+        if not part:
+            continue
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if name not in WITHHELD_STYLES:
+            raise ValueError(f"unknown pool style {name!r}; known: {', '.join(WITHHELD_STYLES)}")
+        try:
+            share = float(value) if sep else float("nan")
+        except ValueError:
+            share = float("nan")
+        if not 0 <= share <= 1:
+            raise ValueError(f"pool style {name!r} needs a share in [0, 1], as in {name}=0.1")
+        if name in dict(out):
+            raise ValueError(f"pool style {name!r} is given twice")
+        out.append((name, share))
+    if sum(v for _, v in out) > 1 + 1e-9:
+        raise ValueError("pool style shares add up to more than 1")
+    return tuple(out)
+
+
+def pick_style(u: float, shares: tuple[tuple[str, float], ...]) -> str:
+    """The style a uniform draw `u` in [0, 1) lands on: each style over its share, plain for the rest."""
+    edge = 0.0
+    for name, share in shares:
+        edge += share
+        if u < edge:
+            return name
+    return "plain"
+
+
 def style_rng(style: str, identity: str) -> random.Random:
     """The style's own random stream for one scene (seed and fingerprint: equal scenes draw equally)."""
     return random.Random(f"style:{style}:{identity}")

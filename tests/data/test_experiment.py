@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 @pytest.mark.skipif(not (EMBEDDED_MODEL_DIR / "config.json").exists(), reason="the embedded checkpoint is not built")
 def test_small_closed_loop_runs_and_resumes(tmp_path: Path):
     cfg = ExperimentConfig.small(pool_images=24, players=6, sessions=1, eval_per_type=3, ft_max_steps=4,
-                                 ft_min_steps=2, image_seconds=1.0)
+                                 ft_min_steps=2, image_seconds=1.0, pool_styles=(("dark", 0.25),))
     logs: list[str] = []
     results = Experiment(tmp_path, str(EMBEDDED_MODEL_DIR), cfg, log=logs.append).run()
     assert results["simulate"]["n_errors"] == 0 and results["simulate"]["sessions"] == 6
@@ -26,14 +26,18 @@ def test_small_closed_loop_runs_and_resumes(tmp_path: Path):
     assert ev["finds"] > 0 and ev["players_by_kind"]
     assert results["heldout"]["heldout_scenes_in_training"] == 0
     held = results["heldout"]["models"]
-    assert "base" in held and set(held["base"]["mean"]) == {"simple", "complex"}
+    # the pool's withheld style is scored as the held-out weak slice
+    assert "base" in held and set(held["base"]["mean"]) == {"simple", "complex", "simple:dark", "weak"}
+    assert results["heldout"]["weak_slices"] == ["simple:dark"] and len(held["base"]["by_type"]["simple:dark"]) == 10
+    assert any(k.startswith("simple:dark") for k in results["pool"]["mean_accuracy"])
     trained = [a for a in ARMS if (tmp_path / "adapters" / a / "adapter_config.json").exists()]
     assert "truth" in trained and all(a in held for a in trained)
     for arm in ARMS:
         assert (tmp_path / "arms" / arm / "README.md").exists()
     report = (tmp_path / "REPORT.md").read_text()
     assert "| precision of exported finds" in report and "| base |" in report
-    assert (tmp_path / "accuracy.png").exists()
+    assert (tmp_path / "accuracy.png").exists() and (tmp_path / "weak_gain.png").exists()
+    assert "## The weak slice" in report and "| weak slice +10 pts after GAP fine-tuning |" in report
     truth = json.loads((tmp_path / "truth.json").read_text())
     assert len(truth["players"]) == 6
     # resumable: a second run does no work and reports the same numbers
@@ -44,4 +48,5 @@ def test_small_closed_loop_runs_and_resumes(tmp_path: Path):
     # a run with other settings in the same directory would mix two runs into one report: refused
     with pytest.raises(ExperimentMismatch, match="players"):
         Experiment(tmp_path, str(EMBEDDED_MODEL_DIR), ExperimentConfig.small(
-            pool_images=24, players=7, sessions=1, eval_per_type=3, ft_max_steps=4, ft_min_steps=2, image_seconds=1.0))
+            pool_images=24, players=7, sessions=1, eval_per_type=3, ft_max_steps=4, ft_min_steps=2, image_seconds=1.0,
+            pool_styles=(("dark", 0.25),)))

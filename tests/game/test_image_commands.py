@@ -100,3 +100,35 @@ async def test_an_interrupted_measurement_resumes_where_it_stopped(tmp_path: Pat
     model = CountingModel()
     await measure_reliability(db, model, questions=2, journal_path=journal)
     assert model.calls == 2 * 12
+
+
+def test_generate_a_pool_with_withheld_styles(tmp_path: Path, monkeypatch, capsys):
+    """The game's own pool can serve the styled pictures the embedded model never trained on; a pool
+    without --styles is the pool drawn before styles existed (styles use their own random stream)."""
+    from models.scenes import Scene, render_png, scene_from_seed
+
+    plain_db, styled_db = tmp_path / "plain.sqlite3", tmp_path / "styled.sqlite3"
+    monkeypatch.setenv("GAP_MODEL", "fake:0")
+    monkeypatch.setenv("GAP_DATABASE_URL", f"sqlite+aiosqlite:///{plain_db}")
+    assert main(["images", "generate", "40", "--seed", "5", "--no-measure"]) == 0
+    monkeypatch.setenv("GAP_DATABASE_URL", f"sqlite+aiosqlite:///{styled_db}")
+    assert main(["images", "generate", "40", "--seed", "5", "--no-measure", "--styles", "dark=0.3,clutter=0.2"]) == 0
+    plain = [Scene.from_json(r.scene_json) for r in rows(plain_db)]
+    styled = [Scene.from_json(r.scene_json) for r in rows(styled_db)]
+    assert {s.style for s in plain} == {"plain"}
+    by_style = {st: [s for s in styled if s.style == st] for st in ("plain", "dark", "clutter")}
+    assert by_style["dark"] and by_style["clutter"] and len(by_style["plain"]) > 10
+    assert all(s.complexity == "simple" for st in ("dark", "clutter") for s in by_style[st])
+    # the same pool seed draws the same objects; only the styled images differ from the plain pool
+    assert {s.seed for s in by_style["plain"]} <= {s.seed for s in plain}
+    one = by_style["dark"][0]
+    stored = {r.scene_json: r for r in rows(styled_db)}
+    assert one == scene_from_seed("pool", one.seed - 2_000_000_000, "simple", "dark")
+    assert stored[one.to_json()].complexity == "simple" and render_png(one, 64) != render_png(one.styled("plain"), 64)
+    capsys.readouterr()
+    for bad, why in (("neon=0.1", "unknown pool style 'neon'"), ("dark", "needs a share"),
+                     ("dark=0.7,clutter=0.5", "more than 1"), ("dark=0.1,dark=0.2", "given twice"),
+                     ("plain=0.5", "unknown pool style 'plain'")):
+        assert main(["images", "generate", "3", "--no-measure", "--styles", bad]) == 2
+        assert why in capsys.readouterr().err
+    assert len(rows(styled_db)) == 40
