@@ -68,6 +68,7 @@ class ExperimentConfig:
     standin_weak: tuple[tuple[str, float], ...] = ()      # (family, accuracy): the stand-in's set weaknesses
     learner_share: float = 1.0          # of careful and sloppy players, the share who learn from summaries
     pool_styles: tuple[tuple[str, float], ...] = ()   # (style, share): simple scenes in withheld styles
+    trained_arms: tuple[str, ...] = ARMS  # arms fine-tuned and scored (all are exported); fewer = a shorter run
 
     @classmethod
     def small(cls, **kw: Any) -> "ExperimentConfig":
@@ -437,8 +438,8 @@ class Experiment:
         for name in ARMS:
             adapter = self.out / "adapters" / name
             n = arms[name]["examples"]
-            if n == 0:
-                out[name] = {"skipped": "no examples"}
+            if n == 0 or name not in self.cfg.trained_arms:
+                out[name] = {"skipped": "no examples" if n == 0 else "not among the trained arms"}
                 continue
             if (adapter / "finetune_log.json").exists():
                 out[name] = json.loads((adapter / "finetune_log.json").read_text())
@@ -531,7 +532,8 @@ class Experiment:
                 "|---|---:|---:|---:|---:|---:|"]
         for name in ("base",) + ARMS:
             if name not in held:
-                rows.append(f"| {name} | {arms.get(name, {}).get('examples', 0)} | – | – | not trained (no examples) | – |")
+                why = "no examples" if not arms.get(name, {}).get("examples") else "not among the trained arms"
+                rows.append(f"| {name} | {arms.get(name, {}).get('examples', 0)} | – | – | not trained ({why}) | – |")
                 continue
             m = held[name]["mean"]
             n = arms[name]["examples"] if name in arms else 0
@@ -774,6 +776,13 @@ def run_experiment_cli(args: argparse.Namespace, settings) -> int:
         kw["standin_weak"] = tuple(args.standin_weak)
     if getattr(args, "learners", None) is not None:
         kw["learner_share"] = args.learners
+    if getattr(args, "arms", None):
+        unknown = [a for a in args.arms.split(",") if a not in ARMS]
+        if unknown or "gap" not in args.arms.split(","):
+            print(f"gap experiment: --arms takes gap and any of {', '.join(ARMS[1:])} (unknown: {unknown})",
+                  file=sys.stderr)
+            return 2
+        kw["trained_arms"] = tuple(a for a in ARMS if a in args.arms.split(","))
     if getattr(args, "complex_share", None) is not None:
         kw["complex_share"] = args.complex_share
     if getattr(args, "pool_styles", None):

@@ -292,6 +292,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     xp.add_argument("--pool-styles", default=None, metavar="STYLE=SHARE,...",
                     help="shares of the pool drawn as simple scenes in withheld styles (e.g. dark=0.1,clutter=0.1); "
                          "adds the held-out weak slice (one column per style) to the report")
+    xp.add_argument("--arms", default=None, metavar="gap,random,...",
+                    help="arms to fine-tune and score (default: gap,random,unfiltered,truth; all are exported)")
     xp.add_argument("--complex-share", type=_share, default=None,
                     help="of the plain images, the share of complex scenes (default 0.5)")
     xp.set_defaults(func=_experiment)

@@ -47,3 +47,14 @@ def test_standin_weak_and_learners_read_their_values_and_refuse_anything_else():
     for bad in ("1.5", "-0.1", "half"):
         with pytest.raises(argparse.ArgumentTypeError, match="between 0 and 1"):
             _share(bad)
+
+
+def test_experiment_cli_refuses_bad_pool_styles_and_arms_before_any_work(tmp_path, capsys):
+    from gap.cli import main
+
+    out = tmp_path / "run"
+    for args, why in ((["--pool-styles", "dark=2"], "needs a share"), (["--pool-styles", "neon=0.1"], "unknown pool style"),
+                      (["--arms", "random"], "--arms takes gap"), (["--arms", "gap,magic"], "unknown: ['magic']")):
+        assert main(["experiment", "--small", "--out", str(out), *args]) == 2
+        assert why in capsys.readouterr().err
+    assert not out.exists()
