@@ -20,6 +20,10 @@ Layout:
   the embedded model is trained on, so its mistakes there are genuine, and data
   about them can fix them (the closed loop of SPEC §3.2).
 
+Styles (`styles`): the same scene graph drawn on a dark background, under uneven light
+or among clutter. The embedded model is trained on "plain" pictures only, so the other
+styles are its learnable weaknesses in the game's pool (SPEC §3.2).
+
 The names below are the package's public surface; import them from `models.scenes`.
 `heldout_fingerprints` is looked up here at call time by its users, so a test may
 replace it on this package.
