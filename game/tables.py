@@ -50,7 +50,7 @@ images = Table(
     Column("content", LargeBinary, nullable=False),      # re-encoded, EXIF-free bytes
     Column("width", Integer, nullable=False),
     Column("height", Integer, nullable=False),
-    Column("complexity", String(16)),                    # "simple" | "complex" | None
+    Column("complexity", String(16)),                    # "simple" | "complex" | "simple:<style>" | None
     Column("scene_json", Text),                          # ground-truth scene graph, when known
     Column("annotations_json", Text),                    # imported annotations, when given
     Column("model_accuracy", Float),                     # measured accuracy of the model on this image

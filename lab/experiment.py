@@ -740,8 +740,10 @@ def _slice_of(complexity: str | None, scene_json: str | None) -> str:
     from models.evaluation import slice_name
     from models.scenes import Scene
 
+    if not complexity or ":" in complexity:  # a styled pool image stores its slice as its complexity
+        return complexity or "unknown"
     style = Scene.from_json(scene_json).style if scene_json else "plain"
-    return slice_name(complexity or "unknown", style) if complexity else "unknown"
+    return slice_name(complexity, style)
 
 
 def random_pairs(records: list, scenes: dict, rng: random.Random) -> list:

@@ -43,6 +43,7 @@ async def generate_pool(db: Database, count: int, *, seed: int = 0, complex_shar
     embedded model never saw in training (models/scenes/styles.py): the learnable weaknesses the
     closed loop finds and fixes (SPEC §3.2). Styles come from their own random stream, so a pool
     without them is the same pool as before."""
+    from models.evaluation import slice_name
     from models.scenes import pick_style, render_png, scene_from_seed
 
     created = existing = 0
@@ -56,9 +57,12 @@ async def generate_pool(db: Database, count: int, *, seed: int = 0, complex_shar
         scene = scene_from_seed("pool", seed + i, complexity, style)
         png = render_png(scene, SCENE_SIZE)
         prepared = PreparedImage(png, "image/png", SCENE_SIZE, SCENE_SIZE, hashlib.sha256(png).hexdigest())
-        name = f"scene-{scene.seed}-{complexity}" + ("" if style == "plain" else f"-{style}")
-        _, was_created = await store_image(db, prepared, pool=pool, source_name=name,
-                                           complexity=complexity, scene_json=scene.to_json())
+        # a styled image is its own stratum ("simple:dark"): the crowd's error rate π is estimated per
+        # stratum (SPEC §2), and pooled with plain simple images, where the model is nearly always right,
+        # a find on a styled image would look improbable and never be exported
+        stratum = slice_name(complexity, style)
+        _, was_created = await store_image(db, prepared, pool=pool, source_name=f"scene-{scene.seed}-{stratum}",
+                                           complexity=stratum, scene_json=scene.to_json())
         created += was_created
         existing += not was_created
     return created, existing

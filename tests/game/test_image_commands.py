@@ -124,7 +124,8 @@ def test_generate_a_pool_with_withheld_styles(tmp_path: Path, monkeypatch, capsy
     one = by_style["dark"][0]
     stored = {r.scene_json: r for r in rows(styled_db)}
     assert one == scene_from_seed("pool", one.seed - 2_000_000_000, "simple", "dark")
-    assert stored[one.to_json()].complexity == "simple" and render_png(one, 64) != render_png(one.styled("plain"), 64)
+    # a styled image is its own stratum for the crowd's error rate (SPEC §2)
+    assert stored[one.to_json()].complexity == "simple:dark" and render_png(one, 64) != render_png(one.styled("plain"), 64)
     capsys.readouterr()
     for bad, why in (("neon=0.1", "unknown pool style 'neon'"), ("dark", "needs a share"),
                      ("dark=0.7,clutter=0.5", "more than 1"), ("dark=0.1,dark=0.2", "given twice"),
