@@ -1,0 +1,57 @@
+"""Across seeds: the weak-slice gains of `gap experiment --pool-styles ...` runs, one row per seed.
+
+Usage: python benchmarks/experiment/styles/summary.py DIR [DIR ...]
+Each DIR is a run directory (or a copy holding heldout.json and arms.json, as committed
+here). Prints a markdown table: GAP and random gains on the weak slice with their 95 %
+sampling intervals, the overall held-out change, and the example counts; then the mean
+over seeds with a t-interval of the seed-to-seed spread.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from lab.experiment import weak_stats
+
+
+def _load(d: Path, name: str) -> dict:
+    for path in (d / f"{name}.json", d / "stages" / f"{name}.done"):
+        if path.exists():
+            return json.loads(path.read_text())
+    raise FileNotFoundError(f"{d}: no {name}.json or stages/{name}.done")
+
+
+def main(dirs: list[str]) -> None:
+    rows, gains = [], {"gap": [], "random": [], "overall": []}
+    for d in map(Path, dirs):
+        held, arms = _load(d, "heldout"), _load(d, "arms")["arms"]
+        st = weak_stats(held["models"], held["weak_slices"], held["per_type"])
+        g, r = st["gap"], st["random"]
+        overall = st["gap"]["overall"] - st["base"]["overall"]
+        seed = json.loads((d / "config.json").read_text())["seed"]
+        apart = g["gain_interval"][0] > r["gain_interval"][1]
+        rows.append(f"| {seed} | {arms['gap']['examples']} | {held['models']['base']['mean']['weak']:.1%} | "
+                    f"{g['gain'] * 100:+.1f} ({g['gain_interval'][0] * 100:+.1f} … {g['gain_interval'][1] * 100:+.1f}) | "
+                    f"{r['gain'] * 100:+.1f} ({r['gain_interval'][0] * 100:+.1f} … {r['gain_interval'][1] * 100:+.1f}) | "
+                    f"{'yes' if apart else 'no'} | {overall * 100:+.1f} |")
+        gains["gap"].append(g["gain"])
+        gains["random"].append(r["gain"])
+        gains["overall"].append(overall)
+    print("| seed | GAP examples | base weak | GAP Δ weak (95 %) | random Δ weak (95 %) | intervals apart | "
+          "GAP Δ overall |")
+    print("|---:|---:|---:|---:|---:|---|---:|")
+    print("\n".join(rows))
+    if len(dirs) > 1:
+        def ci(v: list[float]) -> str:
+            m, h = np.mean(v), stats.t.ppf(0.975, len(v) - 1) * np.std(v, ddof=1) / np.sqrt(len(v))
+            return f"{m * 100:+.1f} ({(m - h) * 100:+.1f} … {(m + h) * 100:+.1f})"
+        print(f"| mean of {len(dirs)} seeds (t 95 %) | | | {ci(gains['gap'])} | {ci(gains['random'])} | | "
+              f"{np.mean(gains['overall']) * 100:+.1f} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
