@@ -26,6 +26,7 @@ from models.base import BadImage, BadQuestion, ModelAnswer, ModelError  # noqa: 
 from models.batching import MicroBatcher
 from models.families import FamilyAdapter
 from models.identity_lru import IdentityLRU
+from models.image_memo import collate, probe_images
 from models.images import decode_image
 from models.taint import (ANSWER_STYLES, SHORT_ANSWER_INSTRUCTION, TAINT_INSTRUCTION, acceptable_taint,
                           clean_answer, taint_candidates)
@@ -127,7 +128,10 @@ class TransformersVQA:
         # projected image features per decoded image (the fast path's Llava + CLIP only): players ask
         # several questions about one image, and the vision tower was ~40% of a batch's time
         self._features: IdentityLRU[torch.Tensor] = IdentityLRU(IMAGE_CACHE_SIZE)
+        self._features_ok = self._features_stacked = False
+        self._encoder_params: set[str] = set()
         self._token_seq_cache: dict[str, list[list[int]]] = {}
+        self._features_ok = self._check_image_features()
         self.batcher: MicroBatcher[_Request, _Result] = MicroBatcher(
             self._run_batch, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
             timeout_s=timeout_s, name="vqa")
@@ -207,13 +211,25 @@ class TransformersVQA:
         images = [self.family.prepare(im) for im in images]
         return self.family.inputs(self.processor, images, [self._prompt(q) for q in questions])
 
+    def _encoder_inputs(self, images: list[Image.Image], inputs: dict, rows: list[int]) -> dict | None:
+        """`get_image_features` arguments for the images at `rows` of a batch: the fast path's pixel rows,
+        or the image processor's memoised per-image outputs concatenated (models.image_memo)."""
+        if self._fast_inputs is not None:
+            return {"pixel_values": inputs["pixel_values"][rows]}
+        memo = self.family.memo
+        parts = [memo.image_processor.last(images[i]) for i in rows] if memo is not None else [None]
+        if any(p is None for p in parts):
+            return None
+        wanted = self._encoder_params
+        return {k: v for k, v in collate(parts).items() if k in wanted}
+
     @torch.inference_mode()
-    def _with_image_features(self, images: list[Image.Image], inputs) -> dict:
+    def _with_image_features(self, images: list[Image.Image], inputs: dict) -> dict:
         """`inputs` with the pixels replaced by the images' projected features, computed in one vision
-        pass for the images not seen recently (transformers' `mm_encoder_outputs`, the same hand-off
-        `generate` makes itself; a test checks the answers and scores are identical). Only on the fast
-        input path, where the processor is known to give nothing but ids, mask and pixels."""
-        if self._fast_inputs is None or set(inputs) != {"input_ids", "attention_mask", "pixel_values"}:
+        pass for the images not seen recently and handed to `generate` through transformers' own
+        `mm_encoder_outputs` (the hand-off `generate` makes itself after running the vision tower).
+        Used where the load-time probe found answers and scores identical (`_check_image_features`)."""
+        if not self._features_ok or not any(k.startswith("pixel_") for k in inputs):
             return inputs
         pooled: dict[int, torch.Tensor] = {}
         misses = []
@@ -224,13 +240,50 @@ class TransformersVQA:
             else:
                 misses.append(i)
         if misses:
-            out = self.model.get_image_features(pixel_values=inputs["pixel_values"][misses], return_dict=True)
-            for i, feats in zip(misses, out.pooler_output):
+            enc = self._encoder_inputs(images, inputs, misses)
+            if enc is None:
+                return inputs
+            out = self.model.get_image_features(**enc, return_dict=True).pooler_output
+            self._features_stacked = isinstance(out, torch.Tensor)  # one tensor (Gemma 3), not one per image
+            if self._features_stacked:
+                out = list(out.split(1))
+            if len(out) != len(misses):
+                raise ModelError(f"the vision tower gave {len(out)} feature sets for {len(misses)} images")
+            for i, feats in zip(misses, out):
                 pooled[i] = feats
                 self._features.put(images[i], feats)  # may evict one of this batch's: `pooled` holds it
-        features = [pooled[i] for i in range(len(images))]
-        return {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"],
-                "mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=features)}}
+        features: list[torch.Tensor] | torch.Tensor = [pooled[i] for i in range(len(images))]
+        if self._features_stacked:
+            features = torch.cat(features)
+        kept = {k: v for k, v in inputs.items() if not k.startswith("pixel_")}
+        return {**kept, "mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=features)}}
+
+    def _check_image_features(self) -> bool:
+        """Whether cached image features give exactly the answers and first-step scores of plain
+        `generate` from pixels, on probe images (any family: where not, features are not cached)."""
+        import inspect
+
+        if not callable(getattr(self.model, "get_image_features", None)):
+            return False
+        self._encoder_params = set(inspect.signature(self.model.get_image_features).parameters) - {"kwargs"}
+        images = [self.family.prepare(im) for im in probe_images()[:3]]
+        questions = ["What is this?", "How many objects are there?", "Why?"]
+        try:
+            want, want_scores = self._generate_with_first_scores(self._inputs(images, questions))
+            self._features_ok = True
+            for order in ([1], [0, 1, 2]):  # misses, then a hit among misses
+                imgs, qs = [images[i] for i in order], [questions[i] for i in order]
+                got, scores = self._generate_with_first_scores(self._with_image_features(imgs, self._inputs(imgs, qs)))
+                if got != [want[i] for i in order] or not torch.allclose(scores, want_scores[order], atol=1e-4):
+                    log.info("%s: image features are not cached (answers differ from plain generate)",
+                             self.family.name)
+                    return False
+            return True
+        except Exception as exc:  # noqa: BLE001 - any failure means: run the vision tower every time
+            log.info("%s: image features are not cached (%s)", self.family.name, exc)
+            return False
+        finally:
+            self._features.clear()
 
     def _decode_new(self, out: torch.Tensor, prompt_len: int) -> list[str]:
         return [clean_answer(t) for t in self.tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)]
