@@ -20,6 +20,7 @@ from typing import Sequence
 import torch
 from cachetools import LRUCache
 from PIL import Image
+from transformers import GenerationMixin
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from models.base import BadImage, BadQuestion, ModelAnswer, ModelError  # noqa: F401 - BadQuestion is re-exported
@@ -124,6 +125,7 @@ class TransformersVQA:
         self._specials = sorted((s for s in specials if s), key=len, reverse=True)
         self._vocab = self.tokenizer.get_vocab()
         self._image_cache: LRUCache[bytes, Image.Image] = LRUCache(IMAGE_CACHE_SIZE)
+        self._prepared: IdentityLRU[bool] = IdentityLRU(IMAGE_CACHE_SIZE)  # the cache's images, prepared
         self.family = FamilyAdapter.for_processor(self.processor)
         # projected image features per decoded image (the fast path's Llava + CLIP only): players ask
         # several questions about one image, and the vision tower was ~40% of a batch's time
@@ -132,6 +134,8 @@ class TransformersVQA:
         self._encoder_params: set[str] = set()
         self._token_seq_cache: dict[str, list[list[int]]] = {}
         self._features_ok = self._check_image_features()
+        self._own_positions = (type(self.model)._prepare_position_ids_for_generation
+                               is not GenerationMixin._prepare_position_ids_for_generation)
         self.batcher: MicroBatcher[_Request, _Result] = MicroBatcher(
             self._run_batch, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
             timeout_s=timeout_s, name="vqa")
@@ -205,11 +209,17 @@ class TransformersVQA:
         if img is None:
             img = self.family.prepare(decode_image(data))
             self._image_cache[key] = img
+            self._prepared.put(img, True)
         return img
 
+    def _ready(self, images: list[Image.Image]) -> list[Image.Image]:
+        """`images` prepared for the processor (models.families), each exactly once: preparing is not
+        idempotent for slivers (padded, resized, then padded again), and the memos below are keyed by
+        the very image objects the processor saw."""
+        return [im if self._prepared.get(im) else self.family.prepare(im) for im in images]
+
     def _inputs(self, images: list[Image.Image], questions: list[str]):
-        images = [self.family.prepare(im) for im in images]
-        return self.family.inputs(self.processor, images, [self._prompt(q) for q in questions])
+        return self.family.inputs(self.processor, self._ready(images), [self._prompt(q) for q in questions])
 
     def _encoder_inputs(self, images: list[Image.Image], inputs: dict, rows: list[int]) -> dict | None:
         """`get_image_features` arguments for the images at `rows` of a batch: the fast path's pixel rows,
@@ -231,6 +241,7 @@ class TransformersVQA:
         Used where the load-time probe found answers and scores identical (`_check_image_features`)."""
         if not self._features_ok or not any(k.startswith("pixel_") for k in inputs):
             return inputs
+        images = self._ready(images)  # the objects `_inputs` gave the processor (unprepared ones: misses)
         pooled: dict[int, torch.Tensor] = {}
         misses = []
         for i, im in enumerate(images):
@@ -258,6 +269,16 @@ class TransformersVQA:
         kept = {k: v for k, v in inputs.items() if not k.startswith("pixel_")}
         return {**kept, "mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=features)}}
 
+    def _with_positions(self, inputs: dict) -> dict:
+        """`inputs` with the position ids `generate` would compute, computed once for the batch's two
+        `generate` calls (honest answers, then alternatives) where the model computes its own: Qwen-VL's
+        3-D rope index walks every sequence in Python (~17 ms a batch of 16). The model's own method,
+        on the same inputs, so the ids are the same ones."""
+        if not self._own_positions or "position_ids" in inputs:
+            return inputs
+        return {**inputs, "position_ids": self.model._prepare_position_ids_for_generation(inputs["input_ids"],
+                                                                                           dict(inputs))}
+
     def _check_image_features(self) -> bool:
         """Whether cached image features give exactly the answers and first-step scores of plain
         `generate` from pixels, on probe images (any family: where not, features are not cached)."""
@@ -267,13 +288,19 @@ class TransformersVQA:
             return False
         self._encoder_params = set(inspect.signature(self.model.get_image_features).parameters) - {"kwargs"}
         images = [self.family.prepare(im) for im in probe_images()[:3]]
+        for im in images:
+            self._prepared.put(im, True)
         questions = ["What is this?", "How many objects are there?", "Why?"]
         try:
             want, want_scores = self._generate_with_first_scores(self._inputs(images, questions))
             self._features_ok = True
             for order in ([1], [0, 1, 2]):  # misses, then a hit among misses
                 imgs, qs = [images[i] for i in order], [questions[i] for i in order]
-                got, scores = self._generate_with_first_scores(self._with_image_features(imgs, self._inputs(imgs, qs)))
+                inputs = self._with_image_features(imgs, self._inputs(imgs, qs))
+                if "mm_encoder_outputs" not in inputs:
+                    log.info("%s: image features are not cached (no per-image encoder inputs)", self.family.name)
+                    return False
+                got, scores = self._generate_with_first_scores(inputs)
                 if got != [want[i] for i in order] or not torch.allclose(scores, want_scores[order], atol=1e-4):
                     log.info("%s: image features are not cached (answers differ from plain generate)",
                              self.family.name)
@@ -394,7 +421,7 @@ class TransformersVQA:
         if idx:
             questions = [self._truncate(reqs[i].question) for i in idx]
             asked = [self._styled(q) for q in questions]
-            inputs = self._with_image_features(images, self._inputs(images, asked))
+            inputs = self._with_positions(self._with_image_features(images, self._inputs(images, asked)))
             honest, first_scores = self._generate_with_first_scores(inputs)
             if self.strategy == "prompt":
                 instructed = self.generate_honest(images, [f"{TAINT_INSTRUCTION}\n{q}" for q in asked])
