@@ -31,6 +31,7 @@ from models.identity_lru import IdentityLRU
 
 log = logging.getLogger(__name__)
 PROBE_SIZES = ((64, 64), (30, 90), (200, 100), (7, 5))  # (w, h): square, tall, wide, tiny
+MEMO_SIZE, MEMO_BYTES = 256, 256 << 20  # images, and bytes of their tensors (models.identity_lru)
 
 
 def _pad_to(t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -63,9 +64,9 @@ class MemoImageProcessor:
     """Stands in for a processor's `image_processor`: per-image outputs memoised by image identity,
     batches concatenated (`collate`); every other attribute is the real image processor's."""
 
-    def __init__(self, real: Any, size: int = 256):
+    def __init__(self, real: Any, size: int = MEMO_SIZE, max_bytes: int | None = MEMO_BYTES):
         self.real = real
-        self.memo: IdentityLRU[tuple[str, dict]] = IdentityLRU(size)
+        self.memo: IdentityLRU[tuple[str, dict]] = IdentityLRU(size, max_bytes)
 
     def __getattr__(self, name: str) -> Any:  # only reached for attributes not set in __init__
         return getattr(self.real, name)
@@ -113,7 +114,7 @@ def probe_images() -> list[Image.Image]:
     return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for w, h in PROBE_SIZES]
 
 
-def memoised_processor(processor: Any, prepare: Any, text: list[str], size: int = 256) -> Any | None:
+def memoised_processor(processor: Any, prepare: Any, text: list[str]) -> Any | None:
     """A shallow copy of `processor` whose image processor is a MemoImageProcessor, or None when its
     batches differ from the processor's own on probe images (`prepare`d as the backend does; `text`:
     a prompt with one image per probe) or the processor has no separate image processor."""
@@ -121,7 +122,7 @@ def memoised_processor(processor: Any, prepare: Any, text: list[str], size: int 
     if real is None or not callable(real):
         return None
     memo = copy.copy(processor)
-    memo.image_processor = MemoImageProcessor(real, size)
+    memo.image_processor = MemoImageProcessor(real)
     images = [prepare(im) for im in probe_images()]
     prompts = (text * len(images))[: len(images)]
     try:

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 MAX_QUESTION_CHARS = 2000
 MAX_NEW_TOKENS = 64
 IMAGE_CACHE_SIZE = 256  # decoded 64-px images are ~12 kB each
+FEATURE_CACHE_BYTES = 256 << 20  # a real model's features are megabytes an image (models.identity_lru)
 
 
 @dataclass
@@ -127,9 +128,9 @@ class TransformersVQA:
         self._image_cache: LRUCache[bytes, Image.Image] = LRUCache(IMAGE_CACHE_SIZE)
         self._prepared: IdentityLRU[bool] = IdentityLRU(IMAGE_CACHE_SIZE)  # the cache's images, prepared
         self.family = FamilyAdapter.for_processor(self.processor)
-        # projected image features per decoded image (the fast path's Llava + CLIP only): players ask
-        # several questions about one image, and the vision tower was ~40% of a batch's time
-        self._features: IdentityLRU[torch.Tensor] = IdentityLRU(IMAGE_CACHE_SIZE)
+        # projected image features per decoded image, for every family whose load-time probe accepts
+        # them: players ask several questions about one image, and the vision tower was ~40% of a batch
+        self._features: IdentityLRU[torch.Tensor] = IdentityLRU(IMAGE_CACHE_SIZE, FEATURE_CACHE_BYTES)
         self._features_ok = self._features_stacked = False
         self._encoder_params: set[str] = set()
         self._token_seq_cache: dict[str, list[list[int]]] = {}
