@@ -17,7 +17,9 @@ processor's own attributes rather than tested again per request:
   processor's own resize is then a copy (players ask several questions about
   one image; resizing was the largest cost of a tiny Qwen2-VL batch);
 - the fast input path: only a LlavaProcessor over a plain CLIP processor
-  (models.fast_inputs);
+  (models.fast_inputs); every other family gets its processor with the
+  image half memoised per image (models.image_memo), where a load-time probe
+  shows the batches are the processor's own;
 - processor outputs that are not generation inputs (PaliGemma returns
   `labels`).
 

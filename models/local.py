@@ -6,6 +6,16 @@ LoRA adapter directory over such a base. Requests are micro-batched on a
 worker thread (models.batching). For every question, tainted or not, the
 batch computes both the honest answer and the best-scoring alternative, so a
 tainted answer takes exactly as long as an honest one (SPEC §1.2).
+
+Players ask several questions about one image and share the pool's images
+(SPEC §1.1), so what depends only on the image is done once per image, not
+once per question: decoding and pre-sizing (cached by the bytes' hash), the
+processor's image half (models.image_memo) and the vision tower's projected
+features (handed to `generate` as `mm_encoder_outputs`); what depends only on
+the batch is done once per batch (Qwen-VL's position ids). The image
+shortcuts are checked at load time against the plain path on probe images
+(a family that differs keeps the plain path), and all are tested to equal it
+for every family the project builds (SPEC §4.2).
 """
 from __future__ import annotations
 
@@ -319,7 +329,10 @@ class TransformersVQA:
     @torch.inference_mode()
     def generate_honest(self, images: list[Image.Image], questions: list[str]) -> list[str]:
         """Plain greedy answers (also the one-by-one baseline of `gap bench model`)."""
-        inputs = self._inputs(images, questions)
+        return self._greedy(self._inputs(images, questions))
+
+    @torch.inference_mode()
+    def _greedy(self, inputs: dict) -> list[str]:
         out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
                                   pad_token_id=self.tokenizer.pad_token_id)
         return self._decode_new(out, inputs["input_ids"].shape[1])
@@ -425,7 +438,8 @@ class TransformersVQA:
             inputs = self._with_positions(self._with_image_features(images, self._inputs(images, asked)))
             honest, first_scores = self._generate_with_first_scores(inputs)
             if self.strategy == "prompt":
-                instructed = self.generate_honest(images, [f"{TAINT_INSTRUCTION}\n{q}" for q in asked])
+                prompted = [f"{TAINT_INSTRUCTION}\n{q}" for q in asked]  # the batch's images: cached features
+                instructed = self._greedy(self._with_image_features(images, self._inputs(images, prompted)))
             else:
                 instructed = [None] * len(idx)
             # the alternative is computed for every question, tainted or not: equal time either way
