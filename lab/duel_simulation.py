@@ -24,7 +24,7 @@ import asyncio
 import random
 import sqlite3
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -214,23 +214,34 @@ async def report(results: list[dict[str, Any]], db_url: str) -> dict[str, Any]:
     weighted = {p: s for p, (s, _) in weighted_labels(choices, records).items() if p in truth}
     majority = {p: s for p, s in majority_labels(choices).items() if p in truth}
 
-    def agreement(labels: dict[int, str]) -> float:
+    labels = Counter(c.pair_id for c in choices if not c.gold)
+
+    def agreement(aggregate: dict[int, str], least: int = 1) -> float:
         # an undecided duel (a tie, or only zero-weight labels) counts as a coin flip, so
         # both aggregations are scored on the same duels
-        if not truth:
+        pairs = [p for p in truth if labels[p] >= least]
+        if not pairs:
             return float("nan")
-        return sum(1.0 if labels.get(p) == t else 0.5 if p not in labels else 0.0 for p, t in truth.items()) / len(truth)
+        return sum(1.0 if aggregate.get(p) == truth[p] else 0.5 if p not in aggregate else 0.0
+                   for p in pairs) / len(pairs)
 
     by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in results:
         by_kind[r["kind"]].append(r)
     kinds = {}
     for kind, rs in by_kind.items():
-        checks = sum(r["checks"] for r in rs)
+        checks, played = sum(r["checks"] for r in rs), sum(r["batches"] for r in rs)
         kinds[kind] = {"players": len(rs), "removed_share": round(sum(r["removed"] for r in rs) / len(rs), 3),
                        "mean_points": round(sum(r["points"] for r in rs) / len(rs), 1),
+                       "points_per_batch": round(sum(r["points"] for r in rs) / played, 1) if played else None,
                        "too_fast_refused": sum(r["refused"] for r in rs),
                        "gold_accuracy": round(sum(r["checks_right"] for r in rs) / checks, 3) if checks else None,
-                       "mean_batches": round(sum(r["batches"] for r in rs) / len(rs), 1)}
+                       "mean_batches": round(played / len(rs), 1)}
+    # weighting can only beat a vote where several labels disagree: scored apart on duels with 3+ labels
+    several = {"duels": sum(1 for p in truth if labels[p] >= 3),
+               "weighted_agreement": round(agreement(weighted, 3), 4),
+               "majority_agreement": round(agreement(majority, 3), 4)}
     return {"duels_with_truth": len(truth), "weighted_agreement": round(agreement(weighted), 4),
-            "majority_agreement": round(agreement(majority), 4), "kinds": kinds, "stats": stats}
+            "majority_agreement": round(agreement(majority), 4), "three_or_more_labels": several,
+            "labels_per_duel": dict(sorted(Counter(labels[p] for p in truth).items())), "kinds": kinds,
+            "stats": stats}

@@ -79,6 +79,8 @@ def test_careful_players_are_kept_and_random_ones_removed_over_many_gold():
 
     assert sum(removed(0.5) for _ in range(150)) / 150 >= 0.9
     assert sum(removed(0.95) for _ in range(150)) / 150 <= 0.02
+    # GameLabel's typical player (about 70 % right) is usually kept, even checked after every answer
+    assert sum(removed(0.7, 30) for _ in range(150)) / 150 <= 0.4
 
 
 def test_points_by_accuracy():
