@@ -14,9 +14,12 @@ Four kinds of players play batches through `/api/duels` exactly like the page do
 A player "sees" a duel through its ground truth: the simulator maps the duel's id to the
 side that is right, as it would read a scene graph — it never reads the gold flag, the
 player's record or the removal state (those come back from the API). Each plays
-`batches` batches (random and always-left players keep coming back, up to 40) or until removed. The report compares, against the truth of the
-procedural duels, accuracy-weighted labels with majority vote, and counts removals per
-kind, the measured accuracy on gold and the refused too-fast taps.
+`batches` batches (random and always-left players keep coming back, up to 40) or until
+removed, in rounds that mix every kind (`simulate`): were the players let in in a fixed
+order, the last duels would be judged by the last kinds alone. The report compares,
+against the truth of the procedural duels, accuracy-weighted labels with majority vote
+(over all duels and over those with 3 or more labels), and gives per kind the removals,
+points (in total and per batch), the measured accuracy on gold and the refused taps.
 """
 from __future__ import annotations
 
