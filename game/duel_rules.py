@@ -118,7 +118,7 @@ REMOVAL_MESSAGE = ("Duels are closed for you: on the check pairs your picks were
 def batch_points(record: GoldRecord, duels: int = BATCH_SIZE) -> int:
     """Points for a finished batch, by accuracy on gold (the record including this batch):
     POINTS_PER_DUEL per duel scaled by how far the POINTS_CREDIBLE lower bound of accuracy
-    is above chance — 5 points for a newcomer's first right check, 24 for three, about 45 of
+    is above chance — 5 points for a newcomer's first right check, 24 for three, 42–48 of
     50 for a long careful record; nothing until a coin-flipper's luck is credible."""
     lower, _ = accuracy_bounds(record, POINTS_CREDIBLE)
     return int(round(POINTS_PER_DUEL * duels * max(0.0, 2 * lower - 1)))
