@@ -20,10 +20,12 @@ import ipaddress
 import math
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from game.db import fast
 from game.errors import GameError
 from game.tables import player_networks, players, rate_limits
 
@@ -100,22 +102,34 @@ def _upsert(conn, table=rate_limits):
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
+def _hit_statement(dialect) -> Any:
+    stmt = dialect.insert(rate_limits).values(bucket=bindparam("bucket"), window_start=bindparam("start"), hits=1)
+    return stmt.on_conflict_do_update(index_elements=["bucket", "window_start"],
+                                      set_={"hits": rate_limits.c.hits + 1}).returning(rate_limits.c.hits)
+
+
+# Statements of the hot path, built once (run by game/db.fast: compiled once on SQLite); every
+# question and verdict runs HIT per bucket, so building them per call cost more than the SQL.
+HIT = {"sqlite": _hit_statement(sqlite), "postgresql": _hit_statement(postgresql)}
+FORGET_OLD_WINDOWS = delete(rate_limits).where(rate_limits.c.bucket == bindparam("bucket"),
+                                               rate_limits.c.window_start < bindparam("start"))
+BANNED_AT = select(players.c.banned_at).where(players.c.id == bindparam("pid"))
+BANNED_AT_BY_KEY = select(players.c.banned_at).where(players.c.player_key == bindparam("key"))
+
+
 def tx_hit(conn, buckets: list[tuple[str, Rate]], now_ms: int) -> list[tuple[int, int, int]]:
     """Count one hit in each bucket's current window: [(hits, count, ms left in window)].
 
     The first hit of a window also deletes the bucket's older windows, so the
     table holds about one row per active subject."""
     out = []
+    hit = HIT["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
     for bucket, rate in buckets:
         window_ms = rate.seconds * 1000
         start = now_ms - now_ms % window_ms
-        stmt = _upsert(conn).values(bucket=bucket, window_start=start, hits=1)
-        stmt = stmt.on_conflict_do_update(index_elements=["bucket", "window_start"],
-                                          set_={"hits": rate_limits.c.hits + 1}).returning(rate_limits.c.hits)
-        hits = int(conn.execute(stmt).scalar_one())
+        hits = int(fast(conn, hit, {"bucket": bucket, "start": start})[0][0])
         if hits == 1:
-            conn.execute(delete(rate_limits).where(rate_limits.c.bucket == bucket,
-                                                   rate_limits.c.window_start < start))
+            fast(conn, FORGET_OLD_WINDOWS, {"bucket": bucket, "start": start})
         out.append((hits, rate.count, start + window_ms - now_ms))
     return out
 
@@ -171,4 +185,11 @@ def tx_gold_only(conn, limits: Limits, player_id: int, origin: str | None, now_m
 
 
 def tx_is_banned(conn, player_id: int) -> bool:
-    return conn.execute(select(players.c.banned_at).where(players.c.id == player_id)).scalar() is not None
+    rows = fast(conn, BANNED_AT, {"pid": player_id})
+    return bool(rows) and rows[0][0] is not None
+
+
+def tx_is_banned_key(conn, player_key: str) -> bool:
+    """The same by the player's stored key (the bot knows a sender only by Telegram id)."""
+    rows = fast(conn, BANNED_AT_BY_KEY, {"key": player_key})
+    return bool(rows) and rows[0][0] is not None
