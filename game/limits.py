@@ -2,10 +2,15 @@
 
 Why in the database: several web workers serve the same players behind a load
 balancer (SPEC §4.2), so a counter in one process would let a script multiply
-its allowance by the number of workers. Each hit is one short write
-transaction — an atomic `INSERT … ON CONFLICT DO UPDATE … RETURNING` on the
-`rate_limits` row of (subject, window) — which both SQLite and PostgreSQL
-serialise per row, so N workers together allow exactly the configured count.
+its allowance by the number of workers. Each hit is an atomic
+`INSERT … ON CONFLICT DO UPDATE … RETURNING` on the `rate_limits` row of
+(subject, window), which both SQLite and PostgreSQL serialise per row, so N
+workers together allow exactly the configured count. The hit is counted inside
+the write transaction the request makes anyway (`tx_guarded`: verdicts, votes,
+session starts); only a question, whose model call must not start before it is
+allowed and must not run inside a transaction, counts in a short one of its own.
+The statements are built once and run through `game.db.fast`: built per call they
+cost more CPU than the rest of a request's SQL together.
 
 Fixed windows: a subject may make `count` hits per `seconds`-long window
 aligned to the epoch; every attempt counts, refused ones too, so a flood stays
@@ -19,8 +24,9 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -32,6 +38,7 @@ from game.tables import player_networks, players, rate_limits
 ACTIONS = ("question", "verdict", "session", "update")
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*(s|m|h)?\s*$")
 _UNIT = {None: 1, "s": 1, "m": 60, "h": 3600}
+T = TypeVar("T")
 
 
 class RateLimited(GameError):
@@ -132,6 +139,31 @@ def tx_hit(conn, buckets: list[tuple[str, Rate]], now_ms: int) -> list[tuple[int
             fast(conn, FORGET_OLD_WINDOWS, {"bucket": bucket, "start": start})
         out.append((hits, rate.count, start + window_ms - now_ms))
     return out
+
+
+def tx_guard(conn, player_id: int, buckets: list[tuple[str, Rate]], now_ms: int) -> list[tuple[int, int, int]] | None:
+    """None for a banned player (nothing counted), else `tx_hit`'s counts after this hit."""
+    if tx_is_banned(conn, player_id):
+        return None
+    return tx_hit(conn, buckets, now_ms)
+
+
+def tx_guarded(conn, player_id: int, buckets: list[tuple[str, Rate]], now_ms: int, fn: Callable[..., T],
+               *args: Any) -> tuple[list[tuple[int, int, int]] | None, T | None]:
+    """`tx_guard` and a request's own write `fn(conn, *args)` in one transaction:
+    (counts or None when banned, fn's result or None when not run).
+
+    Why one transaction: on SQLite every write transaction queues on the one writer,
+    so counting in a separate one doubled a request's writes. The guarantee is the
+    same: the hit is counted by the same atomic upsert, before `fn` runs and under
+    the same row lock, so N workers still let exactly `count` requests through.
+    `fn` runs only for a player who is not banned and within every limit; a refused
+    attempt's hits commit (every attempt counts), and a write that fails rolls its
+    hits back with it (its retry is counted once, a replay never)."""
+    results = tx_guard(conn, player_id, buckets, now_ms)
+    if results is None or any(hits > count for hits, count, _ in results):
+        return results, None
+    return results, fn(conn, *args)
 
 
 def refusal(results: list[tuple[int, int, int]], template: str) -> RateLimited | None:

@@ -55,25 +55,6 @@ def clean_request_id(value: object) -> str:
     return value
 
 
-def _tx_guard(conn, player_id: int, buckets, now: int):
-    """None for a banned player (nothing counted), else each bucket's count after this hit."""
-    if lim.tx_is_banned(conn, player_id):
-        return None
-    return lim.tx_hit(conn, buckets, now)
-
-
-def _tx_guarded(conn, player_id: int, buckets, now: int, fn, *args):
-    """`_tx_guard` and the request's own write in one transaction: (counts, fn's result).
-
-    `fn` runs only for a player who is not banned and within every limit; a refused
-    attempt's hits still commit (every attempt counts), and a write that fails rolls
-    its hits back with it (a retried request is replayed, never counted twice)."""
-    results = _tx_guard(conn, player_id, buckets, now)
-    if results is None or any(hits > count for hits, count, _ in results):
-        return results, None
-    return results, fn(conn, *args)
-
-
 def _tx_chat_guard(conn, key: str, buckets, now: int):
     """(each bucket's count after this hit, whether the player with this key is banned)."""
     return lim.tx_hit(conn, buckets, now), lim.tx_is_banned_key(conn, key)
@@ -474,7 +455,7 @@ class GameService:
             if await self.db.run_read(lim.tx_is_banned, player_id):
                 raise Banned(BANNED_MESSAGE)
             return
-        results = await self.db.run_write(_tx_guard, player_id, buckets, now)
+        results = await self.db.run_write(lim.tx_guard, player_id, buckets, now)
         if results is None:
             raise Banned(BANNED_MESSAGE)
         refused = lim.refusal(results, LIMITED[action])
@@ -485,7 +466,7 @@ class GameService:
         """`run_write(fn, *args)` behind the same checks as `_guard`, counted in the same
         transaction: one write per request instead of two on the single SQLite writer."""
         buckets = self.limits.rates(action, player_id, origin, None)
-        results, value = await self.db.run_write(_tx_guarded, player_id, buckets, now, fn, *args)
+        results, value = await self.db.run_write(lim.tx_guarded, player_id, buckets, now, fn, *args)
         if results is None:
             raise Banned(BANNED_MESSAGE)
         refused = lim.refusal(results, LIMITED[action])
