@@ -58,3 +58,23 @@ def test_experiment_cli_refuses_bad_pool_styles_and_arms_before_any_work(tmp_pat
         assert main(["experiment", "--small", "--out", str(out), *args]) == 2
         assert why in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_weak_slice_gain_and_interval_follow_the_per_type_accuracies():
+    from lab.experiment import _slice_of, weak_stats
+    from models.evaluation import mean_standard_error
+
+    def model(simple, complex_, dark):
+        return {"mean": {"simple": simple, "complex": complex_, "simple:dark": dark, "weak": dark},
+                "by_type": {"simple:dark": {"color": dark, "shape": dark}}}
+
+    held = {"base": model(1.0, 0.6, 0.4), "gap": model(1.0, 0.58, 0.7)}
+    st = weak_stats(held, ["simple:dark"], per_type=50)
+    assert st["gap"]["gain"] == pytest.approx(0.3) and st["base"]["gain"] == 0
+    half = 1.96 * (mean_standard_error({"c": 0.7, "s": 0.7}, 50) ** 2 + mean_standard_error({"c": 0.4, "s": 0.4}, 50) ** 2) ** 0.5
+    assert st["gap"]["gain_interval"] == pytest.approx((0.3 - half, 0.3 + half))
+    assert st["gap"]["overall"] == pytest.approx(0.79) and st["base"]["overall"] == pytest.approx(0.8)
+    plain = scene_from_seed("pool", 1, "simple")
+    assert _slice_of("simple", plain.to_json()) == "simple"
+    assert _slice_of("simple", plain.styled("clutter").to_json()) == "simple:clutter"
+    assert _slice_of("simple:dark", None) == "simple:dark" and _slice_of(None, None) == "unknown"
