@@ -69,6 +69,7 @@ class ExperimentConfig:
     learner_share: float = 1.0          # of careful and sloppy players, the share who learn from summaries
     pool_styles: tuple[tuple[str, float], ...] = ()   # (style, share): simple scenes in withheld styles
     trained_arms: tuple[str, ...] = ARMS  # arms fine-tuned and scored (all are exported); fewer = a shorter run
+    replay_images: int = 0              # plain complex training scenes whose true pairs join every trained arm
 
     @classmethod
     def small(cls, **kw: Any) -> "ExperimentConfig":
@@ -445,10 +446,13 @@ class Experiment:
                 out[name] = json.loads((adapter / "finetune_log.json").read_text())
                 out[name].pop("loss_history", None)
                 continue
+            data = self.out / "arms" / name
+            if self.cfg.replay_images:
+                data, n = self._with_replay(name)
             steps = int(min(self.cfg.ft_max_steps,
                             max(self.cfg.ft_min_steps, round(self.cfg.ft_epochs * n / self.cfg.ft_batch))))
             bar = _bar(f"finetune {name}", steps)
-            log = finetune(self.base, self.out / "arms" / name, adapter,
+            log = finetune(self.base, data, adapter,
                            FinetuneConfig(max_steps=steps, batch_size=self.cfg.ft_batch, lr=self.cfg.ft_lr,
                                           seed=self.cfg.seed, lora_vision=self.cfg.ft_vision),
                            progress=lambda s, t, loss: (bar.update(s - bar.n), bar.set_postfix(loss=f"{loss:.3f}")),
@@ -456,6 +460,29 @@ class Experiment:
             bar.close()
             out[name] = log
         return out
+
+    def _with_replay(self, name: str) -> tuple[Path, int]:
+        """The arm's examples plus the same replay pairs for every arm: true answers on plain complex
+        scenes from the training seed range (lab/ceiling.py), so fine-tuning on the game's finds does not
+        unlearn what the base knew. Returns the combined dataset and its size."""
+        import os
+
+        from lab.ceiling import write_ground_truth
+
+        replay = self.out / "replay"
+        write_ground_truth(replay, self.cfg.replay_images, 4, self.cfg.seed)
+        arm = self.out / "arms" / name
+        combined = self.out / "arms-replay" / name
+        combined.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for src in (arm, replay):
+            for line in (src / "train.jsonl").read_text().splitlines():
+                if line.strip():
+                    obj = json.loads(line)
+                    obj["image"] = os.path.relpath(src / obj["image"], combined)
+                    lines.append(json.dumps(obj))
+        (combined / "train.jsonl").write_text("\n".join(lines) + "\n")
+        return combined, len(lines)
 
     async def _heldout(self) -> dict:
         from gap.app import load_model
@@ -633,7 +660,8 @@ class Experiment:
         rows = ["## The weak slice: simple scenes in withheld styles", "",
                 f"Held-out simple scenes drawn in the styles the pool holds ({', '.join(weak)}; pool shares "
                 f"{dict(self.cfg.pool_styles)}), {n} questions per perception type and style; **weak** is their mean, "
-                "**overall** the mean of the plain simple and complex slices. Intervals: 95 %, sampling.", "",
+                "**overall** the mean of the plain simple and complex slices. Intervals: 95 %, sampling."
+                + self._replay_note(), "",
                 "| model | training examples | " + " | ".join(weak) + " | weak | Δ weak (95 % interval) | overall | "
                 "Δ overall |", "|---|---:|" + "---:|" * (len(weak) + 4)]
         for name, v in held.items():
@@ -669,6 +697,15 @@ class Experiment:
                f"{status(g['overall'] - stats['base']['overall'] >= -0.01)} |"),
         ]
         return rows, targets
+
+    def _replay_note(self) -> str:
+        info = self.out / "replay" / "dataset.json"
+        if not self.cfg.replay_images or not info.exists():
+            return ""
+        data = json.loads(info.read_text())
+        return (f" Replay: every trained arm also saw the same {data['examples']} true pairs on {data['images']} "
+                "plain complex training scenes (counted in its training examples' fine-tuning steps, not in the "
+                "column below).")
 
     def _gain_plot(self, held: dict, arms: dict, stats: dict) -> Path:
         """Weak-slice gain against the number of training examples, one point per arm (with its interval)."""
@@ -787,6 +824,8 @@ def run_experiment_cli(args: argparse.Namespace, settings) -> int:
         kw["trained_arms"] = tuple(a for a in ARMS if a in args.arms.split(","))
     if getattr(args, "complex_share", None) is not None:
         kw["complex_share"] = args.complex_share
+    if getattr(args, "replay", None):
+        kw["replay_images"] = args.replay
     if getattr(args, "pool_styles", None):
         from models.scenes import parse_style_shares
 

@@ -294,6 +294,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "adds the held-out weak slice (one column per style) to the report")
     xp.add_argument("--arms", default=None, metavar="gap,random,...",
                     help="arms to fine-tune and score (default: gap,random,unfiltered,truth; all are exported)")
+    xp.add_argument("--replay", type=int, default=None, metavar="IMAGES",
+                    help="add true pairs on this many plain complex training scenes to every trained arm "
+                         "(keeps what the base knew)")
     xp.add_argument("--complex-share", type=_share, default=None,
                     help="of the plain images, the share of complex scenes (default 0.5)")
     xp.set_defaults(func=_experiment)

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.slow
 @pytest.mark.skipif(not (EMBEDDED_MODEL_DIR / "config.json").exists(), reason="the embedded checkpoint is not built")
 def test_small_closed_loop_runs_and_resumes(tmp_path: Path):
     cfg = ExperimentConfig.small(pool_images=24, players=6, sessions=1, eval_per_type=3, ft_max_steps=4,
-                                 ft_min_steps=2, image_seconds=1.0, pool_styles=(("dark", 0.25),))
+                                 ft_min_steps=2, image_seconds=1.0, pool_styles=(("dark", 0.25),),
+                                 replay_images=2)
     logs: list[str] = []
     results = Experiment(tmp_path, str(EMBEDDED_MODEL_DIR), cfg, log=logs.append).run()
     assert results["simulate"]["n_errors"] == 0 and results["simulate"]["sessions"] == 6
@@ -34,10 +35,17 @@ def test_small_closed_loop_runs_and_resumes(tmp_path: Path):
     assert "truth" in trained and all(a in held for a in trained)
     for arm in ARMS:
         assert (tmp_path / "arms" / arm / "README.md").exists()
+    # replay: every trained arm is fine-tuned on its own examples plus the same true pairs on plain complex scenes
+    replay = (tmp_path / "replay" / "train.jsonl").read_text().splitlines()
+    combined = (tmp_path / "arms-replay" / "truth" / "train.jsonl").read_text().splitlines()
+    own = (tmp_path / "arms" / "truth" / "train.jsonl").read_text().splitlines()
+    assert replay and len(combined) == len(own) + len(replay)
+    assert all((tmp_path / "arms-replay" / "truth" / json.loads(line)["image"]).exists() for line in combined)
     report = (tmp_path / "REPORT.md").read_text()
     assert "| precision of exported finds" in report and "| base |" in report
     assert (tmp_path / "accuracy.png").exists() and (tmp_path / "weak_gain.png").exists()
     assert "## The weak slice" in report and "| weak slice +10 pts after GAP fine-tuning |" in report
+    assert f"Replay: every trained arm also saw the same {len(replay)} true pairs" in report
     truth = json.loads((tmp_path / "truth.json").read_text())
     assert len(truth["players"]) == 6
     # resumable: a second run does no work and reports the same numbers
@@ -49,4 +57,4 @@ def test_small_closed_loop_runs_and_resumes(tmp_path: Path):
     with pytest.raises(ExperimentMismatch, match="players"):
         Experiment(tmp_path, str(EMBEDDED_MODEL_DIR), ExperimentConfig.small(
             pool_images=24, players=7, sessions=1, eval_per_type=3, ft_max_steps=4, ft_min_steps=2, image_seconds=1.0,
-            pool_styles=(("dark", 0.25),)))
+            pool_styles=(("dark", 0.25),), replay_images=2))
