@@ -24,6 +24,7 @@ from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, 
                           LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerFast)
 
 from models import scenes
+from models.scenes import questions as scene_questions
 
 IMAGE_SIZE = 64
 PATCH = 16
@@ -62,9 +63,11 @@ def _question_words() -> set[str]:
              "color": list(scenes.COLORS), "ref": [], "ref2": []}
     refs = list(scenes.SHAPES) + [f"{c} object" for c in scenes.COLORS] + [f"{c} shape" for c in scenes.COLORS] \
         + [f"{c} one" for c in scenes.COLORS] + OFF_TOPIC_NOUNS
-    for name in dir(scenes):
-        value = getattr(scenes, name)
-        if name.startswith("_") and isinstance(value, list) and value and isinstance(value[0], str):
+    # the template lists live in the questions module (the package itself holds only public names, and its
+    # `__all__` / `__path__` are lists of strings that must not become words)
+    for name, value in vars(scene_questions).items():
+        if name.startswith("_") and not name.startswith("__") and isinstance(value, list) and value \
+                and isinstance(value[0], str):
             texts += value
     texts += scenes.OFF_TOPIC + refs + scenes.example_questions() + ["colour color grey gray"]
     texts += list(fills["pl"]) + list(fills["color"])
