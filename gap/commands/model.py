@@ -68,7 +68,7 @@ def _ask(args: argparse.Namespace, settings) -> int:
 def _eval(args: argparse.Namespace, settings) -> int:
     from tqdm import tqdm
 
-    from models.evaluation import COMPLEXITIES, TYPES, evaluate, format_table
+    from models.evaluation import COMPLEXITIES, TYPES, evaluate, evaluate_paraphrases, format_paraphrases, format_table
 
     types = tuple(args.types.split(",")) if args.types else TYPES
 
@@ -85,12 +85,17 @@ def _eval(args: argparse.Namespace, settings) -> int:
             bar.update(done - bar.n)
 
         try:
+            if args.paraphrases:
+                return await evaluate_paraphrases(model, per_frame=args.per_frame, progress=progress)
             return await evaluate(model, n=args.n, types=types, complexities=COMPLEXITIES, progress=progress)
         finally:
             bar.close()
             await model.aclose()
 
     result = asyncio.run(go())
+    if args.paraphrases:
+        print(json.dumps(result) if args.json else format_paraphrases(result))
+        return 0
     print(json.dumps(result) if args.json else format_table(result))
     return 0
 
@@ -233,5 +238,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--model", default=None, help="model directory or openai:<url> (default: GAP_MODEL)")
     ev.add_argument("--n", type=int, default=1000, help="questions per type and complexity")
     ev.add_argument("--types", default=None, help="comma-separated question types (default: all)")
+    ev.add_argument("--paraphrases", action="store_true",
+                    help="score the held-out paraphrase set instead (models/paraphrases, simple scenes)")
+    ev.add_argument("--per-frame", type=int, default=20, help="with --paraphrases: questions per held-out frame")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=_eval)
