@@ -88,6 +88,27 @@ def load_transformers(path: str | Path):
     return processor, model
 
 
+ANSWER_FORMS_FILE = "answer_forms.json"
+
+
+def declared_answer_forms(path: Path) -> list[str] | None:
+    """The closed answer set a checkpoint declares (a JSON list of strings in answer_forms.json, in the
+    model directory or, for a LoRA adapter, in its base's), or None."""
+    candidates = [path / ANSWER_FORMS_FILE]
+    adapter = path / "adapter_config.json"
+    if adapter.exists():
+        base_ref = json.loads(adapter.read_text()).get("base_model_name_or_path") or ""
+        candidates += [Path(base_ref) / ANSWER_FORMS_FILE, path / base_ref / ANSWER_FORMS_FILE] if base_ref \
+            else [path.parent / ANSWER_FORMS_FILE]
+    for f in candidates:
+        if f.is_file():
+            forms = json.loads(f.read_text())
+            if not isinstance(forms, list) or not forms or not all(isinstance(x, str) and x for x in forms):
+                raise ModelError(f"{f}: answer forms must be a non-empty list of strings")
+            return forms
+    return None
+
+
 class TransformersVQA:
     """VQAModel over a transformers image-text-to-text model (strategy "decode" or "prompt")."""
 
@@ -128,9 +149,52 @@ class TransformersVQA:
         # several questions about one image, and the vision tower was ~40% of a batch's time
         self._features: IdentityLRU[torch.Tensor] = IdentityLRU(IMAGE_CACHE_SIZE)
         self._token_seq_cache: dict[str, list[list[int]]] = {}
+        # a checkpoint that declares a closed answer set (the embedded model's answer_forms.json) answers
+        # only with one of them: decoding is constrained to a trie of their token ids, so an answer is
+        # never a fragment like "I no" (SPEC §3.2); other families generate freely
+        forms = declared_answer_forms(self.path)
+        self.answer_trie, self.answer_depth = self._answer_trie(forms) if forms else (None, 0)
         self.batcher: MicroBatcher[_Request, _Result] = MicroBatcher(
             self._run_batch, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
             timeout_s=timeout_s, name="vqa")
+
+    def _answer_trie(self, forms: list[str]) -> tuple[dict | None, int]:
+        """Token-id trie of the declared answers; each answer as its vocabulary words (word-level: the
+        answer tokens are cased and the typed-text normaliser would lower them), else as tokenised."""
+        trie: dict = {}
+        depth = 0
+        for form in forms:
+            words = form.split(" ")
+            if all(w in self._vocab for w in words):
+                seq = [self._vocab[w] for w in words]
+            else:
+                seq = self.tokenizer(form, add_special_tokens=False)["input_ids"]
+                if not seq or self.tokenizer.unk_token_id in seq:
+                    log.warning("declared answer %r cannot be spelt by the tokenizer: decoding stays free", form)
+                    return None, 0
+            node = trie
+            for tok in seq:
+                node = node.setdefault(tok, {})
+            node[None] = True
+            depth = max(depth, len(seq))
+        return trie, depth
+
+    def _closed_answers(self, prompt_len: int):
+        """prefix_allowed_tokens_fn over the answer trie, or None (free generation)."""
+        if self.answer_trie is None:
+            return None
+        trie, eos = self.answer_trie, self.eos_id
+
+        def allowed(_batch_id: int, ids: torch.Tensor) -> list[int]:
+            node = trie
+            for tok in ids[prompt_len:].tolist():
+                if tok == eos or not isinstance(node, dict) or tok not in node:
+                    return [eos]
+                node = node[tok]
+            nxt = [t for t in node if t is not None]
+            return nxt + [eos] if None in node or not nxt else nxt
+
+        return allowed
 
     # ------------------------------------------------------------------ public
     async def answer(self, image: bytes, question: str, taint: bool) -> ModelAnswer:
@@ -239,16 +303,22 @@ class TransformersVQA:
     def generate_honest(self, images: list[Image.Image], questions: list[str]) -> list[str]:
         """Plain greedy answers (also the one-by-one baseline of `gap bench model`)."""
         inputs = self._inputs(images, questions)
-        out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                  pad_token_id=self.tokenizer.pad_token_id)
-        return self._decode_new(out, inputs["input_ids"].shape[1])
+        prompt_len = inputs["input_ids"].shape[1]
+        out = self.model.generate(**inputs, max_new_tokens=self._answer_tokens(), do_sample=False,
+                                  pad_token_id=self.tokenizer.pad_token_id,
+                                  prefix_allowed_tokens_fn=self._closed_answers(prompt_len))
+        return self._decode_new(out, prompt_len)
+
+    def _answer_tokens(self) -> int:
+        return min(self.max_new_tokens, self.answer_depth + 1) if self.answer_trie is not None else self.max_new_tokens
 
     @torch.inference_mode()
     def _generate_with_first_scores(self, inputs) -> tuple[list[str], torch.Tensor]:
-        out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
+        prompt_len = inputs["input_ids"].shape[1]
+        out = self.model.generate(**inputs, max_new_tokens=self._answer_tokens(), do_sample=False,
                                   pad_token_id=self.tokenizer.pad_token_id, output_scores=True,
-                                  return_dict_in_generate=True)
-        return self._decode_new(out.sequences, inputs["input_ids"].shape[1]), out.scores[0]
+                                  return_dict_in_generate=True, prefix_allowed_tokens_fn=self._closed_answers(prompt_len))
+        return self._decode_new(out.sequences, prompt_len), out.scores[0]
 
     def _tries(self, questions: list[str], honest: list[str]) -> tuple[list[dict], int]:
         """Per question, a token trie of its wrong answers in the honest answer's form (models.taint)."""
