@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def grow_vocabulary(model, old_vocab: dict[str, int], tokenizer) -> int:
     with torch.no_grad():
         mean = emb[:n_old].mean(0)
         std = float(emb[:n_old].std())
-        for word, i in new_vocab.items():
+        for word, i in sorted(new_vocab.items(), key=lambda kv: kv[1]):  # by id: the noise draws repeat
             if i < n_old:
                 continue
             src = old_vocab.get(SYNONYM_OF.get(word, ""))
@@ -153,7 +154,7 @@ def train_phrasing(src: str | Path, out: str | Path, steps: int = 600, seed: int
                      "acc": {k: round(sum(v) / len(v), 3) for k, v in sorted(window.items())},
                      "minutes": round((time.monotonic() - started) / 60, 1)}
             history.append(entry)
-            tqdm.write(json.dumps(entry))
+            tqdm.write(json.dumps(entry), file=sys.stderr)
             window = {}
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
