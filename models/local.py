@@ -317,7 +317,8 @@ class TransformersVQA:
         prompt_len = inputs["input_ids"].shape[1]
         out = self.model.generate(**inputs, max_new_tokens=self._answer_tokens(), do_sample=False,
                                   pad_token_id=self.tokenizer.pad_token_id, output_scores=True,
-                                  return_dict_in_generate=True, prefix_allowed_tokens_fn=self._closed_answers(prompt_len))
+                                  return_dict_in_generate=True,
+                                  prefix_allowed_tokens_fn=self._closed_answers(prompt_len))
         return self._decode_new(out.sequences, prompt_len), out.scores[0]
 
     def _tries(self, questions: list[str], honest: list[str]) -> tuple[list[dict], int]:

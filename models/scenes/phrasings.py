@@ -82,7 +82,8 @@ _EXISTS_NOT_SHAPE = ["Is there anything that is not a {shape}?", "Is there any {
 _EXISTS_NOT_COLOR = ["Is there anything that is not {color}?", "Is there any {obj} that isn't {color}?",
                      "Are there {objs} of a {cword} other than {color}?", "Is every {obj} {color}?",
                      "Are there {objs} besides the {color} ones?"]
-_COLOR = ["What {cword} would you say the {ref} is?", "The {ref} has which {cword}?", "Which {cword} does the {ref} have?",
+_COLOR = ["What {cword} would you say the {ref} is?", "The {ref} has which {cword}?",
+          "Which {cword} does the {ref} have?",
           "The {ref}: its {cword}?", "What's the {cword} of the {ref}?", "{Ref}, what {cword}?",
           "Name the {cword} of the {ref}.", "What {cword} has the {ref} got?"]
 _SHAPE = ["What form is the {ref}?", "The {ref} has which shape?", "Which form does the {ref} have?",
@@ -93,7 +94,8 @@ _SIDE = ["Which side of the picture is the {ref} on?", "The {ref}: left or right
          "On which side do you {see} the {ref}?", "The {ref} is on the left or the right?"]
 _SIDE_YES_NO = ["Is the {ref} on the {side}?", "Is the {ref} in the {side} half?", "Is the {ref} {side}?",
                 "Is the {ref} on the {side} side of the picture?", "Is the {ref} on the {side} hand side?"]
-_HALF = ["Which half of the picture is the {ref} in?", "The {ref}: top or bottom?", "Top or bottom, the {ref} is where?",
+_HALF = ["Which half of the picture is the {ref} in?", "The {ref}: top or bottom?",
+         "Top or bottom, the {ref} is where?",
          "Is the {ref} in the upper area or the lower area?", "Is the {ref} in the top part or the bottom part?",
          "Where's the {ref}, up or down?", "The {ref} is at the top or the bottom?", "Upper or lower: the {ref}?"]
 _HALF_YES_NO = ["Is the {ref} at the {half}?", "Is the {ref} in the {half} half?", "Is the {ref} in the {half} part?"]
