@@ -11,8 +11,8 @@ from pathlib import Path
 from bot.deps import BotDeps
 
 
-async def export_file(deps: BotDeps, fmt: str, theta: float, *, confirmed: bool = False) -> tuple[Path, int]:
-    """(path of the zip, number of examples) for an export in `fmt` at `theta` (with confirmations)."""
+async def export_file(deps: BotDeps, fmt: str, theta: float, *, confirmed: bool = False) -> tuple[Path, dict]:
+    """(path of the zip, the dataset card's numbers) for an export in `fmt` at `theta` (with confirmations)."""
     from game.evaluation import EvalConfig
     from game.evaluation_store import run_evaluation
     from game.exports import export_finds
@@ -24,4 +24,4 @@ async def export_file(deps: BotDeps, fmt: str, theta: float, *, confirmed: bool 
     out = deps.export_dir / f"gap-{fmt}-theta{theta:g}{'-confirmed' if confirmed else ''}-{stamp}"
     card = await export_finds(db, fmt, theta, out, confirmed=confirmed)
     archive = await asyncio.to_thread(shutil.make_archive, str(out), "zip", root_dir=out)
-    return Path(archive), int(card["examples"])
+    return Path(archive), card

@@ -66,7 +66,7 @@ def _replay(conn, player_id: int, request_id: str, kind: str) -> dict[str, Any] 
 
 def _task_view(task_id: str, opaque_id: str, deadline_at: int, now: int) -> dict[str, Any]:
     return {"task_id": task_id, "status": "describing", "now_ms": now, "max_chars": rules.DESCRIPTION_MAX,
-            "image": {"url": f"/img/{opaque_id}", "deadline_ms": deadline_at,
+            "image": {"image_id": opaque_id, "deadline_ms": deadline_at,
                       "seconds_left": rules.seconds_left(now, deadline_at)}}
 
 
@@ -170,7 +170,7 @@ def tx_next_to_rate(conn, player_id: int) -> dict[str, Any]:
     tallies = rating_tallies(conn, [r.id for r in rows])
     for r in rows:
         if rules.validation_status(*tallies.get(r.id, (0, 0))) == "pending":
-            return {"description_id": r.id, "text": r.text, "image": {"url": f"/img/{r.opaque_id}"}}
+            return {"description_id": r.id, "text": r.text, "image": {"image_id": r.opaque_id}}
     raise NotFound("no descriptions to rate right now")
 
 

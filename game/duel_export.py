@@ -119,7 +119,8 @@ def weighted_labels(choices: list[Choice], records: dict[int, R.GoldRecord], ite
         for p, rec in records.items():
             acc = (1 + rec.correct + right[p]) / (2 + rec.total + seen[p])
             weights[p] = max(0.0, math.log(acc / (1 - acc)))
-    return {pid: ("a" if q > 0.5 else "b", max(q, 1 - q)) for pid, q in posterior.items() if q != 0.5}
+    # weights that cancel up to rounding (sums in another order) decide nothing either
+    return {pid: ("a" if q > 0.5 else "b", max(q, 1 - q)) for pid, q in posterior.items() if abs(q - 0.5) > 1e-9}
 
 
 def majority_labels(choices: list[Choice]) -> dict[int, str]:

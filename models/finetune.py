@@ -1,7 +1,8 @@
 """LoRA fine-tuning (peft) of an image-text-to-text model on question–answer JSON Lines.
 
 Knows nothing of the game: it reads a directory with `train.jsonl` (or a .jsonl
-file; `train.json`, one array, for LLaVA's layout) in any of the common shapes — ShareGPT / LLaVA (`conversations`), TRL SFT
+file; `train.json`, one array, for LLaVA's layout; or a Hugging Face dataset's
+`data/*.parquet` with its images embedded) in any of the common shapes — ShareGPT / LLaVA (`conversations`), TRL SFT
 (`messages` + `images`), DPO (`prompt`/`chosen` + `images`; the chosen answer
 is the target) or plain VQA (`image`, `question`, `correct_answer`/`answer`) —
 with image paths relative to that directory.
@@ -25,6 +26,7 @@ Output: a peft adapter directory (`adapter_config.json` with
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import random
@@ -65,14 +67,33 @@ _NOT_TRAINING = ("threads", "checkpoint_every")  # settings a resumed run may ch
 
 @dataclass
 class Example:
-    image: Path
+    image: Path | bytes   # a file, or the encoded picture itself (a Parquet dataset embeds it)
     question: str
     answer: str
 
 
+def _parquet_files(data: Path) -> list[Path]:
+    """A Hugging Face dataset directory's train split (`data/train-*.parquet`, or any Parquet in it)."""
+    if data.suffix == ".parquet":
+        return [data]
+    if not data.is_dir() or (data / "train.jsonl").exists() or (data / "train.json").exists():
+        return []
+    return sorted((data / "data").glob("train-*.parquet")) or sorted(data.rglob("*.parquet"))
+
+
+def _parquet_objects(files: list[Path]) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return [row for f in files for row in pq.read_table(f, columns=["images", "messages"]).to_pylist()]
+
+
 def read_examples(data: Path) -> list[Example]:
-    """Examples of a JSON Lines dataset in any of the supported shapes (see module docstring)."""
+    """Examples of a dataset in any of the supported shapes (see module docstring)."""
     data = Path(data)
+    parquet = _parquet_files(data)
+    if parquet:
+        return [Example(obj["images"][0]["bytes"], _text(obj["messages"][0]["content"]),
+                        _text(obj["messages"][1]["content"])) for obj in _parquet_objects(parquet)]
     if data.is_dir():
         data = data / ("train.json" if (data / "train.json").exists() else "train.jsonl")
     root = data.parent
@@ -100,10 +121,15 @@ def read_examples(data: Path) -> list[Example]:
     return out
 
 
+def _image_key(image: Path | bytes) -> str:
+    """What identifies an example's picture in a resume fingerprint: its file name, or its bytes' hash."""
+    return hashlib.sha256(image).hexdigest()[:16] if isinstance(image, bytes) else image.name
+
+
 def _text(content) -> str:
     if isinstance(content, str):
         return content
-    return " ".join(c["text"] for c in content if c.get("type") == "text")
+    return " ".join(c["text"] for c in content if c.get("type") == "text" and c.get("text") is not None)
 
 
 class _Encoder:
@@ -113,7 +139,7 @@ class _Encoder:
         self.processor = processor
         self.tok = processor.tokenizer
         self.eos = self.tok.eos_token or ""
-        self._images: dict[Path, Image.Image] = {}
+        self._images: dict[Path | bytes, Image.Image] = {}
 
     def prompt(self, question: str) -> str:
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
@@ -125,11 +151,11 @@ class _Encoder:
         ids = self.tok(answer, add_special_tokens=False)["input_ids"]
         return bool(ids) and (unk is None or unk not in ids)
 
-    def image(self, path: Path) -> Image.Image:
-        if path not in self._images:
-            with Image.open(path) as im:
-                self._images[path] = im.convert("RGB")
-        return self._images[path]
+    def image(self, source: Path | bytes) -> Image.Image:
+        if source not in self._images:
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+                self._images[source] = im.convert("RGB")
+        return self._images[source]
 
     def encode(self, e: Example) -> tuple[torch.Tensor, int, torch.Tensor]:
         """(token ids of prompt + answer + eos, prompt length, pixel values) — computed once per example."""
@@ -227,7 +253,7 @@ def finetune(base: str | Path, data: str | Path, out: str | Path, cfg: FinetuneC
     ckpt_path = out / CHECKPOINT
     fingerprint = {"base": str(base), "examples_used": len(kept), "total_steps": total,
                    "config": {k: v for k, v in asdict(cfg).items() if k not in _NOT_TRAINING},
-                   "data": hashlib.sha256("\n".join(f"{e.image.name}\x00{e.question}\x00{e.answer}"
+                   "data": hashlib.sha256("\n".join(f"{_image_key(e.image)}\x00{e.question}\x00{e.answer}"
                                                      for e in examples).encode()).hexdigest()[:16]}
     history: list[float] = []
     order: list[int] = []

@@ -233,7 +233,7 @@ async def validate_find(request: web.Request) -> web.Response:
 async def describe_task(request: web.Request) -> web.Response:
     """Describe round (SPEC §3.5): the player's open task or a new image to describe."""
     player = await _player(request)
-    return ok(await _service(request).describe_task(player))
+    return ok(with_image_url(await _service(request).describe_task(player)))
 
 
 async def describe(request: web.Request) -> web.Response:
@@ -245,7 +245,7 @@ async def describe(request: web.Request) -> web.Response:
 
 async def next_description(request: web.Request) -> web.Response:
     player = await _player(request)
-    return ok(await _service(request).next_description(player))
+    return ok(with_image_url(await _service(request).next_description(player)))
 
 
 async def rate_description(request: web.Request) -> web.Response:

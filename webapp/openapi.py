@@ -57,7 +57,6 @@ REQUEST_ID = {"type": "string", "minLength": 1, "maxLength": REQUEST_ID_MAX, "pa
 _NOT_CONTROL = "[^\u0000-\u001f\u007f-\u009f]"
 VISIBLE_TEXT = f"^{_NOT_CONTROL}*[0-9A-Za-z\u00c0-\u024f\u0400-\u04ff?!.,]{_NOT_CONTROL}*$"
 NULLABLE_STRING = {"type": ["string", "null"]}
-OBJECT = {"type": "object"}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -133,6 +132,67 @@ SCHEMAS: dict[str, Any] = {
         "type": "object", "required": ["status", "find_id", "agrees"],
         "properties": {"status": {"type": "string"}, "find_id": {"type": "string"}, "agrees": {"type": "boolean"}},
     },
+    # describe rounds (SPEC §3.5)
+    "DescribeTask": {
+        "type": "object", "required": ["task_id", "status", "now_ms", "max_chars", "image"],
+        "properties": {"task_id": {"type": "string"}, "status": {"const": "describing"},
+                       "now_ms": {"type": "integer"}, "max_chars": {"type": "integer", "minimum": 1},
+                       "image": {"type": "object", "required": ["image_id", "url", "deadline_ms", "seconds_left"],
+                                 "properties": {"image_id": {"type": "string"}, "url": {"type": "string"},
+                                                "deadline_ms": {"type": "integer"},
+                                                "seconds_left": {"type": "number", "minimum": 0}}}},
+    },
+    "DescriptionRecorded": {
+        "type": "object", "required": ["status", "description_id", "seconds"],
+        "properties": {"status": {"const": "recorded"}, "description_id": {"type": "string"},
+                       "seconds": {"type": "number", "minimum": 0}},
+    },
+    "DescriptionToRate": {
+        "type": "object", "required": ["description_id", "text", "image"],
+        "properties": {"description_id": {"type": "string"}, "text": {"type": "string"},
+                       "image": {"type": "object", "required": ["image_id", "url"],
+                                 "properties": {"image_id": {"type": "string"}, "url": {"type": "string"}}}},
+    },
+    "RatingRecorded": {
+        "type": "object", "required": ["status", "description_id", "fits"],
+        "properties": {"status": {"const": "recorded"}, "description_id": {"type": "string"},
+                       "fits": {"type": "boolean"}},
+    },
+    # preference duels (SPEC §3.4): no field tells a gold duel from the others
+    "DuelSide": {
+        "type": "object",
+        "properties": {"url": {"type": "string", "description": "caption duels: the picture"},
+                       "text": {"type": "string", "description": "answer duels: the answer"}},
+    },
+    "DuelItem": {
+        "type": "object",
+        "required": ["item_id", "index", "total", "kind", "prompt", "left", "right", "min_seconds", "wait_ms"],
+        "properties": {"item_id": {"type": "string"}, "index": {"type": "integer", "minimum": 0},
+                       "total": {"type": "integer", "minimum": 1},
+                       "kind": {"type": "string", "enum": ["caption", "answer"]},
+                       "prompt": {"type": "string", "description": "the caption, or the question"},
+                       "image_url": {**NULLABLE_STRING, "description": "answer duels: the picture asked about"},
+                       "left": _ref("DuelSide"), "right": _ref("DuelSide"),
+                       "min_seconds": {"type": "number", "minimum": 0},
+                       "wait_ms": {"type": "integer", "minimum": 0,
+                                   "description": "a choice before this is refused as too fast"}},
+    },
+    "DuelResult": {
+        "type": "object", "required": ["points", "checks", "checks_right", "accuracy", "duels"],
+        "properties": {"points": {"type": "integer"}, "checks": {"type": "integer", "minimum": 0},
+                       "checks_right": {"type": "integer", "minimum": 0},
+                       "accuracy": {"type": "number", "minimum": 0, "maximum": 1},
+                       "duels": {"type": "integer", "minimum": 0}},
+    },
+    "DuelState": {
+        "type": "object", "required": ["status", "batch_id", "item", "result", "tutorial_done", "now_ms"],
+        "properties": {"status": {"type": "string", "enum": ["idle", "playing", "finished", "removed"]},
+                       "batch_id": NULLABLE_STRING, "now_ms": {"type": "integer"},
+                       "item": {"oneOf": [_ref("DuelItem"), {"type": "null"}]},
+                       "result": {"oneOf": [_ref("DuelResult"), {"type": "null"}]},
+                       "tutorial_done": {"type": "boolean"},
+                       "message": {"type": "string", "description": "removed only: why, for people"}},
+    },
 }
 
 
@@ -197,41 +257,40 @@ def document() -> dict[str, Any]:
             "requestBody": _body({"request_id": REQUEST_ID, "agrees": {"type": "boolean"}},
                                  ["request_id", "agrees"]),
             "responses": _responses(_json(_ref("Vote"), "the vote, recorded once"), "404", "409")}},
-        # describe rounds (SPEC §3.5) and preference duels (SPEC §3.4): their bodies are documented here,
-        # their responses only as JSON objects (the shapes belong to game/descriptions and game/duels)
+        # describe rounds (SPEC §3.5) and preference duels (SPEC §3.4)
         "/api/describe": {"post": {
             "operationId": "describeTask", "summary": "The player's open describe task, or a new picture to describe",
-            "responses": _responses(_json(OBJECT, "the task"), "404")}},
+            "responses": _responses(_json(_ref("DescribeTask"), "the task"), "404")}},
         "/api/describe/{task_id}": {"post": {
             "operationId": "describe", "summary": "Send the description of a task's picture",
             "parameters": [_path_param("task_id")],
             "requestBody": _body({"request_id": REQUEST_ID,
                                   "text": {"type": "string", "minLength": 1, "maxLength": QUESTION_MAX,
                                            "pattern": VISIBLE_TEXT}}, ["request_id", "text"]),
-            "responses": _responses(_json(OBJECT, "the description, stored once"), "404", "409")}},
+            "responses": _responses(_json(_ref("DescriptionRecorded"), "the description, stored once"), "404", "409")}},
         "/api/descriptions/next": {"get": {
             "operationId": "nextDescription", "summary": "Another player's description to rate",
-            "responses": _responses(_json(OBJECT, "a description"), "404")}},
+            "responses": _responses(_json(_ref("DescriptionToRate"), "a description"), "404")}},
         "/api/descriptions/{description_id}/rating": {"post": {
             "operationId": "rateDescription", "summary": "Does the description fit its picture?",
             "parameters": [_path_param("description_id")],
             "requestBody": _body({"request_id": REQUEST_ID, "fits": {"type": "boolean"}}, ["request_id", "fits"]),
-            "responses": _responses(_json(OBJECT, "the rating, recorded once"), "404", "409")}},
+            "responses": _responses(_json(_ref("RatingRecorded"), "the rating, recorded once"), "404", "409")}},
         "/api/duels": {"post": {
             "operationId": "startDuels", "summary": "The player's open batch of duels, or a new one",
-            "responses": _responses(_json(OBJECT, "the batch's state"), "404", "409")}},
+            "responses": _responses(_json(_ref("DuelState"), "the batch's state"), "404", "409")}},
         "/api/duels/current": {"get": {
             "operationId": "currentDuels", "summary": "The open batch's state",
-            "responses": _responses(_json(OBJECT, "the batch's state"), "404", "409")}},
+            "responses": _responses(_json(_ref("DuelState"), "the batch's state"), "404", "409")}},
         "/api/duels/items/{item_id}/choice": {"post": {
             "operationId": "chooseDuel", "summary": "Pick a side of a duel (no ties)",
             "parameters": [_path_param("item_id")],
             "requestBody": _body({"request_id": REQUEST_ID, "choice": {"type": "string", "enum": ["left", "right"]}},
                                  ["request_id", "choice"]),
-            "responses": _responses(_json(OBJECT, "the batch's state"), "404", "409")}},
+            "responses": _responses(_json(_ref("DuelState"), "the batch's state"), "404", "409")}},
         "/api/duels/tutorial": {"post": {
             "operationId": "duelTutorialDone", "summary": "The player finished the duel tutorial",
-            "responses": _responses(_json(OBJECT, "recorded"), "404", "409")}},
+            "responses": _responses(_json({"type": "object", "required": ["tutorial_done"], "properties": {"tutorial_done": {"const": True}}}, "recorded"), "404", "409")}},
     }
     _link(paths, "/api/sessions", "post", {
         "Ask": ("askQuestion", {"session_id": "$response.body#/session_id"}),
@@ -241,6 +300,12 @@ def document() -> dict[str, Any]:
     _link(paths, "/api/answers/{answer_id}/verdict", "post", {
         "AskAgain": ("askQuestion", {"session_id": "$response.body#/session_id"}),
         "Summary": ("sessionSummary", {"session_id": "$response.body#/session_id"})})
+    _link(paths, "/api/describe", "post", {
+        "Describe": ("describe", {"task_id": "$response.body#/task_id"})})
+    _link(paths, "/api/descriptions/next", "get", {
+        "Rate": ("rateDescription", {"description_id": "$response.body#/description_id"})})
+    _link(paths, "/api/duels", "post", {
+        "Choose": ("chooseDuel", {"item_id": "$response.body#/item/item_id"})})
     for item in paths.values():
         for operation in item.values():
             operation["security"] = [{"initData": []}]

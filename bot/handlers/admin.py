@@ -196,10 +196,11 @@ async def export(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     from bot.exporting import export_file  # the data pipeline's exporter, wrapped
 
-    path, count = await export_file(deps, fmt, theta, confirmed=confirmed)
+    path, card = await export_file(deps, fmt, theta, confirmed=confirmed)
     assert update.effective_chat is not None
     size = path.stat().st_size
-    caption = f"{fmt} export at θ={theta:g}{' with confirmations' if confirmed else ''}: {count} items"
+    caption = (f"{fmt} export at θ={theta:g}{' with confirmations' if confirmed else ''}: {card['examples']} items; "
+               f"{card.get('skipped_same_sides', 0)} skipped (correction the same as the answer)")
     if size > deps.max_document_bytes:
         await _reply(update, f"{caption}. The file is too large to send ({size / 1e6:.1f} MB); it is on the server at {path.resolve()}")
         return

@@ -93,6 +93,7 @@ async def test_export_sends_a_zip_document_with_the_training_data(make_world):
     assert upload.filename.endswith(".zip") and "vqa" in upload.filename
     count = int(doc.params["caption"].split(": ")[1].split()[0])
     assert count == 10  # every find of the trusted player at θ=0
+    assert doc.params["caption"].endswith("; 0 skipped (correction the same as the answer)")
     with zipfile.ZipFile(io.BytesIO(upload.data)) as zf:
         lines = zf.read("train.jsonl").decode().splitlines()
         assert len(lines) == count
@@ -106,6 +107,15 @@ async def test_export_sends_a_zip_document_with_the_training_data(make_world):
     assert "with confirmations" in doc.params["caption"] and "-confirmed-" in doc.files["document"].filename
     assert int(doc.params["caption"].split(": ")[1].split()[0]) >= count
 
+    # a find stored before verdicts refused a correction equal to the answer: exported? no — counted
+    async with world.components.db.write() as conn:
+        await conn.execute(update(answers).where(answers.c.id == first["id"]).values(
+            correction=answers.c.served_answer + "."))
+    mark = world.mark()
+    await world.say(ADMIN_ID, "/export vqa 0")
+    doc = await world.reply_to(ADMIN_ID, "sendDocument", mark, timeout=60)
+    assert doc.params["caption"].endswith(f": {count - 1} items; 1 skipped (correction the same as the answer)")
+
     world.runtime.deps.max_document_bytes = 100  # an operator's limit smaller than this export
     mark = world.mark()
     await world.say(ADMIN_ID, "/export dpo 0")
@@ -114,7 +124,7 @@ async def test_export_sends_a_zip_document_with_the_training_data(make_world):
     path = Path(too_large.rsplit(" at ", 1)[1])
     assert path.is_absolute()
     with zipfile.ZipFile(path) as zf:
-        assert len(zf.read("train.jsonl").decode().splitlines()) == count
+        assert len(zf.read("train.jsonl").decode().splitlines()) == count - 1   # the same pair skipped
 
     mark = world.mark()
     await world.say(ADMIN_ID, "/export parquet")

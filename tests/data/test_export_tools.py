@@ -235,3 +235,18 @@ def test_shipped_chat_template_is_the_one_the_code_builds_and_marks_the_answer()
     out = tokenizer.apply_chat_template(messages, return_dict=True, return_assistant_tokens_mask=True)
     answer = [t for t, m in zip(out["input_ids"], out["assistant_masks"]) if m]
     assert tokenizer.convert_ids_to_tokens(answer) == ["2", "</s>"]
+
+
+def test_gap_finetune_reads_the_hf_export_as_it_reads_the_vqa_one(tmp_path):
+    """`gap finetune DIR` takes an `hf` export (Parquet, images embedded) like the file-based ones:
+    the same questions, answers and picture bytes, and a short LoRA run on it."""
+    from models.finetune import FinetuneConfig, finetune, read_examples
+
+    recs, images = _records()
+    write_export(recs, images, "hf", tmp_path / "hf", theta=0.8, filtering="test")
+    write_export(recs, images, "vqa", tmp_path / "vqa", theta=0.8, filtering="test")
+    from_hf, from_vqa = read_examples(tmp_path / "hf"), read_examples(tmp_path / "vqa")
+    assert [(e.question, e.answer) for e in from_hf] == [(e.question, e.answer) for e in from_vqa]
+    assert [e.image for e in from_hf] == [e.image.read_bytes() for e in from_vqa]
+    log = finetune(MODEL, tmp_path / "hf", tmp_path / "adapter", FinetuneConfig(max_steps=2, batch_size=2))
+    assert log["steps"] == 2 and 0 < log["examples_used"] <= len(from_hf)  # targets the vocabulary cannot spell drop

@@ -79,6 +79,8 @@ def test_careful_players_are_kept_and_random_ones_removed_over_many_gold():
 
     assert sum(removed(0.5) for _ in range(150)) / 150 >= 0.9
     assert sum(removed(0.95) for _ in range(150)) / 150 <= 0.02
+    # GameLabel's typical player (about 70 % right) is usually kept, even checked after every answer
+    assert sum(removed(0.7, 30) for _ in range(150)) / 150 <= 0.4
 
 
 def test_points_by_accuracy():
@@ -88,6 +90,36 @@ def test_points_by_accuracy():
     high, low = R.batch_points(R.GoldRecord(50, 0)), R.batch_points(R.GoldRecord(35, 15))
     assert 45 <= high <= 50 and 0 < low < high
     assert R.batch_points(R.GoldRecord(50, 0), duels=2) < high
+    assert 0 < R.batch_points(R.GoldRecord(1, 0)) < R.batch_points(R.GoldRecord(3, 0))  # one right check pays
+
+
+def _career(rng: random.Random, accuracy: float, batches: int) -> tuple[int, int]:
+    """(points, batches played) of a player of this accuracy on gold, under the rules' own
+    gold counts and removal, like the simulation's players but without the API."""
+    record, points = R.GoldRecord(), 0
+    for played in range(1, batches + 1):
+        golds = R.gold_count(rng, record)
+        right = sum(rng.random() < accuracy for _ in range(golds))
+        record = R.GoldRecord(record.correct + right, record.wrong + golds - right)
+        points += R.batch_points(record)
+        if R.should_remove(record):
+            return points, played
+    return points, batches
+
+
+def test_points_go_to_credible_accuracy_not_to_a_coin_flippers_luck():
+    """Per batch played, careful players earn many times what coin-flippers do, though a
+    lucky coin-flipper keeps playing (and being paid) until removed; the posterior mean
+    accuracy would pay the flipper nearly twice as much (9 points a batch, measured)."""
+    rng = random.Random(5)
+
+    def per_batch(accuracy: float, batches: int) -> float:
+        runs = [_career(rng, accuracy, batches) for _ in range(600)]
+        return sum(p for p, _ in runs) / sum(b for _, b in runs)
+
+    careful, sloppy, coin = per_batch(0.965, 10), per_batch(0.7, 10), per_batch(0.5, 40)
+    assert careful > 2 * sloppy > 0 and sloppy > 2 * coin
+    assert coin < 7 and careful > 5 * coin          # the posterior mean: 9.2 and 4.2×
 
 
 def test_label_weight_is_log_odds_and_zero_below_chance():

@@ -15,6 +15,7 @@ from game.rules import DESCRIPTION_MAX, DESCRIPTION_POINTS
 from game.tables import images, points_ledger
 from gap.commands.images import generate_pool
 from tests.webapp.conftest import auth_header
+from tests.webapp.documented import assert_documented
 
 pytestmark = pytest.mark.both_backends
 
@@ -43,6 +44,7 @@ async def test_describe_and_rate_over_http(client, db, clock):
     await generate_pool(db, 4, seed=11)
     task = await open_task(client, ALICE)
     assert set(task) == {"task_id", "status", "now_ms", "max_chars", "image"}
+    assert_documented(task, "DescribeTask")
     assert task["max_chars"] == DESCRIPTION_MAX and task["image"]["seconds_left"] == 60.0
     assert (await open_task(client, ALICE))["task_id"] == task["task_id"]  # resumed, same deadline
     img = await client.get(task["image"]["url"])
@@ -59,6 +61,7 @@ async def test_describe_and_rate_over_http(client, db, clock):
     assert first.status == 200
     got = await first.json()
     assert got["status"] == "recorded" and got["seconds"] == 12.5
+    assert_documented(got, "DescriptionRecorded")
     again = await post(client, path, {"request_id": "d1", "text": text}, ALICE)   # retry: replayed
     assert again.status == 200 and await again.json() == got
     twice = await post(client, path, {"request_id": "d2", "text": "another"}, ALICE)
@@ -72,13 +75,16 @@ async def test_describe_and_rate_over_http(client, db, clock):
     assert (await client.get("/api/descriptions/next", headers=ALICE)).status == 404
     shown = await (await client.get("/api/descriptions/next", headers=BOB)).json()
     assert shown == {"description_id": got["description_id"], "text": text.strip(),
-                     "image": {"url": task["image"]["url"]}}
+                     "image": {"image_id": task["image"]["image_id"], "url": task["image"]["url"]}}
+    assert_documented(shown, "DescriptionToRate")
     rate = f"/api/descriptions/{got['description_id']}/rating"
     own = await post(client, rate, {"request_id": "r0", "fits": True}, ALICE)
     assert own.status == 404
     bad = await post(client, rate, {"request_id": "r1", "fits": "yes"}, BOB)
     assert bad.status == 400 and (await bad.json())["error"]["code"] == "invalid"
-    assert (await post(client, rate, {"request_id": "r1", "fits": True}, BOB)).status == 200
+    rated = await post(client, rate, {"request_id": "r1", "fits": True}, BOB)
+    assert rated.status == 200
+    assert_documented(await rated.json(), "RatingRecorded")
     assert (await post(client, rate, {"request_id": "r2", "fits": True}, BOB)).status == 409
     assert (await count(db, points_ledger)) == 0
     assert (await post(client, rate, {"request_id": "r1", "fits": True}, CAROL)).status == 200

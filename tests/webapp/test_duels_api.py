@@ -7,6 +7,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from tests.conftest import TEST_BOT_TOKEN
 from tests.game.duel_support import duel_service, item_truth, other, seed_scene_images
 from tests.webapp.conftest import auth_header
+from tests.webapp.documented import assert_documented
 from webapp.app import create_app
 from webapp.duels_api import setup_duels
 
@@ -40,7 +41,9 @@ async def test_a_batch_over_http(http, db, clock):
     me = auth_header(501, first_name="Duellist")
     resp = await http.get("/api/duels/current", headers=me)
     assert (await resp.json())["status"] == "idle"
+    assert_documented(await resp.json(), "DuelState")
     state = await (await http.post("/api/duels", headers=me)).json()
+    assert_documented(state, "DuelState")
     item = state["item"]
     for side in ("left", "right"):
         if item["kind"] == "caption":
@@ -58,6 +61,7 @@ async def test_a_batch_over_http(http, db, clock):
         resp = await http.post(f"/api/duels/items/{item['item_id']}/choice", json=body, headers=me)
         assert resp.status == 200
         state = await resp.json()
+        assert_documented(state, "DuelState")
         again = await http.post(f"/api/duels/items/{item['item_id']}/choice", json=body, headers=me)
         assert again.status == 200                      # a retried submit replays
     assert state["status"] == "finished" and state["result"]["points"] > 0
@@ -109,6 +113,7 @@ async def test_removed_players_get_the_message(http, db, clock):
         if state["status"] == "removed":
             break
     assert state["status"] == "removed" and "closed" in state["message"]
+    assert_documented(state, "DuelState")
     err = await error_of(await http.post("/api/duels", headers=me), 409)
     assert err["code"] == "removed" and "closed" in err["message"]
     board = await (await http.get("/api/leaderboard?period=all", headers=me)).json()
