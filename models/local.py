@@ -20,6 +20,7 @@ from typing import Sequence
 import torch
 from cachetools import LRUCache
 from PIL import Image
+from transformers import LogitsProcessor, LogitsProcessorList
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from models.base import BadImage, BadQuestion, ModelAnswer, ModelError  # noqa: F401 - BadQuestion is re-exported
@@ -109,6 +110,48 @@ def declared_answer_forms(path: Path) -> list[str] | None:
     return None
 
 
+class AnswerMasks:
+    """Allowed-token masks of a closed answer set, one per generated prefix, built once: a batch's step
+    is one masked_fill (the first step, shared by every row, is a single broadcast mask)."""
+
+    def __init__(self, trie: dict, eos_id: int):
+        self.trie, self.eos_id = trie, eos_id
+        self._masks: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def allowed(self, prefix: tuple[int, ...]) -> list[int]:
+        node = self.trie
+        for tok in prefix:
+            if tok == self.eos_id or not isinstance(node, dict) or tok not in node:
+                return [self.eos_id]
+            node = node[tok]
+        nxt = [t for t in node if t is not None]
+        return nxt + [self.eos_id] if None in node or not nxt else nxt
+
+    def mask(self, prefix: tuple[int, ...], vocab: int, device) -> torch.Tensor:
+        key = prefix
+        m = self._masks.get(key)
+        if m is None or m.shape[0] != vocab:
+            m = torch.ones(vocab, dtype=torch.bool, device=device)
+            m[self.allowed(prefix)] = False  # True = forbidden
+            self._masks[key] = m
+        return m
+
+    def processor(self, prompt_len: int):
+        masks = self
+
+        class _Closed(LogitsProcessor):
+            def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+                gen = input_ids[:, prompt_len:]
+                vocab = scores.shape[-1]
+                if gen.shape[1] == 0:
+                    forbid = masks.mask((), vocab, scores.device).unsqueeze(0)
+                else:
+                    forbid = torch.stack([masks.mask(tuple(r), vocab, scores.device) for r in gen.tolist()])
+                return scores.masked_fill(forbid, float("-inf"))
+
+        return _Closed()
+
+
 class TransformersVQA:
     """VQAModel over a transformers image-text-to-text model (strategy "decode" or "prompt")."""
 
@@ -154,6 +197,7 @@ class TransformersVQA:
         # never a fragment like "I no" (SPEC §3.2); other families generate freely
         forms = declared_answer_forms(self.path)
         self.answer_trie, self.answer_depth = self._answer_trie(forms) if forms else (None, 0)
+        self._answer_masks: AnswerMasks | None = None
         self.batcher: MicroBatcher[_Request, _Result] = MicroBatcher(
             self._run_batch, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
             timeout_s=timeout_s, name="vqa")
@@ -180,21 +224,12 @@ class TransformersVQA:
         return trie, depth
 
     def _closed_answers(self, prompt_len: int):
-        """prefix_allowed_tokens_fn over the answer trie, or None (free generation)."""
+        """Generation kwargs that keep decoding on the answer trie (none: free generation)."""
         if self.answer_trie is None:
-            return None
-        trie, eos = self.answer_trie, self.eos_id
-
-        def allowed(_batch_id: int, ids: torch.Tensor) -> list[int]:
-            node = trie
-            for tok in ids[prompt_len:].tolist():
-                if tok == eos or not isinstance(node, dict) or tok not in node:
-                    return [eos]
-                node = node[tok]
-            nxt = [t for t in node if t is not None]
-            return nxt + [eos] if None in node or not nxt else nxt
-
-        return allowed
+            return {}
+        if self._answer_masks is None:
+            self._answer_masks = AnswerMasks(self.answer_trie, self.eos_id)
+        return {"logits_processor": LogitsProcessorList([self._answer_masks.processor(prompt_len)])}
 
     # ------------------------------------------------------------------ public
     async def answer(self, image: bytes, question: str, taint: bool) -> ModelAnswer:
@@ -305,8 +340,7 @@ class TransformersVQA:
         inputs = self._inputs(images, questions)
         prompt_len = inputs["input_ids"].shape[1]
         out = self.model.generate(**inputs, max_new_tokens=self._answer_tokens(), do_sample=False,
-                                  pad_token_id=self.tokenizer.pad_token_id,
-                                  prefix_allowed_tokens_fn=self._closed_answers(prompt_len))
+                                  pad_token_id=self.tokenizer.pad_token_id, **self._closed_answers(prompt_len))
         return self._decode_new(out, prompt_len)
 
     def _answer_tokens(self) -> int:
@@ -317,8 +351,7 @@ class TransformersVQA:
         prompt_len = inputs["input_ids"].shape[1]
         out = self.model.generate(**inputs, max_new_tokens=self._answer_tokens(), do_sample=False,
                                   pad_token_id=self.tokenizer.pad_token_id, output_scores=True,
-                                  return_dict_in_generate=True,
-                                  prefix_allowed_tokens_fn=self._closed_answers(prompt_len))
+                                  return_dict_in_generate=True, **self._closed_answers(prompt_len))
         return self._decode_new(out.sequences, prompt_len), out.scores[0]
 
     def _tries(self, questions: list[str], honest: list[str]) -> tuple[list[dict], int]:
