@@ -355,11 +355,13 @@ def _compile_for_sqlite(conn, stmt, keys: tuple[str, ...]) -> _Compiled:
     row_type = None
     if stmt.is_select:
         row_type = namedtuple("Row", list(stmt.selected_columns.keys()), rename=True)
+    elif compiled.effective_returning:  # INSERT/UPDATE … RETURNING: rows too
+        row_type = namedtuple("Row", [c.key for c in compiled.effective_returning], rename=True)
     return _Compiled(str(compiled), names, defaults, row_type)
 
 
 def fast(conn, stmt, params: dict | None = None):
-    """Execute a Core statement; rows (attribute access) for SELECT, rowcount otherwise.
+    """Execute a Core statement; rows (attribute access) for SELECT and RETURNING, rowcount otherwise.
 
     On SQLite the statement is compiled once and run on the driver connection,
     skipping SQLAlchemy's per-execution machinery (~50 µs a statement) on the

@@ -2,10 +2,15 @@
 
 Why in the database: several web workers serve the same players behind a load
 balancer (SPEC §4.2), so a counter in one process would let a script multiply
-its allowance by the number of workers. Each hit is one short write
-transaction — an atomic `INSERT … ON CONFLICT DO UPDATE … RETURNING` on the
-`rate_limits` row of (subject, window) — which both SQLite and PostgreSQL
-serialise per row, so N workers together allow exactly the configured count.
+its allowance by the number of workers. Each hit is an atomic
+`INSERT … ON CONFLICT DO UPDATE … RETURNING` on the `rate_limits` row of
+(subject, window), which both SQLite and PostgreSQL serialise per row, so N
+workers together allow exactly the configured count. The hit is counted inside
+the write transaction the request makes anyway (`tx_guarded`: verdicts, votes,
+session starts); only a question, whose model call must not start before it is
+allowed and must not run inside a transaction, counts in a short one of its own.
+The statements are built once and run through `game.db.fast`: built per call they
+cost more CPU than the rest of a request's SQL together.
 
 Fixed windows: a subject may make `count` hits per `seconds`-long window
 aligned to the epoch; every attempt counts, refused ones too, so a flood stays
@@ -19,17 +24,21 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from game.db import fast
 from game.errors import GameError
 from game.tables import player_networks, players, rate_limits
 
 ACTIONS = ("question", "verdict", "session", "update")
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*(s|m|h)?\s*$")
 _UNIT = {None: 1, "s": 1, "m": 60, "h": 3600}
+T = TypeVar("T")
 
 
 class RateLimited(GameError):
@@ -100,24 +109,61 @@ def _upsert(conn, table=rate_limits):
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
+def _hit_statement(dialect) -> Any:
+    stmt = dialect.insert(rate_limits).values(bucket=bindparam("bucket"), window_start=bindparam("start"), hits=1)
+    return stmt.on_conflict_do_update(index_elements=["bucket", "window_start"],
+                                      set_={"hits": rate_limits.c.hits + 1}).returning(rate_limits.c.hits)
+
+
+# Statements of the hot path, built once (run by game/db.fast: compiled once on SQLite); every
+# question and verdict runs HIT per bucket, so building them per call cost more than the SQL.
+HIT = {"sqlite": _hit_statement(sqlite), "postgresql": _hit_statement(postgresql)}
+FORGET_OLD_WINDOWS = delete(rate_limits).where(rate_limits.c.bucket == bindparam("bucket"),
+                                               rate_limits.c.window_start < bindparam("start"))
+BANNED_AT = select(players.c.banned_at).where(players.c.id == bindparam("pid"))
+BANNED_AT_BY_KEY = select(players.c.banned_at).where(players.c.player_key == bindparam("key"))
+
+
 def tx_hit(conn, buckets: list[tuple[str, Rate]], now_ms: int) -> list[tuple[int, int, int]]:
     """Count one hit in each bucket's current window: [(hits, count, ms left in window)].
 
     The first hit of a window also deletes the bucket's older windows, so the
     table holds about one row per active subject."""
     out = []
+    hit = HIT["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
     for bucket, rate in buckets:
         window_ms = rate.seconds * 1000
         start = now_ms - now_ms % window_ms
-        stmt = _upsert(conn).values(bucket=bucket, window_start=start, hits=1)
-        stmt = stmt.on_conflict_do_update(index_elements=["bucket", "window_start"],
-                                          set_={"hits": rate_limits.c.hits + 1}).returning(rate_limits.c.hits)
-        hits = int(conn.execute(stmt).scalar_one())
+        hits = int(fast(conn, hit, {"bucket": bucket, "start": start})[0][0])
         if hits == 1:
-            conn.execute(delete(rate_limits).where(rate_limits.c.bucket == bucket,
-                                                   rate_limits.c.window_start < start))
+            fast(conn, FORGET_OLD_WINDOWS, {"bucket": bucket, "start": start})
         out.append((hits, rate.count, start + window_ms - now_ms))
     return out
+
+
+def tx_guard(conn, player_id: int, buckets: list[tuple[str, Rate]], now_ms: int) -> list[tuple[int, int, int]] | None:
+    """None for a banned player (nothing counted), else `tx_hit`'s counts after this hit."""
+    if tx_is_banned(conn, player_id):
+        return None
+    return tx_hit(conn, buckets, now_ms)
+
+
+def tx_guarded(conn, player_id: int, buckets: list[tuple[str, Rate]], now_ms: int, fn: Callable[..., T],
+               *args: Any) -> tuple[list[tuple[int, int, int]] | None, T | None]:
+    """`tx_guard` and a request's own write `fn(conn, *args)` in one transaction:
+    (counts or None when banned, fn's result or None when not run).
+
+    Why one transaction: on SQLite every write transaction queues on the one writer,
+    so counting in a separate one doubled a request's writes. The guarantee is the
+    same: the hit is counted by the same atomic upsert, before `fn` runs and under
+    the same row lock, so N workers still let exactly `count` requests through.
+    `fn` runs only for a player who is not banned and within every limit; a refused
+    attempt's hits commit (every attempt counts), and a write that fails rolls its
+    hits back with it (its retry is counted once, a replay never)."""
+    results = tx_guard(conn, player_id, buckets, now_ms)
+    if results is None or any(hits > count for hits, count, _ in results):
+        return results, None
+    return results, fn(conn, *args)
 
 
 def refusal(results: list[tuple[int, int, int]], template: str) -> RateLimited | None:
@@ -171,4 +217,11 @@ def tx_gold_only(conn, limits: Limits, player_id: int, origin: str | None, now_m
 
 
 def tx_is_banned(conn, player_id: int) -> bool:
-    return conn.execute(select(players.c.banned_at).where(players.c.id == player_id)).scalar() is not None
+    rows = fast(conn, BANNED_AT, {"pid": player_id})
+    return bool(rows) and rows[0][0] is not None
+
+
+def tx_is_banned_key(conn, player_key: str) -> bool:
+    """The same by the player's stored key (the bot knows a sender only by Telegram id)."""
+    rows = fast(conn, BANNED_AT_BY_KEY, {"key": player_key})
+    return bool(rows) and rows[0][0] is not None

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from cachetools import LRUCache
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from game import descriptions, rules, validation
@@ -31,7 +30,7 @@ from game.limits import Banned, Limits
 from game.locks import KeyedLocks
 from game.metrics import GameMetrics
 from game.players import player_key
-from game.tables import answers, players
+from game.tables import answers
 from models.base import VQAModel
 
 Clock = Callable[[], int]
@@ -56,17 +55,9 @@ def clean_request_id(value: object) -> str:
     return value
 
 
-def _tx_guard(conn, player_id: int, buckets, now: int):
-    """None for a banned player (nothing counted), else each bucket's count after this hit."""
-    if lim.tx_is_banned(conn, player_id):
-        return None
-    return lim.tx_hit(conn, buckets, now)
-
-
 def _tx_chat_guard(conn, key: str, buckets, now: int):
     """(each bucket's count after this hit, whether the player with this key is banned)."""
-    banned = conn.execute(select(players.c.banned_at).where(players.c.player_key == key)).scalar() is not None
-    return lim.tx_hit(conn, buckets, now), banned
+    return lim.tx_hit(conn, buckets, now), lim.tx_is_banned_key(conn, key)
 
 
 @dataclass(frozen=True)
@@ -274,10 +265,9 @@ class GameService:
                 rules.check_correction_differs(correction, ctx.served_answer)
             award = rules.score_verdict(verdict, ctx.image_tainted, ctx.answer_tainted,
                                         self.config.false_alarm_penalty)
-            await self._guard("verdict", player_id, origin, now)
             try:
-                state = await self.db.run_write(self.store.apply_verdict, player_id, request_id, ctx, verdict,
-                                                correction, award, now)
+                state = await self._guarded_write("verdict", player_id, origin, now, self.store.apply_verdict,
+                                                  player_id, request_id, ctx, verdict, correction, award, now)
             except IntegrityError:
                 return await self._replay_or_conflict(player_id, request_id, "verdict")
             self.metrics.record_verdict(verdict, find=verdict == "wrong" and not ctx.image_tainted)
@@ -329,13 +319,14 @@ class GameService:
         agrees = validation.clean_agrees(agrees)
         find_id = validation.clean_find_id(find_id)
         async with self._locks.hold(player_id):
-            await self._guard("verdict", player_id, origin, self.clock())
+            now = self.clock()
             try:
-                result = await self.db.run_write(validation.tx_record_vote, player_id, find_id, request_id,
-                                                 agrees, self.clock())
+                result = await self._guarded_write("verdict", player_id, origin, now, validation.tx_record_vote,
+                                                   player_id, find_id, request_id, agrees, now)
             except IntegrityError:  # a concurrent vote or bonus in another worker: decide again
-                result = await self.db.run_write(validation.tx_record_vote, player_id, find_id, request_id,
-                                                 agrees, self.clock())
+                now = self.clock()
+                result = await self._guarded_write("verdict", player_id, origin, now, validation.tx_record_vote,
+                                                   player_id, find_id, request_id, agrees, now)
         if result.pop("_bonus_paid", False):
             self._boards.clear()
         return result
@@ -464,12 +455,24 @@ class GameService:
             if await self.db.run_read(lim.tx_is_banned, player_id):
                 raise Banned(BANNED_MESSAGE)
             return
-        results = await self.db.run_write(_tx_guard, player_id, buckets, now)
+        results = await self.db.run_write(lim.tx_guard, player_id, buckets, now)
         if results is None:
             raise Banned(BANNED_MESSAGE)
         refused = lim.refusal(results, LIMITED[action])
         if refused is not None:
             raise refused
+
+    async def _guarded_write(self, action: str, player_id: int, origin: str | None, now: int, fn, *args):
+        """`run_write(fn, *args)` behind the same checks as `_guard`, counted in the same
+        transaction: one write per request instead of two on the single SQLite writer."""
+        buckets = self.limits.rates(action, player_id, origin, None)
+        results, value = await self.db.run_write(lim.tx_guarded, player_id, buckets, now, fn, *args)
+        if results is None:
+            raise Banned(BANNED_MESSAGE)
+        refused = lim.refusal(results, LIMITED[action])
+        if refused is not None:
+            raise refused
+        return value
 
     async def _expire(self, player_id: int, session_id: str, now: int) -> None:
         """End the timed-out image (counting the session when that finished it)."""

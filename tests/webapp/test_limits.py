@@ -7,13 +7,15 @@ import json
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select
 
 from game import admin_queries
 from sqlalchemy import insert
 
 from game.db import Database
-from game.tables import points_ledger
-from game.limits import Limits, Rate, refusal, tx_hit
+from game.errors import Conflict
+from game.tables import answers, points_ledger, rate_limits
+from game.limits import Limits, Rate, refusal, tx_guarded, tx_hit
 from game.service import GameService
 from tests.webapp.conftest import auth_header, make_app
 from tests.webapp.test_api import snapshot
@@ -100,11 +102,11 @@ async def test_verdict_and_session_limits(service, db, model, clock, settings):
                 assert verdict.status == 200
         assert verdict.status == 429 and int(verdict.headers["Retry-After"]) >= 1
         async with db.read() as conn:
-            from sqlalchemy import select
-
-            from game.tables import answers
             rows = (await conn.execute(select(answers.c.verdict).where(answers.c.id == ids[1]))).all()
+            # ...but the attempt counted (in the verdict's own transaction), so a flood stays refused
+            hits = (await conn.execute(select(rate_limits.c.hits).where(rate_limits.c.bucket.like("verdict:p:%")))).all()
         assert rows == [(None,)]  # the refused verdict was not stored
+        assert hits == [(2,)]
         for i in range(10):  # the session ends by timeouts; a new one is over the session-start limit
             clock.advance(121)
             await client.get("/api/sessions/current", headers=ALICE)
@@ -149,6 +151,41 @@ async def test_limits_hold_across_workers(db_url, clock):
     passed = [r for r in results if refusal(r, "questions") is None]
     assert len(passed) == 7
     assert sorted(r[0][0] for r in results) == list(range(1, 21))  # every hit counted once
+
+
+async def test_guarded_writes_hold_across_workers(db_url, clock):
+    """A request's own write behind its limit hit, in one transaction (what a verdict does):
+    across two workers exactly `count` writes run, and every attempt is counted."""
+    workers = [Database(db_url), Database(db_url)]
+    rate, now = Rate(7, 60), clock()
+
+    def write(conn):  # stands for the request's write: counted in a bucket of its own
+        return tx_hit(conn, [("done", Rate(1000, 60))], now)[0][0]
+
+    try:
+        results = await asyncio.gather(*(workers[i % 2].run_write(tx_guarded, 1, [("verdict:p:1", rate)], now, write)
+                                         for i in range(20)))
+        async with workers[0].read() as conn:
+            rows = dict((await conn.execute(select(rate_limits.c.bucket, rate_limits.c.hits))).all())
+    finally:
+        for w in workers:
+            await w.dispose()
+    written = sorted(value for _, value in results if value is not None)
+    assert written == list(range(1, 8))
+    assert all(refusal(counts, "verdicts") is not None for counts, value in results if value is None)
+    assert rows == {"verdict:p:1": 20, "done": 7}
+
+
+async def test_a_failed_guarded_write_takes_its_hit_back(db, clock):
+    """A write that fails (a conflict, a duplicate request) rolls back its hit with it, so the
+    retry or replay that follows is counted once."""
+    def failing(conn):
+        raise Conflict("a concurrent request changed this session; reload the state")
+
+    with pytest.raises(Conflict):
+        await db.run_write(tx_guarded, 1, [("verdict:p:1", Rate(5, 60))], clock(), failing)
+    counts, value = await db.run_write(tx_guarded, 1, [("verdict:p:1", Rate(5, 60))], clock(), lambda conn: "ok")
+    assert value == "ok" and counts[0][0] == 1
 
 
 async def test_banned_player_cannot_play_or_score(service, db, model, clock, settings):
