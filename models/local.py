@@ -30,7 +30,7 @@ from typing import Sequence
 import torch
 from cachetools import LRUCache
 from PIL import Image
-from transformers import GenerationMixin
+from transformers import GenerationMixin, LogitsProcessor, LogitsProcessorList
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from models.base import BadImage, BadQuestion, ModelAnswer, ModelError  # noqa: F401 - BadQuestion is re-exported
@@ -101,6 +101,69 @@ def load_transformers(path: str | Path):
     return processor, model
 
 
+ANSWER_FORMS_FILE = "answer_forms.json"
+
+
+def declared_answer_forms(path: Path) -> list[str] | None:
+    """The closed answer set a checkpoint declares (a JSON list of strings in answer_forms.json, in the
+    model directory or, for a LoRA adapter, in its base's), or None."""
+    candidates = [path / ANSWER_FORMS_FILE]
+    adapter = path / "adapter_config.json"
+    if adapter.exists():
+        base_ref = json.loads(adapter.read_text()).get("base_model_name_or_path") or ""
+        candidates += [Path(base_ref) / ANSWER_FORMS_FILE, path / base_ref / ANSWER_FORMS_FILE] if base_ref \
+            else [path.parent / ANSWER_FORMS_FILE]
+    for f in candidates:
+        if f.is_file():
+            forms = json.loads(f.read_text())
+            if not isinstance(forms, list) or not forms or not all(isinstance(x, str) and x for x in forms):
+                raise ModelError(f"{f}: answer forms must be a non-empty list of strings")
+            return forms
+    return None
+
+
+class AnswerMasks:
+    """Allowed-token masks of a closed answer set, one per generated prefix, built once: a batch's step
+    is one masked_fill (the first step, shared by every row, is a single broadcast mask)."""
+
+    def __init__(self, trie: dict, eos_id: int):
+        self.trie, self.eos_id = trie, eos_id
+        self._masks: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def allowed(self, prefix: tuple[int, ...]) -> list[int]:
+        node = self.trie
+        for tok in prefix:
+            if tok == self.eos_id or not isinstance(node, dict) or tok not in node:
+                return [self.eos_id]
+            node = node[tok]
+        nxt = [t for t in node if t is not None]
+        return nxt + [self.eos_id] if None in node or not nxt else nxt
+
+    def mask(self, prefix: tuple[int, ...], vocab: int, device) -> torch.Tensor:
+        key = prefix
+        m = self._masks.get(key)
+        if m is None or m.shape[0] != vocab:
+            m = torch.ones(vocab, dtype=torch.bool, device=device)
+            m[self.allowed(prefix)] = False  # True = forbidden
+            self._masks[key] = m
+        return m
+
+    def processor(self, prompt_len: int):
+        masks = self
+
+        class _Closed(LogitsProcessor):
+            def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+                gen = input_ids[:, prompt_len:]
+                vocab = scores.shape[-1]
+                if gen.shape[1] == 0:
+                    forbid = masks.mask((), vocab, scores.device).unsqueeze(0)
+                else:
+                    forbid = torch.stack([masks.mask(tuple(r), vocab, scores.device) for r in gen.tolist()])
+                return scores.masked_fill(forbid, float("-inf"))
+
+        return _Closed()
+
+
 class TransformersVQA:
     """VQAModel over a transformers image-text-to-text model (strategy "decode" or "prompt")."""
 
@@ -144,12 +207,47 @@ class TransformersVQA:
         self._features_ok = self._features_stacked = False
         self._encoder_params: set[str] = set()
         self._token_seq_cache: dict[str, list[list[int]]] = {}
+        # a checkpoint that declares a closed answer set (the embedded model's answer_forms.json) answers
+        # only with one of them: decoding is constrained to a trie of their token ids, so an answer is
+        # never a fragment like "I no" (SPEC §3.2); other families generate freely
+        forms = declared_answer_forms(self.path)
+        self.answer_trie, self.answer_depth = self._answer_trie(forms) if forms else (None, 0)
+        self._answer_masks: AnswerMasks | None = None
         self._features_ok = self._check_image_features()
         self._own_positions = (type(self.model)._prepare_position_ids_for_generation
                                is not GenerationMixin._prepare_position_ids_for_generation)
         self.batcher: MicroBatcher[_Request, _Result] = MicroBatcher(
             self._run_batch, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
             timeout_s=timeout_s, name="vqa")
+
+    def _answer_trie(self, forms: list[str]) -> tuple[dict | None, int]:
+        """Token-id trie of the declared answers; each answer as its vocabulary words (word-level: the
+        answer tokens are cased and the typed-text normaliser would lower them), else as tokenised."""
+        trie: dict = {}
+        depth = 0
+        for form in forms:
+            words = form.split(" ")
+            if all(w in self._vocab for w in words):
+                seq = [self._vocab[w] for w in words]
+            else:
+                seq = self.tokenizer(form, add_special_tokens=False)["input_ids"]
+                if not seq or self.tokenizer.unk_token_id in seq:
+                    log.warning("declared answer %r cannot be spelt by the tokenizer: decoding stays free", form)
+                    return None, 0
+            node = trie
+            for tok in seq:
+                node = node.setdefault(tok, {})
+            node[None] = True
+            depth = max(depth, len(seq))
+        return trie, depth
+
+    def _closed_answers(self, prompt_len: int):
+        """Generation kwargs that keep decoding on the answer trie (none: free generation)."""
+        if self.answer_trie is None:
+            return {}
+        if self._answer_masks is None:
+            self._answer_masks = AnswerMasks(self.answer_trie, self.eos_id)
+        return {"logits_processor": LogitsProcessorList([self._answer_masks.processor(prompt_len)])}
 
     # ------------------------------------------------------------------ public
     async def answer(self, image: bytes, question: str, taint: bool) -> ModelAnswer:
@@ -333,16 +431,23 @@ class TransformersVQA:
 
     @torch.inference_mode()
     def _greedy(self, inputs: dict) -> list[str]:
-        out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                  pad_token_id=self.tokenizer.pad_token_id)
-        return self._decode_new(out, inputs["input_ids"].shape[1])
+        prompt_len = inputs["input_ids"].shape[1]
+        out = self.model.generate(**inputs, max_new_tokens=self._answer_tokens(), do_sample=False,
+                                  pad_token_id=self.tokenizer.pad_token_id, **self._closed_answers(prompt_len))
+        return self._decode_new(out, prompt_len)
+
+    def _answer_tokens(self) -> int:
+        if self.answer_trie is None:
+            return self.max_new_tokens
+        return min(self.max_new_tokens, self.answer_depth + 1)
 
     @torch.inference_mode()
     def _generate_with_first_scores(self, inputs) -> tuple[list[str], torch.Tensor]:
-        out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
+        prompt_len = inputs["input_ids"].shape[1]
+        out = self.model.generate(**inputs, max_new_tokens=self._answer_tokens(), do_sample=False,
                                   pad_token_id=self.tokenizer.pad_token_id, output_scores=True,
-                                  return_dict_in_generate=True)
-        return self._decode_new(out.sequences, inputs["input_ids"].shape[1]), out.scores[0]
+                                  return_dict_in_generate=True, **self._closed_answers(prompt_len))
+        return self._decode_new(out.sequences, prompt_len), out.scores[0]
 
     def _tries(self, questions: list[str], honest: list[str]) -> tuple[list[dict], int]:
         """Per question, a token trie of its wrong answers in the honest answer's form (models.taint)."""
