@@ -194,32 +194,31 @@ async def _count_new_answers(conn, window: _Window, config: EvalConfig) -> _NewA
     rows (with the question text) sorts on disk and is several times slower than one scan.
     The same scan gives the crowd's per-image evidence (a second scan of the window cost more
     than the crowd's whole refit)."""
-    scan = (select(_A.c.player_id, _SI.c.tainted, _A.c.tainted, _FLAG, _I.c.complexity, _A.c.question,
-                   _I.c.model_accuracy, _A.c.image_id, _CORRECT)
-            .select_from(_JOINED).where(_in_window(window)))
+    scan = (select(_A.c.player_id, _SI.c.tainted, _A.c.tainted, _FLAG, _A.c.question, _A.c.image_id, _CORRECT)
+            .select_from(_A.join(_SI, _A.c.session_image_id == _SI.c.id)).where(_in_window(window)))
     rows = await fetch_tuples(conn, scan)
     n_read = len(rows)
     if not rows:
         return _NewAnswers(0, {}, {}, CrowdPairs.from_rows([]))
-    player_col, img_t, ans_t, flag, complexity, question, accuracy, image, correct = zip(*rows)
+    player_col, img_t, ans_t, flag, question, image_col, correct = zip(*rows)
     del rows
-    player = np.asarray(player_col, dtype=np.int64)
+    player, image = np.asarray(player_col, dtype=np.int64), np.asarray(image_col, dtype=np.int64)
     img_t, ans_t = np.asarray(img_t, dtype=bool), np.asarray(ans_t, dtype=bool)
     flagged = np.asarray(flag, dtype=np.int64)
-    crowd = CrowdPairs.from_verdicts(np.asarray(image, dtype=np.int64)[~ans_t], player[~ans_t],
-                                     np.asarray(correct, dtype=np.int64)[~ans_t], flagged[~ans_t])
+    crowd = CrowdPairs.from_verdicts(image[~ans_t], player[~ans_t], np.asarray(correct, dtype=np.int64)[~ans_t],
+                                     flagged[~ans_t])
+    complexity, accuracy = await _image_columns(conn, image)
     # Gold (answers on tainted images) only from images whose measured accuracy is very
     # high: an image that barely passed the reliable-pool threshold is often not reliable
     # (measured on few questions), and its "tainted" answers may be right, its honest ones
     # wrong — which would make careful players look insensitive and alarmist.
-    acc = np.array(accuracy, dtype=float)  # NULL → nan
-    keep = ~img_t | np.isnan(acc) | (acc >= config.gold_min_accuracy)
+    keep = ~img_t | np.isnan(accuracy) | (accuracy >= config.gold_min_accuracy)
     if not keep.any():
         return _NewAnswers(n_read, {}, {}, crowd)
     kind = np.where(img_t, np.where(ans_t, TAINTED, HONEST_TAINTED), UNTAINTED)[keep]
     flagged = flagged[keep]
     q_list, q_idx = _codes(question)
-    c_list, c_idx = _codes(complexity)
+    c_list, c_idx = complexity
     q_idx, c_idx = q_idx[keep], c_idx[keep]
     qtypes = {q: classify_question(q) for q in q_list}  # each distinct text once
     t_names = sorted(set(qtypes.values()))
@@ -236,6 +235,22 @@ async def _count_new_answers(conn, window: _Window, config: EvalConfig) -> _NewA
     finds = (kind == UNTAINTED) & (flagged == 1)
     find_qtypes = {q_list[i]: qtypes[q_list[i]] for i in np.unique(q_idx[finds]).tolist()}
     return _NewAnswers(n_read, delta, find_qtypes, crowd)
+
+
+async def _image_columns(conn, image: np.ndarray) -> tuple[tuple[list, np.ndarray], np.ndarray]:
+    """Each answer's image complexity (distinct values and each answer's index into them) and the
+    image's measured accuracy (nan when NULL), read once per distinct image instead of joined per
+    answer in the scan (a million joined rows cost more than the crowd's whole refit)."""
+    ids = np.unique(image)
+    info: dict[int, tuple] = {}
+    for lo in range(0, ids.size, 10_000):
+        chunk = ids[lo:lo + 10_000].tolist()
+        info.update((r[0], r[1:]) for r in await fetch_tuples(
+            conn, select(_I.c.id, _I.c.complexity, _I.c.model_accuracy).where(_I.c.id.in_(chunk))))
+    c_list, c_of_image = _codes([info[i][0] for i in ids.tolist()])
+    acc = np.array([info[i][1] for i in ids.tolist()], dtype=float)  # NULL → nan
+    at = np.searchsorted(ids, image)
+    return (c_list, c_of_image[at]), acc[at]
 
 
 def _codes(values) -> tuple[list, np.ndarray]:
