@@ -44,6 +44,7 @@ class CrowdPosterior:
     """Per-image posterior of the model's accuracy from judges' verdicts weighted by their (s, f).
 
     fit() sets `mean_`, `lower_` (the `quantile` lower credible bound) and `verdicts_` per image.
+    s and f are given per pair, or per judge with `judge` (each pair's index into them).
 
     Why factorised by judge: a pair's log-likelihood is n_correct·log(1 − P(Wrong | a)) +
     n_wrong·log P(Wrong | a), and P(Wrong | a) depends on the pair only through its judge's (s, f).
@@ -56,13 +57,16 @@ class CrowdPosterior:
         self.clip = clip
 
     def fit(self, *, image: np.ndarray, s: np.ndarray, f: np.ndarray, n_correct: np.ndarray,
-            n_wrong: np.ndarray, n_images: int) -> "CrowdPosterior":
+            n_wrong: np.ndarray, n_images: int, judge: np.ndarray | None = None) -> "CrowdPosterior":
         s = np.clip(np.asarray(s, float), self.clip, 1 - self.clip)
         f = np.clip(np.asarray(f, float), self.clip, 1 - self.clip)
         rows = np.asarray(image, np.int64)
         n_correct, n_wrong = np.asarray(n_correct, float), np.asarray(n_wrong, float)
-        judges, judge = np.unique(np.stack([s, f], axis=1).reshape(-1, 2), axis=0, return_inverse=True)
-        judge = judge.reshape(-1)
+        if judge is None:  # (s, f) per pair: the distinct ones are the judges
+            judges, judge = np.unique(np.stack([s, f], axis=1), axis=0, return_inverse=True)
+        else:
+            judges = np.stack([s, f], axis=1)
+        judge = np.asarray(judge, np.int64).reshape(-1)
         p_wrong = GRID[None, :] * judges[:, 1:2] + (1 - GRID[None, :]) * judges[:, 0:1]   # judges × grid
         shape = (n_images, len(judges))
         log_post = (sparse.csr_matrix((n_correct, (rows, judge)), shape=shape) @ np.log1p(-p_wrong)
@@ -191,7 +195,7 @@ async def refit_crowd(conn, pairs: CrowdPairs, judges: dict[int, tuple[float, fl
     sf = np.array([judges[p] for p in judge_ids.tolist()], dtype=float).reshape(-1, 2)
     judge = np.searchsorted(judge_ids, counting.player)
     post = CrowdPosterior(quantile).fit(
-        image=np.searchsorted(image_ids, counting.image), s=sf[judge, 0], f=sf[judge, 1],
+        image=np.searchsorted(image_ids, counting.image), judge=judge, s=sf[:, 0], f=sf[:, 1],
         n_correct=counting.n_correct, n_wrong=counting.n_wrong, n_images=image_ids.size)
     now = post.lower_ >= threshold
     was = np.array([bool(stored[i][1]) for i in image_ids.tolist()])

@@ -57,10 +57,13 @@ def test_posterior_factorised_by_judge_equals_the_sum_over_pairs():
         log_post[image[k]] += right[k] * np.log(1 - p_wrong) + wrong[k] * np.log(p_wrong)
     ref = np.exp(log_post - log_post.max(axis=1, keepdims=True))
     ref /= ref.sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(post.mean_, ref @ GRID, rtol=1e-12)
     lower = GRID[np.minimum((np.cumsum(ref, axis=1) < 0.05).sum(axis=1), GRID.size - 1)]
-    assert list(post.lower_) == list(lower) and len(set(lower)) > 3
-    assert list(post.verdicts_) == [int((right + wrong)[image == i].sum()) for i in range(n_images)]
+    by_judge = CrowdPosterior().fit(image=image, judge=judge, s=s_j, f=f_j, n_correct=right, n_wrong=wrong,
+                                    n_images=n_images)
+    for fitted in (post, by_judge):
+        np.testing.assert_allclose(fitted.mean_, ref @ GRID, rtol=1e-12)
+        assert list(fitted.lower_) == list(lower) and len(set(lower)) > 3
+        assert list(fitted.verdicts_) == [int((right + wrong)[image == i].sum()) for i in range(n_images)]
 
 
 def test_pairs_sum_each_answers_verdicts_per_image_and_judge():
