@@ -94,3 +94,48 @@ def format_table(result: dict[str, dict[str, float]]) -> str:
     means = {c: sum(result[c].values()) / max(1, len(result[c])) for c in cols}
     lines.append(f"{'mean':<22}" + "".join(f"{means[c] * 100:>9.1f}%" for c in cols))
     return "\n".join(lines)
+
+
+async def evaluate_paraphrases(model: VQAModel, per_frame: int = 20, complexity: str = "simple", seed: int = 0,
+                               concurrency: int = 64, progress: Callable[[int, int], None] | None = None) -> dict:
+    """The held-out paraphrase score (models.paraphrases): accuracy per category, per frame and overall,
+    and the share of well-formed answers (one of the model's answer forms), over `per_frame` questions a
+    frame; wrong examples are (question, answer, truth)."""
+    from models.paraphrases import CATEGORIES, correct, heldout_items, well_formed
+
+    items = heldout_items(per_frame, complexity, seed)
+    pngs: dict[int, bytes] = {}
+    rows: list[tuple[str, bool, bool, str, str, str, str]] = []
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(item) -> None:
+        async with sem:
+            if item.scene_index not in pngs:
+                pngs[item.scene_index] = await asyncio.to_thread(
+                    render_png, scene_from_seed("heldout", item.scene_index, complexity), 384)
+            ans = await model.answer(pngs[item.scene_index], item.question, taint=False)
+            rows.append((item.category, correct(item.question, ans.honest, item.answer), well_formed(ans.honest),
+                         item.question, ans.honest, item.answer, item.frame))
+            if progress:
+                progress(len(rows), len(items))
+
+    await asyncio.gather(*(one(it) for it in items))
+    by_cat = {c: [r[1] for r in rows if r[0] == c] for c in CATEGORIES}
+    return {"complexity": complexity, "n": len(rows),
+            "categories": {c: round(sum(v) / len(v), 4) for c, v in by_cat.items() if v},
+            "all": round(sum(r[1] for r in rows) / max(1, len(rows)), 4),
+            "well_formed": round(sum(r[2] for r in rows) / max(1, len(rows)), 4),
+            "frames": {f: round(sum(r[1] for r in rows if r[6] == f) / n, 4)
+                       for f in dict.fromkeys(it.frame for it in items)
+                       if (n := sum(1 for r in rows if r[6] == f))},
+            "malformed_examples": sorted({r[4] for r in rows if not r[2]})[:10],
+            "wrong_examples": [[r[3], r[4], r[5]] for r in rows if not r[1]][:15]}
+
+
+def format_paraphrases(result: dict) -> str:
+    lines = [f"held-out paraphrases ({result['complexity']} scenes, {result['n']} questions)"]
+    for c, v in result["categories"].items():
+        lines.append(f"{c:<22}{v * 100:>9.1f}%")
+    lines.append(f"{'all':<22}{result['all'] * 100:>9.1f}%")
+    lines.append(f"{'well-formed answers':<22}{result['well_formed'] * 100:>9.1f}%")
+    return "\n".join(lines)

@@ -17,7 +17,9 @@ processor's own attributes rather than tested again per request:
   processor's own resize is then a copy (players ask several questions about
   one image; resizing was the largest cost of a tiny Qwen2-VL batch);
 - the fast input path: only a LlavaProcessor over a plain CLIP processor
-  (models.fast_inputs);
+  (models.fast_inputs); every other family gets its processor with the
+  image half memoised per image (models.image_memo), where a load-time probe
+  shows the batches are the processor's own;
 - processor outputs that are not generation inputs (PaliGemma returns
   `labels`).
 
@@ -35,6 +37,7 @@ from typing import Any, Callable
 from PIL import Image
 
 from models.fast_inputs import FastClipInputs
+from models.image_memo import memoised_processor
 
 MAX_ASPECT = 8.0  # longer side : shorter side, after padding
 TASK_PREFIXES = {"PaliGemmaProcessor": "answer en "}  # template-less processors' documented VQA prefix
@@ -153,6 +156,7 @@ class FamilyAdapter:
     fixed_size: tuple[tuple[int, int], int] | None = None
     fast_inputs: FastClipInputs | None = None
     drop: frozenset[str] = field(default_factory=frozenset)
+    memo: Any | None = None  # the processor with its image half memoised per image (models.image_memo)
 
     @classmethod
     def for_processor(cls, processor: Any) -> "FamilyAdapter":
@@ -161,8 +165,12 @@ class FamilyAdapter:
             prompt: ChatPrompt | PrefixPrompt = ChatPrompt(processor)
         else:
             prompt = PrefixPrompt(TASK_PREFIXES.get(name, ""))
-        return cls(name=name, prompt=prompt, shortest_edge=_shortest_edge(processor),
-                   pixel_budget=_pixel_budget(processor), fixed_size=_fixed_size(processor), fast_inputs=FastClipInputs.for_processor(processor), drop=NOT_MODEL_INPUTS)
+        adapter = cls(name=name, prompt=prompt, shortest_edge=_shortest_edge(processor),
+                      pixel_budget=_pixel_budget(processor), fixed_size=_fixed_size(processor),
+                      fast_inputs=FastClipInputs.for_processor(processor), drop=NOT_MODEL_INPUTS)
+        if adapter.fast_inputs is None:
+            adapter.memo = memoised_processor(processor, adapter.prepare, [adapter.prompt("What is this?")])
+        return adapter
 
     def presize(self, img: Image.Image) -> Image.Image:
         """The processor's shortest-edge bicubic resize, done once here: the processor's own resize then
@@ -188,5 +196,6 @@ class FamilyAdapter:
         """Model inputs for one image per prompt (always one image list per sample)."""
         if self.fast_inputs is not None:
             return self.fast_inputs(images, prompts)
-        enc = processor(images=[[im] for im in images], text=prompts, padding=True, return_tensors="pt")
+        run = processor if self.memo is None else self.memo
+        enc = run(images=[[im] for im in images], text=prompts, padding=True, return_tensors="pt")
         return {k: v for k, v in enc.items() if k not in self.drop}

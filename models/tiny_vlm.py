@@ -24,6 +24,8 @@ from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, 
                           LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerFast)
 
 from models import scenes
+from models.scenes import questions as scene_questions
+from models.scenes.phrasings import phrasing_words
 
 IMAGE_SIZE = 64
 PATCH = 16
@@ -62,9 +64,11 @@ def _question_words() -> set[str]:
              "color": list(scenes.COLORS), "ref": [], "ref2": []}
     refs = list(scenes.SHAPES) + [f"{c} object" for c in scenes.COLORS] + [f"{c} shape" for c in scenes.COLORS] \
         + [f"{c} one" for c in scenes.COLORS] + OFF_TOPIC_NOUNS
-    for name in dir(scenes):
-        value = getattr(scenes, name)
-        if name.startswith("_") and isinstance(value, list) and value and isinstance(value[0], str):
+    # the template lists live in the questions module (the package itself holds only public names, and its
+    # `__all__` / `__path__` are lists of strings that must not become words)
+    for name, value in vars(scene_questions).items():
+        if name.startswith("_") and not name.startswith("__") and isinstance(value, list) and value \
+                and isinstance(value[0], str):
             texts += value
     texts += scenes.OFF_TOPIC + refs + scenes.example_questions() + ["colour color grey gray"]
     texts += list(fills["pl"]) + list(fills["color"])
@@ -89,6 +93,17 @@ def answer_tokens() -> list[str]:
     return seen
 
 
+def write_answer_forms(out) -> None:
+    """Declare the model's closed answer set next to its weights (answer_forms.json), so serving decodes
+    only those answers (models.local): never a fragment like "I no"."""
+    import json
+    from pathlib import Path
+
+    from models.scenes.answers import answer_forms
+
+    (Path(out) / "answer_forms.json").write_text(json.dumps(sorted(answer_forms()), indent=0))
+
+
 def answer_to_tokens(answer: str) -> list[str]:
     """The token sequence of a ground-truth answer (without the end token)."""
     if answer == scenes.CANT_TELL:
@@ -96,9 +111,14 @@ def answer_to_tokens(answer: str) -> list[str]:
     return [answer]
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
+def build_tokenizer(phrasings: bool = True) -> PreTrainedTokenizerFast:
+    """The word-level tokenizer: the template words, then the training phrasings' words appended (so a
+    checkpoint trained on the templates alone keeps every id and only grows rows: models.phrasing)."""
     vocab_list = list(SPECIAL)
-    for w in answer_tokens() + sorted(_question_words()):
+    words = answer_tokens() + sorted(_question_words())
+    if phrasings:
+        words += sorted(phrasing_words() - set(words))
+    for w in words:
         if w not in vocab_list:
             vocab_list.append(w)
     vocab = {w: i for i, w in enumerate(vocab_list)}

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from models import scenes
-from models.tiny_vlm import N_IMAGE_TOKENS, build_model, build_processor, build_tokenizer
+from models.tiny_vlm import N_IMAGE_TOKENS, build_model, build_processor, build_tokenizer, write_answer_forms
 from models.training_data import N_COLOR, N_GLYPH, N_SHAPE, N_SIZE, Batch, BatchMaker
 
 STAGES = ("slots", "align", "joint")
@@ -293,6 +293,7 @@ class Trainer:
         self.model.eval()
         self.model.save_pretrained(out)
         self.processor.save_pretrained(out)
+        write_answer_forms(out)
         log = {"seed": self.cfg.seed, "stage_steps": self.stage_steps, "stages": list(STAGES),
                "history": self.history[-30:],
                "reproduce": f"gap model train --out DIR --seed {self.cfg.seed} --steps "

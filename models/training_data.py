@@ -9,13 +9,14 @@ Those labels drive the training-only losses of the staged recipe
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from PIL import Image
 
 from models import scenes
+from models.scenes.phrasings import phrased_question, typo
 from models.tiny_vlm import IMAGE_SIZE, N_IMAGE_TOKENS, OFF_TOPIC_NOUNS, answer_to_tokens
 
 GRID = scenes.GRID
@@ -95,7 +96,12 @@ class Batch:
 class BatchMaker:
     """Builds batches; deterministic given (seed, step)."""
 
-    def __init__(self, processor, seed: int, exclude: frozenset[str] = frozenset()):
+    def __init__(self, processor, seed: int, exclude: frozenset[str] = frozenset(), phrasing: float = 0.0,
+                 typo_p: float = 0.0):
+        """`phrasing`: share of questions in a player's wording (models.scenes.phrasings) instead of the
+        templates; `typo_p`: chance that such a question has a misspelt function word."""
+        self.phrasing = phrasing
+        self.typo_p = typo_p
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.seed = seed
@@ -113,6 +119,16 @@ class BatchMaker:
     def scene(self, rng: random.Random, mix: dict[str, float]) -> scenes.Scene:
         return draw_training_scene(rng, mix, self.exclude)
 
+    def sample(self, scene: scenes.Scene, rng: random.Random) -> scenes.QA:
+        """A template question, or (with probability `phrasing`) a phrased one; no extra draws when
+        `phrasing` is 0, so runs of the base recipe repeat exactly."""
+        if self.phrasing > 0 and rng.random() < self.phrasing:
+            for _ in range(5):
+                qa = phrased_question(scene, rng)
+                if qa is not None:
+                    return replace(qa, question=typo(qa.question, rng, self.typo_p))
+        return sample_qa(scene, rng)
+
     def pixels(self, scene: scenes.Scene) -> np.ndarray:
         """Same path as serving: a larger render, bicubic down to 64 px, CLIP normalisation."""
         img = scenes.render(scene, 128).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BICUBIC)
@@ -126,7 +142,7 @@ class BatchMaker:
         qas, img_idx = [], []
         for i, sc in enumerate(scene_list):
             for _ in range(q_per_image):
-                qas.append(sample_qa(sc, rng))
+                qas.append(self.sample(sc, rng))
                 img_idx.append(i)
         enc = self.tokenizer([qa.question for qa in qas], add_special_tokens=False)["input_ids"]
         seqs, lab_starts = [], []

@@ -19,12 +19,41 @@ log = logging.getLogger("gap.model")
 def _train(args: argparse.Namespace, settings) -> int:
     from models.training import train
 
+    if args.source or args.stage:
+        return _train_stage(args)
     steps = tuple(int(s) for s in args.steps.split(",")) if args.steps else None
     if steps is not None and len(steps) != 3:
         print("gap model train: --steps takes three comma-separated counts (slots,align,joint)", file=sys.stderr)
         return 2
     out = train(args.out, minutes=args.minutes, resume=args.resume, seed=args.seed, steps=steps,  # type: ignore[arg-type]
                 threads=args.threads, state_dir=args.state_dir)
+    print(f"checkpoint written to {out}")
+    return 0
+
+
+def _train_stage(args: argparse.Namespace) -> int:
+    """A continued-training stage of a trained checkpoint (`--from DIR --stage phrasing`)."""
+    from models.phrasing import train_phrasing
+
+    if not (args.source and args.stage):
+        print("gap model train: --from and --stage go together (e.g. --from data/model --stage phrasing)",
+              file=sys.stderr)
+        return 2
+    if not (Path(args.source) / "config.json").is_file():
+        print(f"gap model train: {args.source} is not a model directory (no config.json)", file=sys.stderr)
+        return 2
+    try:
+        steps = int(args.steps) if args.steps else 600
+    except ValueError:
+        steps = 0
+    if steps <= 0:
+        print("gap model train: with --stage, --steps takes one positive count", file=sys.stderr)
+        return 2
+    if Path(args.out).resolve() == Path(args.source).resolve():
+        print("gap model train: --out must differ from --from (the source is read while the result is written)",
+              file=sys.stderr)
+        return 2
+    out = train_phrasing(args.source, args.out, steps=steps, seed=args.seed, threads=args.threads)
     print(f"checkpoint written to {out}")
     return 0
 
@@ -68,7 +97,7 @@ def _ask(args: argparse.Namespace, settings) -> int:
 def _eval(args: argparse.Namespace, settings) -> int:
     from tqdm import tqdm
 
-    from models.evaluation import COMPLEXITIES, TYPES, evaluate, format_table
+    from models.evaluation import COMPLEXITIES, TYPES, evaluate, evaluate_paraphrases, format_paraphrases, format_table
 
     types = tuple(args.types.split(",")) if args.types else TYPES
 
@@ -85,12 +114,17 @@ def _eval(args: argparse.Namespace, settings) -> int:
             bar.update(done - bar.n)
 
         try:
+            if args.paraphrases:
+                return await evaluate_paraphrases(model, per_frame=args.per_frame, progress=progress)
             return await evaluate(model, n=args.n, types=types, complexities=COMPLEXITIES, progress=progress)
         finally:
             bar.close()
             await model.aclose()
 
     result = asyncio.run(go())
+    if args.paraphrases:
+        print(json.dumps(result) if args.json else format_paraphrases(result))
+        return 0
     print(json.dumps(result) if args.json else format_table(result))
     return 0
 
@@ -189,12 +223,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     train = kinds.add_parser("train", help="train the embedded model from scratch on CPU (staged recipe)")
     train.add_argument("--out", default=str(EMBEDDED_MODEL_DIR), help="checkpoint directory (default: data/model)")
     train.add_argument("--minutes", type=float, default=90.0, help="time budget, turned into step counts")
-    train.add_argument("--steps", default=None, help="exact step counts per stage 'slots,align,joint' (reproduce a run)")
+    train.add_argument("--steps", default=None, help="exact step counts per stage 'slots,align,joint' (reproduce a "
+                                                      "run); with --stage, one count")
     train.add_argument("--resume", action="store_true", help="continue from --state-dir/train_state.pt")
     train.add_argument("--seed", type=int, default=1234)
     train.add_argument("--threads", type=int, default=1,
                        help="torch threads (1 is fastest when the CPU is shared with other work)")
     train.add_argument("--state-dir", default="runs/model-train", help="where resumable training state is kept")
+    train.add_argument("--from", dest="source", default=None,
+                       help="continue training this checkpoint (with --stage) instead of training from scratch")
+    train.add_argument("--stage", choices=["phrasing"], default=None,
+                       help="the continued-training stage: 'phrasing' teaches players' wordings (--steps N)")
     train.set_defaults(func=_train)
 
     ask = kinds.add_parser("ask", help="answer a question about an image: honest and tainted")
@@ -233,5 +272,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--model", default=None, help="model directory or openai:<url> (default: GAP_MODEL)")
     ev.add_argument("--n", type=int, default=1000, help="questions per type and complexity")
     ev.add_argument("--types", default=None, help="comma-separated question types (default: all)")
+    ev.add_argument("--paraphrases", action="store_true",
+                    help="score the held-out paraphrase set instead (models/paraphrases, simple scenes)")
+    ev.add_argument("--per-frame", type=int, default=20, help="with --paraphrases: questions per held-out frame")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=_eval)

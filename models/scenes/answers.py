@@ -13,7 +13,7 @@ import random
 
 from models.question_types import FAMILY
 from models.scenes.generation import COLORS, GLYPHS, SHAPES, Scene
-from models.scenes.questions import NoQuestion, sample_question
+from models.scenes.questions import CANT_TELL, NoQuestion, sample_question
 
 
 _NUMBER_WORDS = {
@@ -78,6 +78,17 @@ def answer_vocabulary(family_or_type: str) -> list[str]:
     if fam == "text":
         return list(GLYPHS)
     return []
+
+
+@functools.lru_cache(maxsize=1)
+def answer_forms() -> frozenset[str]:
+    """Every answer the embedded model may give, exactly as written (SPEC §3.2: an answer is one of
+    these, never a fragment like "I no"): counts 0-10, colours, shapes, yes/no, sides, halves,
+    glyphs, and "I can't tell"."""
+    forms = {CANT_TELL}
+    for qtype in ("count", "color", "shape", "exists", "position_lr", "position_tb", "text"):
+        forms.update(answer_vocabulary(qtype))
+    return frozenset(forms)
 
 
 async def measure_accuracy(model, image_bytes: bytes, scene: Scene, rng: random.Random, n: int = 8) -> float:

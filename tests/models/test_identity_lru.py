@@ -45,3 +45,19 @@ def test_a_new_size_bounds_the_memo():
     for i, b in enumerate(keep):
         lru.put(b, i)
     assert len(lru) == 2 and lru.size == 2 and lru.get(keep[0]) is None and lru.get(keep[3]) == 3
+
+
+def test_a_byte_budget_bounds_the_tensors_as_well_as_the_count():
+    import torch
+
+    lru: IdentityLRU[torch.Tensor] = IdentityLRU(4, max_bytes=4000)  # each entry counts >= 1000 bytes
+    keep = [Box(i) for i in range(6)]
+    for b in keep[:4]:
+        lru.put(b, torch.zeros(10))              # 40 bytes: the count bounds
+    assert len(lru) == 4
+    lru.put(keep[4], torch.zeros(500))           # 2000 bytes: two small ones make room
+    assert len(lru) == 3 and lru.get(keep[4]) is not None and lru.get(keep[0]) is None
+    lru.put(keep[5], {"x": torch.zeros(2000)})   # 8000 bytes: over the whole budget, not memoised
+    assert lru.get(keep[5]) is None and len(lru) == 3
+    lru.put(keep[4], torch.zeros(2000))          # a replaced entry that no longer fits is dropped
+    assert lru.get(keep[4]) is None
