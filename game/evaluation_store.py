@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Column, MetaData, String, Table, Text, and_, bindparam, case, func, literal, select, text, update
+from sqlalchemy import and_, bindparam, case, func, select, text, update
 
 from game import tables as T
-from game.crowd_reliability import CrowdSummary, add_crowd_counts, refit_crowd
-from game.db import Database, fetch_tuples, insert_many
+from game.crowd_reliability import CrowdPairs, CrowdSummary, add_crowd_counts, refit_crowd
+from game.db import Database, fetch_tuples, insert_many, insert_tuples
 from game.evaluation import (
     HONEST_TAINTED,
     TAINTED,
@@ -127,10 +127,12 @@ class _Window:
 @dataclass
 class _NewAnswers:
     """The new answers' sufficient statistics, keyed (player_id, stratum, kind, flagged) → n,
-    and the question type of every distinct question that was flagged on an untainted image."""
+    the finds (flags on untainted images) as (answer_id, player_id, stratum, question type) rows,
+    and the crowd's (image, judge) verdict counts on the answers served honestly (SPEC §1.2)."""
     n_read: int
     delta: dict[tuple[int, str, int, bool], int]
-    find_qtypes: dict[str, str]
+    finds: list[tuple[str, int, str, str]]
+    crowd: CrowdPairs
 
 
 @dataclass
@@ -151,7 +153,7 @@ class _Fit:
 _A, _SI, _I = T.answers, T.session_images, T.images
 _FLAG = case((and_(_A.c.verdict == "wrong", _A.c.correction.is_not(None),
                    func.length(func.trim(_A.c.correction)) > 0), 1), else_=0)
-_JOINED = _A.join(_SI, _A.c.session_image_id == _SI.c.id).join(_I, _A.c.image_id == _I.c.id)
+_CORRECT = case((_A.c.verdict == "correct", 1), else_=0)
 
 
 def _in_window(window: _Window):
@@ -170,12 +172,12 @@ async def run_evaluation(db: Database, config: EvalConfig = EvalConfig(), *, now
         await _one_run_at_a_time(conn)
         window = await _read_window(conn, now_ms)
         new = await _count_new_answers(conn, window, config)
-        await _store_finds(conn, window, new.find_qtypes, now_ms)
+        await _store_finds(conn, new.finds, now_ms)
         totals = await _add_counts(conn, new.delta)
         fit = await _refit(conn, totals, config)
         total = window.total_before + new.n_read
         pi = await _store_estimates(conn, fit, window, total, now_ms)
-        crowd = await _measure_images_by_crowd(conn, window, fit, config)
+        crowd = await _measure_images_by_crowd(conn, new.crowd, fit, config)
     pm_summary = await fit_and_store_player_model(db, plot_path=plot_path, now_ms=now_ms) if player_model else None
     return _summary(fit, config, new_answers=new.n_read, total=total, pi=pi,
                     watermark_ms=max(window.watermark, window.cutoff), player_model=pm_summary, crowd=crowd)
@@ -188,40 +190,69 @@ async def _read_window(conn, now_ms: int) -> _Window:
 
 async def _count_new_answers(conn, window: _Window, config: EvalConfig) -> _NewAnswers:
     """Read the new answers' few columns and aggregate here: a SQL GROUP BY over a million
-    rows (with the question text) sorts on disk and is several times slower than one scan."""
-    scan = (select(_A.c.player_id, _SI.c.tainted, _A.c.tainted, _FLAG, _I.c.complexity, _A.c.question,
-                   _I.c.model_accuracy)
-            .select_from(_JOINED).where(_in_window(window)))
+    rows (with the question text) sorts on disk and is several times slower than one scan.
+    The same scan gives the finds' rows and the crowd's per-image evidence (each further scan of
+    the window cost more than the crowd's whole refit)."""
+    scan = (select(_A.c.player_id, _SI.c.tainted, _A.c.tainted, _FLAG, _A.c.question, _A.c.image_id, _CORRECT,
+                   _A.c.id)
+            .select_from(_A.join(_SI, _A.c.session_image_id == _SI.c.id)).where(_in_window(window)))
     rows = await fetch_tuples(conn, scan)
     n_read = len(rows)
+    if not rows:
+        return _NewAnswers(0, {}, [], CrowdPairs.from_rows([]))
+    player_col, img_t, ans_t, flag, question, image_col, correct, answer_id = zip(*rows)
+    del rows
+    player, image = np.asarray(player_col, dtype=np.int64), np.asarray(image_col, dtype=np.int64)
+    img_t, ans_t = np.asarray(img_t, dtype=bool), np.asarray(ans_t, dtype=bool)
+    flag_all = np.asarray(flag, dtype=np.int64)
+    crowd = CrowdPairs.from_verdicts(image[~ans_t], player[~ans_t], np.asarray(correct, dtype=np.int64)[~ans_t],
+                                     flag_all[~ans_t])
+    complexity, accuracy = await _image_columns(conn, image)
     # Gold (answers on tainted images) only from images whose measured accuracy is very
     # high: an image that barely passed the reliable-pool threshold is often not reliable
     # (measured on few questions), and its "tainted" answers may be right, its honest ones
     # wrong — which would make careful players look insensitive and alarmist.
-    rows = [r for r in rows if not r[1] or r[6] is None or r[6] >= config.gold_min_accuracy]
-    if not rows:
-        return _NewAnswers(n_read, {}, {})
-    player, img_t, ans_t, flag, complexity, question, _acc = zip(*rows)
-    kind = np.where(np.asarray(img_t, dtype=bool),
-                    np.where(np.asarray(ans_t, dtype=bool), TAINTED, HONEST_TAINTED), UNTAINTED)
-    flagged = np.asarray(flag, dtype=np.int64)
-    q_list, q_idx = _codes(question)
-    c_list, c_idx = _codes(complexity)
+    keep = ~img_t | np.isnan(accuracy) | (accuracy >= config.gold_min_accuracy)
+    if not keep.any():
+        return _NewAnswers(n_read, {}, [], crowd)
+    kind_all = np.where(img_t, np.where(ans_t, TAINTED, HONEST_TAINTED), UNTAINTED)
+    kind, flagged = kind_all[keep], flag_all[keep]
+    q_list, q_all = _codes(question)
+    c_list, c_all = complexity
+    q_idx, c_idx = q_all[keep], c_all[keep]
     qtypes = {q: classify_question(q) for q in q_list}  # each distinct text once
     t_names = sorted(set(qtypes.values()))
     q_type_idx = np.array([t_names.index(qtypes[q]) for q in q_list], dtype=np.int64)
     grp_names = [stratum(c, tn) for c in c_list for tn in t_names]
     group = np.where(kind == UNTAINTED, c_idx * len(t_names) + q_type_idx[q_idx], 0)
-    player_ids, p_idx = np.unique(np.asarray(player, dtype=np.int64), return_inverse=True)
+    player_ids, p_idx = np.unique(player[keep], return_inverse=True)
     counts = Counts.from_answers(p_idx, kind, flagged, group, n_players=len(player_ids), n_groups=len(grp_names))
     delta: dict[tuple[int, str, int, bool], int] = {}
     for p, kd, f in zip(*np.nonzero(counts.gold)):
         delta[(int(player_ids[p]), "", int(kd), bool(f))] = int(counts.gold[p, kd, f])
     for p, g, f in zip(*np.nonzero(counts.untainted)):
         delta[(int(player_ids[p]), grp_names[g], UNTAINTED, bool(f))] = int(counts.untainted[p, g, f])
-    finds = (kind == UNTAINTED) & (flagged == 1)
-    find_qtypes = {q_list[i]: qtypes[q_list[i]] for i in np.unique(q_idx[finds]).tolist()}
-    return _NewAnswers(n_read, delta, find_qtypes)
+    found = np.flatnonzero((kind_all == UNTAINTED) & (flag_all == 1))
+    q_types = [qtypes[q] for q in q_list]
+    finds = [(answer_id[i], p, stratum(c_list[c], q_types[q]), q_types[q]) for i, p, c, q in
+             zip(found.tolist(), player[found].tolist(), c_all[found].tolist(), q_all[found].tolist())]
+    return _NewAnswers(n_read, delta, finds, crowd)
+
+
+async def _image_columns(conn, image: np.ndarray) -> tuple[tuple[list, np.ndarray], np.ndarray]:
+    """Each answer's image complexity (distinct values and each answer's index into them) and the
+    image's measured accuracy (nan when NULL), read once per distinct image instead of joined per
+    answer in the scan (a million joined rows cost more than the crowd's whole refit)."""
+    ids = np.unique(image)
+    info: dict[int, tuple] = {}
+    for lo in range(0, ids.size, 10_000):
+        chunk = ids[lo:lo + 10_000].tolist()
+        info.update((r[0], r[1:]) for r in await fetch_tuples(
+            conn, select(_I.c.id, _I.c.complexity, _I.c.model_accuracy).where(_I.c.id.in_(chunk))))
+    c_list, c_of_image = _codes([info[i][0] for i in ids.tolist()])
+    acc = np.array([info[i][1] for i in ids.tolist()], dtype=float)  # NULL → nan
+    at = np.searchsorted(ids, image)
+    return (c_list, c_of_image[at]), acc[at]
 
 
 def _codes(values) -> tuple[list, np.ndarray]:
@@ -231,23 +262,11 @@ def _codes(values) -> tuple[list, np.ndarray]:
     return list(codes), idx
 
 
-async def _store_finds(conn, window: _Window, find_qtypes: dict[str, str], now_ms: int) -> None:
-    """Per-find rows, written by the database itself (INSERT … SELECT) through a temporary
-    question → type table, so a million answers never pass through Python one by one."""
-    if not find_qtypes:
-        return
-    tmp = Table("eval_qtypes_tmp", MetaData(), Column("question", Text), Column("qtype", String(16)),
-                prefixes=["TEMPORARY"])
-    await conn.run_sync(lambda c: tmp.create(c, checkfirst=True))
-    await conn.execute(tmp.delete())
-    await conn.execute(tmp.insert(), [{"question": q, "qtype": t} for q, t in find_qtypes.items()])
-    grp_expr = func.coalesce(_I.c.complexity, "unknown") + literal(":") + tmp.c.qtype
-    src = (select(_A.c.id, _A.c.player_id, grp_expr, tmp.c.qtype, literal(now_ms))
-           .select_from(_JOINED.join(tmp, tmp.c.question == _A.c.question))
-           .where(and_(_in_window(window), _SI.c.tainted.is_(False), _FLAG == 1)))
-    await conn.execute(find_answers.insert().from_select(
-        ["answer_id", "player_id", "grp", "question_type", "created_at"], src))
-    await conn.run_sync(lambda c: tmp.drop(c))
+async def _store_finds(conn, finds: list[tuple[str, int, str, str]], now_ms: int) -> None:
+    """Per-find rows, from the window's one scan (an INSERT … SELECT through a temporary
+    question → type table scanned the window a second time)."""
+    await insert_tuples(conn, find_answers, ["answer_id", "player_id", "grp", "question_type", "created_at"],
+                        [(*f, now_ms) for f in finds])
 
 
 async def _add_counts(conn, delta: dict[tuple[int, str, int, bool], int]) -> dict[tuple[int, str, int, bool], int]:
@@ -316,14 +335,15 @@ async def _store_estimates(conn, fit: _Fit, window: _Window, total: int, now_ms:
     return pi
 
 
-async def _measure_images_by_crowd(conn, window: _Window, fit: _Fit, config: EvalConfig) -> CrowdSummary:
+async def _measure_images_by_crowd(conn, new: CrowdPairs, fit: _Fit, config: EvalConfig) -> CrowdSummary:
     """SPEC §1.2, measured by the crowd: add the window's verdicts on untainted answers per image,
     then refit every image's posterior of the model's accuracy with the judges' fresh (s, f);
     muted players' verdicts do not count."""
-    await add_crowd_counts(conn, _in_window(window))
+    pairs = await add_crowd_counts(conn, new)
     judges = {p: (float(fit.result.s_mean[i]), float(fit.result.f_mean[i]))
               for i, p in enumerate(fit.player_ids) if fit.status(i) != MUTED}
-    return await refit_crowd(conn, judges, threshold=config.crowd_threshold, quantile=config.crowd_quantile)
+    return await refit_crowd(conn, pairs, judges, threshold=config.crowd_threshold,
+                             quantile=config.crowd_quantile)
 
 
 def _summary(fit: _Fit, config: EvalConfig, *, new_answers: int, total: int, pi: dict[str, float],

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import and_, select, update
 
 from game import tables as T
-from game.crowd_reliability import CrowdPosterior
+from game.crowd_reliability import GRID, CrowdPairs, CrowdPosterior
 from game.evaluation import EvalConfig
 from game.evaluation_tables import crowd_counts
 from game.evaluation_store import run_evaluation
@@ -37,6 +37,40 @@ def test_posterior_weighs_each_verdict_by_its_judge():
     post = CrowdPosterior().fit(image=np.array([0, 1]), s=np.array([0.9, 0.9]), f=np.array([0.05, 0.05]),
                                 n_correct=np.array([50, 0]), n_wrong=np.array([0, 20]), n_images=2)
     assert post.lower_[0] > 0.85 and post.mean_[1] < 0.3 and list(post.verdicts_) == [50, 20]
+
+
+def test_posterior_factorised_by_judge_equals_the_sum_over_pairs():
+    """The fit computes the log curves once per judge and sums counts × curves per image; the
+    definition sums one log-likelihood per (image, judge) pair. Same numbers up to summation
+    order: means within 1e-12 relative, identical lower bounds and verdict counts."""
+    rng = np.random.default_rng(7)
+    n, n_images, n_judges = 600, 9, 40                     # image 8 gets no pair: the prior's posterior
+    image, judge = rng.integers(0, n_images - 1, n), rng.integers(0, n_judges, n)
+    s_j, f_j = rng.uniform(0, 1, n_judges), rng.uniform(0, 1, n_judges)   # some beyond the clip
+    right, wrong = rng.integers(0, 12, n), rng.integers(0, 4, n)
+    post = CrowdPosterior().fit(image=image, s=s_j[judge], f=f_j[judge], n_correct=right, n_wrong=wrong,
+                                n_images=n_images)
+    log_post = np.zeros((n_images, GRID.size))
+    for k in range(n):
+        s, f = np.clip([s_j[judge[k]], f_j[judge[k]]], 0.01, 0.99)
+        p_wrong = GRID * f + (1 - GRID) * s
+        log_post[image[k]] += right[k] * np.log(1 - p_wrong) + wrong[k] * np.log(p_wrong)
+    ref = np.exp(log_post - log_post.max(axis=1, keepdims=True))
+    ref /= ref.sum(axis=1, keepdims=True)
+    lower = GRID[np.minimum((np.cumsum(ref, axis=1) < 0.05).sum(axis=1), GRID.size - 1)]
+    by_judge = CrowdPosterior().fit(image=image, judge=judge, s=s_j, f=f_j, n_correct=right, n_wrong=wrong,
+                                    n_images=n_images)
+    for fitted in (post, by_judge):
+        np.testing.assert_allclose(fitted.mean_, ref @ GRID, rtol=1e-12)
+        assert list(fitted.lower_) == list(lower) and len(set(lower)) > 3
+        assert list(fitted.verdicts_) == [int((right + wrong)[image == i].sum()) for i in range(n_images)]
+
+
+def test_pairs_sum_each_answers_verdicts_per_image_and_judge():
+    pairs = CrowdPairs.from_verdicts(image=[7, 3, 7, 7, 3], player=[2, 2, 2, 1, 2],
+                                     correct=[1, 0, 0, 1, 1], wrong=[0, 1, 1, 0, 0])
+    assert pairs.rows() == [(3, 2, 1, 1), (7, 1, 1, 0), (7, 2, 1, 1)]
+    assert CrowdPairs.from_rows(list(reversed(pairs.rows()))).rows() == pairs.rows()
 
 
 async def play(service: GameService, clock, rng: random.Random, players: range, truth: dict[int, float],
