@@ -70,6 +70,7 @@ class ExperimentConfig:
     pool_styles: tuple[tuple[str, float], ...] = ()   # (style, share): simple scenes in withheld styles
     trained_arms: tuple[str, ...] = ARMS  # arms fine-tuned and scored (all are exported); fewer = a shorter run
     replay_images: int = 0              # plain complex training scenes whose true pairs join every trained arm
+    gap_arm: str = "confirmed"          # the GAP arm's export: "confirmed" (`gap export --confirmed`) or "finds"
 
     @classmethod
     def small(cls, **kw: Any) -> "ExperimentConfig":
@@ -399,7 +400,9 @@ class Experiment:
         truth = self._truth()
         db = Database(self.db_url)
         try:
-            gap = (await collect_finds(db, self.cfg.theta))[0] + (await collect_confirmed(db, self.cfg.theta))[0]
+            gap = (await collect_finds(db, self.cfg.theta))[0]
+            if self.cfg.gap_arm == "confirmed":
+                gap += (await collect_confirmed(db, self.cfg.theta))[0]
             unfiltered = ((await collect_finds(db, self.cfg.theta, unfiltered=True))[0]
                           + (await collect_confirmed(db, self.cfg.theta, unfiltered=True))[0])
             async with db.read() as conn:
@@ -635,9 +638,7 @@ class Experiment:
             "## Held-out accuracy after LoRA fine-tuning", "", *rows, "",
             f"![accuracy]({plot.name})", "", *weak_lines,
             "### Complex scenes per question type", "", *per_type, "",
-            "Arms: **gap** = the product's export with confirmations (`gap export --confirmed`): finds with "
-            "posterior ≥ θ from unmuted, ungated players with their corrections, plus answers those players judged "
-            "correct whose chance of being a missed mistake is ≤ 1 − θ, with the model's answer; "
+            *self._gap_arm_note(),
             "**random** = per GAP example, a uniformly drawn question with its true answer on the same image "
             "(same count, same images); "
             "**unfiltered** = every flag with its correction and every \"correct\" verdict with the model's answer, "
@@ -697,6 +698,14 @@ class Experiment:
                f"{status(g['overall'] - stats['base']['overall'] >= -0.01)} |"),
         ]
         return rows, targets
+
+    def _gap_arm_note(self) -> list[str]:
+        finds = ("finds with posterior ≥ θ from unmuted, ungated players with their corrections")
+        if self.cfg.gap_arm == "finds":
+            return [f"Arms: **gap** = the product's default export (`gap export`): {finds}; "]
+        return [f"Arms: **gap** = the product's export with confirmations (`gap export --confirmed`): {finds}, "
+                "plus answers those players judged correct whose chance of being a missed mistake is ≤ 1 − θ, "
+                "with the model's answer; "]
 
     def _replay_note(self) -> str:
         info = self.out / "replay" / "dataset.json"
@@ -826,6 +835,8 @@ def run_experiment_cli(args: argparse.Namespace, settings) -> int:
         kw["complex_share"] = args.complex_share
     if getattr(args, "replay", None):
         kw["replay_images"] = args.replay
+    if getattr(args, "gap_arm", None):
+        kw["gap_arm"] = args.gap_arm
     if getattr(args, "pool_styles", None):
         from models.scenes import parse_style_shares
 

@@ -3,7 +3,9 @@ embedded model, simulated players over HTTP, evaluation, exports, LoRA fine-tuni
 held-out scoring and the report — and a rerun resumes from the stage markers."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,21 @@ def test_small_closed_loop_runs_and_resumes(tmp_path: Path):
     again = Experiment(tmp_path, str(EMBEDDED_MODEL_DIR), cfg, log=logs.append).run()
     assert all("done earlier" in line for line in logs)
     assert again["heldout"] == results["heldout"]
+    # the GAP arm as the finds alone (`gap export`), on the same simulation: fewer examples, all corrections
+    finds_dir = tmp_path / "finds"
+    shutil.copytree(tmp_path, finds_dir, ignore=lambda d, names: [
+        n for n in names if Path(d) == tmp_path and (n in ("finds", "adapters", "REPORT.md") or n.startswith("arms"))])
+    for name in ("arms", "finetune", "heldout", "report", "config"):
+        for path in (finds_dir / "stages" / f"{name}.done", finds_dir / f"{name}.json"):
+            path.unlink(missing_ok=True)
+    # (θ = 0 here: a run this small exports few finds at 0.8)
+    finds_cfg = dataclasses.replace(cfg, gap_arm="finds", trained_arms=("gap",), theta=0.0)
+    finds = Experiment(finds_dir, str(EMBEDDED_MODEL_DIR), finds_cfg, log=logs.append).run()
+    gap_finds = [json.loads(line) for line in (finds_dir / "arms" / "gap" / "train.jsonl").read_text().splitlines()]
+    gap_all = [json.loads(line) for line in (tmp_path / "arms" / "gap" / "train.jsonl").read_text().splitlines()]
+    assert gap_finds and any(r["correct_answer"] == r["model_answer"] for r in gap_all)  # confirmations there
+    assert all(r["correct_answer"] != r["model_answer"] for r in gap_finds)             # corrections only here
+    assert "gap" in finds["heldout"]["models"] and "(`gap export`)" in (finds_dir / "REPORT.md").read_text()
     # a run with other settings in the same directory would mix two runs into one report: refused
     with pytest.raises(ExperimentMismatch, match="players"):
         Experiment(tmp_path, str(EMBEDDED_MODEL_DIR), ExperimentConfig.small(
