@@ -734,11 +734,7 @@ class Experiment:
         ax.set_xlabel("training examples")
         ax.set_ylabel("weak-slice gain (points)")
         ax.legend()
-        fig.tight_layout()
-        path = self.out / "weak_gain.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return path
+        return _save_figure(fig, self.out / "weak_gain.png")
 
     def _plot(self, held: dict) -> Path:
         import matplotlib
@@ -758,11 +754,16 @@ class Experiment:
         ax.set_ylabel("held-out accuracy")
         ax.set_ylim(0, 1)
         ax.legend()
-        fig.tight_layout()
-        path = self.out / "accuracy.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return path
+        return _save_figure(fig, self.out / "accuracy.png")
+
+
+def _save_figure(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def weak_stats(held: dict, weak: list[str], per_type: int) -> dict[str, dict]:
