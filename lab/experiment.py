@@ -70,6 +70,7 @@ class ExperimentConfig:
     pool_styles: tuple[tuple[str, float], ...] = ()   # (style, share): simple scenes in withheld styles
     trained_arms: tuple[str, ...] = ARMS  # arms fine-tuned and scored (all are exported); fewer = a shorter run
     replay_images: int = 0              # plain complex training scenes whose true pairs join every trained arm
+    replay_simple_images: int = 0       # plain simple training scenes likewise (what the styled finds can unlearn)
     gap_arm: str = "confirmed"          # the GAP arm's export: "confirmed" (`gap export --confirmed`) or "finds"
 
     @classmethod
@@ -450,7 +451,7 @@ class Experiment:
                 out[name].pop("loss_history", None)
                 continue
             data = self.out / "arms" / name
-            if self.cfg.replay_images:
+            if self.cfg.replay_images or self.cfg.replay_simple_images:
                 data, n = self._with_replay(name)
             steps = int(min(self.cfg.ft_max_steps,
                             max(self.cfg.ft_min_steps, round(self.cfg.ft_epochs * n / self.cfg.ft_batch))))
@@ -466,19 +467,15 @@ class Experiment:
 
     def _with_replay(self, name: str) -> tuple[Path, int]:
         """The arm's examples plus the same replay pairs for every arm: true answers on plain complex
-        scenes from the training seed range (lab/ceiling.py), so fine-tuning on the game's finds does not
-        unlearn what the base knew. Returns the combined dataset and its size."""
+        (and plain simple) scenes from the training seed range (lab/ceiling.py), so fine-tuning on the
+        game's finds does not unlearn what the base knew. Returns the combined dataset and its size."""
         import os
 
-        from lab.ceiling import write_ground_truth
-
-        replay = self.out / "replay"
-        write_ground_truth(replay, self.cfg.replay_images, 4, self.cfg.seed)
         arm = self.out / "arms" / name
         combined = self.out / "arms-replay" / name
         combined.mkdir(parents=True, exist_ok=True)
         lines = []
-        for src in (arm, replay):
+        for src in (arm, *self._replay_sets()):
             for line in (src / "train.jsonl").read_text().splitlines():
                 if line.strip():
                     obj = json.loads(line)
@@ -486,6 +483,20 @@ class Experiment:
                     lines.append(json.dumps(obj))
         (combined / "train.jsonl").write_text("\n".join(lines) + "\n")
         return combined, len(lines)
+
+    def _replay_sets(self) -> list[Path]:
+        """The replay datasets, written once: plain complex scenes, then plain simple ones."""
+        from lab.ceiling import write_ground_truth
+
+        sets = []
+        if self.cfg.replay_images:
+            write_ground_truth(self.out / "replay", self.cfg.replay_images, 4, self.cfg.seed)
+            sets.append(self.out / "replay")
+        if self.cfg.replay_simple_images:
+            write_ground_truth(self.out / "replay-simple", self.cfg.replay_simple_images, 4, self.cfg.seed,
+                               styles=("plain",))
+            sets.append(self.out / "replay-simple")
+        return sets
 
     async def _heldout(self) -> dict:
         from gap.app import load_model
@@ -708,13 +719,16 @@ class Experiment:
                 "with the model's answer; "]
 
     def _replay_note(self) -> str:
-        info = self.out / "replay" / "dataset.json"
-        if not self.cfg.replay_images or not info.exists():
+        parts = []
+        for kind, folder in (("complex", "replay"), ("simple", "replay-simple")):
+            info = self.out / folder / "dataset.json"
+            if info.exists():
+                data = json.loads(info.read_text())
+                parts.append(f"{data['examples']} true pairs on {data['images']} plain {kind} training scenes")
+        if not parts:
             return ""
-        data = json.loads(info.read_text())
-        return (f" Replay: every trained arm also saw the same {data['examples']} true pairs on {data['images']} "
-                "plain complex training scenes (counted in its training examples' fine-tuning steps, not in the "
-                "column below).")
+        return (f" Replay: every trained arm also saw the same {' and '.join(parts)} (counted in its training "
+                "examples' fine-tuning steps, not in the column below).")
 
     def _gain_plot(self, held: dict, arms: dict, stats: dict) -> Path:
         """Weak-slice gain against the number of training examples, one point per arm (with its interval)."""
@@ -836,6 +850,8 @@ def run_experiment_cli(args: argparse.Namespace, settings) -> int:
         kw["complex_share"] = args.complex_share
     if getattr(args, "replay", None):
         kw["replay_images"] = args.replay
+    if getattr(args, "replay_simple", None):
+        kw["replay_simple_images"] = args.replay_simple
     if getattr(args, "gap_arm", None):
         kw["gap_arm"] = args.gap_arm
     if getattr(args, "pool_styles", None):

@@ -297,6 +297,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     xp.add_argument("--replay", type=int, default=None, metavar="IMAGES",
                     help="add true pairs on this many plain complex training scenes to every trained arm "
                          "(keeps what the base knew)")
+    xp.add_argument("--replay-simple", type=int, default=None, metavar="IMAGES",
+                    help="add true pairs on this many plain simple training scenes to every trained arm")
     xp.add_argument("--gap-arm", choices=("confirmed", "finds"), default=None,
                     help="the GAP arm: the export with confirmations (default) or the finds alone (`gap export`)")
     xp.add_argument("--complex-share", type=_share, default=None,

@@ -63,8 +63,14 @@ def test_small_closed_loop_runs_and_resumes(tmp_path: Path):
         for path in (finds_dir / "stages" / f"{name}.done", finds_dir / f"{name}.json"):
             path.unlink(missing_ok=True)
     # (θ = 0 here: a run this small exports few finds at 0.8)
-    finds_cfg = dataclasses.replace(cfg, gap_arm="finds", trained_arms=("gap",), theta=0.0)
+    finds_cfg = dataclasses.replace(cfg, gap_arm="finds", trained_arms=("gap",), theta=0.0, replay_simple_images=2)
     finds = Experiment(finds_dir, str(EMBEDDED_MODEL_DIR), finds_cfg, log=logs.append).run()
+    simple_replay = (finds_dir / "replay-simple" / "train.jsonl").read_text().splitlines()
+    trained_on = (finds_dir / "arms-replay" / "gap" / "train.jsonl").read_text().splitlines()
+    assert simple_replay and set(simple_replay) != set(replay)
+    assert len(trained_on) == len((finds_dir / "arms" / "gap" / "train.jsonl").read_text().splitlines()) \
+        + len(replay) + len(simple_replay)
+    assert json.loads((finds_dir / "replay-simple" / "dataset.json").read_text())["complexity"] == "simple"
     gap_finds = [json.loads(line) for line in (finds_dir / "arms" / "gap" / "train.jsonl").read_text().splitlines()]
     gap_all = [json.loads(line) for line in (tmp_path / "arms" / "gap" / "train.jsonl").read_text().splitlines()]
     assert gap_finds and any(r["correct_answer"] == r["model_answer"] for r in gap_all)  # confirmations there
