@@ -217,11 +217,14 @@ def tx_gold_only(conn, limits: Limits, player_id: int, origin: str | None, now_m
 
 
 def tx_is_banned(conn, player_id: int) -> bool:
-    rows = fast(conn, BANNED_AT, {"pid": player_id})
-    return bool(rows) and rows[0][0] is not None
+    return _banned(fast(conn, BANNED_AT, {"pid": player_id}))
 
 
 def tx_is_banned_key(conn, player_key: str) -> bool:
     """The same by the player's stored key (the bot knows a sender only by Telegram id)."""
-    rows = fast(conn, BANNED_AT_BY_KEY, {"key": player_key})
+    return _banned(fast(conn, BANNED_AT_BY_KEY, {"key": player_key}))
+
+
+def _banned(rows: list) -> bool:
+    """A `BANNED_AT*` result: a player row whose banned_at is set (no row: not banned)."""
     return bool(rows) and rows[0][0] is not None

@@ -60,6 +60,15 @@ def _tx_chat_guard(conn, key: str, buckets, now: int):
     return lim.tx_hit(conn, buckets, now), lim.tx_is_banned_key(conn, key)
 
 
+def _enforce(action: str, results: list[tuple[int, int, int]] | None) -> None:
+    """Banned when the guard found a ban (None), RateLimited when a count is over its limit."""
+    if results is None:
+        raise Banned(BANNED_MESSAGE)
+    refused = lim.refusal(results, LIMITED[action])
+    if refused is not None:
+        raise refused
+
+
 @dataclass(frozen=True)
 class GameConfig:
     """The rule parameters the service needs from the settings (SPEC §5.1)."""
@@ -455,23 +464,14 @@ class GameService:
             if await self.db.run_read(lim.tx_is_banned, player_id):
                 raise Banned(BANNED_MESSAGE)
             return
-        results = await self.db.run_write(lim.tx_guard, player_id, buckets, now)
-        if results is None:
-            raise Banned(BANNED_MESSAGE)
-        refused = lim.refusal(results, LIMITED[action])
-        if refused is not None:
-            raise refused
+        _enforce(action, await self.db.run_write(lim.tx_guard, player_id, buckets, now))
 
     async def _guarded_write(self, action: str, player_id: int, origin: str | None, now: int, fn, *args):
         """`run_write(fn, *args)` behind the same checks as `_guard`, counted in the same
         transaction: one write per request instead of two on the single SQLite writer."""
         buckets = self.limits.rates(action, player_id, origin, None)
         results, value = await self.db.run_write(lim.tx_guarded, player_id, buckets, now, fn, *args)
-        if results is None:
-            raise Banned(BANNED_MESSAGE)
-        refused = lim.refusal(results, LIMITED[action])
-        if refused is not None:
-            raise refused
+        _enforce(action, results)
         return value
 
     async def _expire(self, player_id: int, session_id: str, now: int) -> None:
