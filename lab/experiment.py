@@ -75,6 +75,7 @@ class ExperimentConfig:
     train_strata: tuple[str, ...] = ()  # every arm only on pool images of these strata (`gap export --strata`); () all
     curve_fractions: tuple[float, ...] = ()  # learning curve: GAP and random also trained on these shares of their examples
     replay_target: str = "truth"        # the replay pairs' answers: "truth", or "base" (the base model's own answers)
+    ft_interpolate: float = 1.0         # WiSE-FT: every adapter saved as base + this × (fine-tuned − base)
 
     @classmethod
     def small(cls, **kw: Any) -> "ExperimentConfig":
@@ -495,7 +496,8 @@ class Experiment:
         bar = _bar(desc, steps)
         log = finetune(self.base, data, adapter,
                        FinetuneConfig(max_steps=steps, batch_size=self.cfg.ft_batch, lr=self.cfg.ft_lr,
-                                      seed=self.cfg.seed, lora_vision=self.cfg.ft_vision),
+                                      seed=self.cfg.seed, lora_vision=self.cfg.ft_vision,
+                                      interpolate=self.cfg.ft_interpolate),
                        progress=lambda s, t, loss: (bar.update(s - bar.n), bar.set_postfix(loss=f"{loss:.3f}")),
                        resume=True)
         bar.close()
@@ -990,6 +992,12 @@ def run_experiment_cli(args: argparse.Namespace, settings) -> int:
                   file=sys.stderr)
             return 2
         kw["curve_fractions"] = shares
+    if getattr(args, "ft_interpolate", None) is not None:
+        if not 0 < args.ft_interpolate <= 1:
+            print(f"gap experiment: --ft-interpolate takes a share in (0, 1], not {args.ft_interpolate}",
+                  file=sys.stderr)
+            return 2
+        kw["ft_interpolate"] = args.ft_interpolate
     if getattr(args, "replay_target", None):
         kw["replay_target"] = args.replay_target
     if getattr(args, "train_strata", None):

@@ -59,6 +59,11 @@ class FinetuneConfig:
     full_vision: bool = False          # train the whole vision tower (small models only: it is saved in the adapter)
     threads: int | None = None
     checkpoint_every: int = 50         # steps between resumable checkpoints (OUT/checkpoint.pt); 0: only on Ctrl-C
+    interpolate: float = 1.0           # WiSE-FT: the adapter saved is base + interpolate × (fine-tuned − base)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.interpolate <= 1.0:
+            raise ValueError(f"interpolate must be between 0 and 1, not {self.interpolate}")
 
 
 CHECKPOINT = "checkpoint.pt"
@@ -217,6 +222,28 @@ def _save_checkpoint(path: Path, model, opt, step: int, rng: random.Random, orde
     tmp.replace(path)
 
 
+def interpolate_toward_base(model, alpha: float) -> None:
+    """Weight-space ensembling (WiSE-FT, Wortsman et al. 2022) of a peft model with its base: every
+    weight becomes base + alpha × (fine-tuned − base). A LoRA delta B·A is linear in B, so B is scaled;
+    a fully trained module (the projector) is mixed with the original copy peft keeps.
+
+    Why: a few hundred examples of a new style move the whole model; part of that move is what
+    costs the scenes it already knew (measured: complex held-out −5 points, with replay). Stepping
+    part of the way back keeps most of the gain and little of the loss (benchmarks/README.md)."""
+    from peft.tuners.lora import LoraLayer
+    from peft.utils import ModulesToSaveWrapper
+
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, LoraLayer):
+                for b in [*module.lora_B.values(), *getattr(module, "lora_embedding_B", {}).values()]:
+                    (b.weight if hasattr(b, "weight") else b).mul_(alpha)
+            elif isinstance(module, ModulesToSaveWrapper):
+                original = dict(module.original_module.named_parameters())
+                for name, p in module.modules_to_save[module.active_adapter].named_parameters():
+                    p.copy_(original[name] + alpha * (p - original[name]))
+
+
 def finetune(base: str | Path, data: str | Path, out: str | Path, cfg: FinetuneConfig = FinetuneConfig(),
              progress: Callable[[int, int, float], None] | None = None, resume: bool = False) -> dict:
     """Train a LoRA adapter for `base` on `data`; write it to `out`; return the training log.
@@ -297,6 +324,8 @@ def finetune(base: str | Path, data: str | Path, out: str | Path, cfg: FinetuneC
             if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < total:
                 _save_checkpoint(ckpt_path, model, opt, step + 1, rng, order, history, fingerprint)
     model.eval()
+    if cfg.interpolate != 1.0:
+        interpolate_toward_base(model, cfg.interpolate)
     model.save_pretrained(out)
     ckpt_path.unlink(missing_ok=True)
     cfg_path = out / "adapter_config.json"

@@ -126,9 +126,13 @@ def _finetune(args: argparse.Namespace, settings) -> int:
     from models.finetune import FinetuneConfig, finetune
 
     base = args.base or settings.model
-    cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, rank=args.rank, batch_size=args.batch_size,
-                         seed=args.seed, max_steps=args.max_steps, lora_vision=args.vision == "lora",
-                         full_vision=args.vision == "full")
+    try:
+        cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, rank=args.rank, batch_size=args.batch_size,
+                             seed=args.seed, max_steps=args.max_steps, lora_vision=args.vision == "lora",
+                             full_vision=args.vision == "full", interpolate=args.interpolate)
+    except ValueError as exc:
+        print(f"gap finetune: {exc}", file=sys.stderr)
+        return 2
     with tqdm(desc="finetune", unit="step", disable=not sys.stderr.isatty()) as bar:
         def progress(step: int, total: int, loss: float) -> None:
             bar.total = total
@@ -276,6 +280,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="continue from OUT/checkpoint.pt (written every 50 steps and on Ctrl-C)")
     ft.add_argument("--vision", choices=["none", "lora", "full"], default="lora",
                     help="the vision tower: frozen, LoRA-adapted (default) or fully trained (small models)")
+    ft.add_argument("--interpolate", type=float, default=1.0, metavar="ALPHA",
+                    help="save base + ALPHA × (fine-tuned − base), 0 < ALPHA ≤ 1 (WiSE-FT): keeps most of the gain "
+                         "and less of the cost on what the base knew (default 1: the fine-tuned weights)")
     ft.set_defaults(func=_finetune)
 
     xp = sub.add_parser("experiment", help="the closed loop: simulate → evaluate → export → fine-tune → held-out score")
@@ -308,6 +315,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "(keeps what the base knew)")
     xp.add_argument("--replay-simple", type=int, default=None, metavar="IMAGES",
                     help="add true pairs on this many plain simple training scenes to every trained arm")
+    xp.add_argument("--ft-interpolate", type=float, default=None, metavar="ALPHA",
+                    help="save every adapter as base + ALPHA × (fine-tuned − base) (WiSE-FT, as `gap finetune "
+                         "--interpolate`; default 1)")
     xp.add_argument("--replay-target", choices=("truth", "base"), default=None,
                     help="the replay pairs' answers: the truth (default) or the base model's own answers "
                          "(self-distillation: keeps what the base did where the truth is beyond what it can see)")

@@ -68,7 +68,7 @@ def test_small_closed_loop_runs_and_resumes(tmp_path: Path):
     # (--train-strata simple: every arm leaves out the complex scenes, as `gap export --strata simple`)
     finds_cfg = dataclasses.replace(cfg, gap_arm="finds", trained_arms=("gap", "truth"), theta=0.0,
                                     replay_simple_images=2, train_strata=("simple",), curve_fractions=(0.5,),
-                                    replay_target="base")
+                                    replay_target="base", ft_interpolate=0.7)
     finds = Experiment(finds_dir, str(EMBEDDED_MODEL_DIR), finds_cfg, log=logs.append).run()
     simple_replay = (finds_dir / "replay-simple" / "train.jsonl").read_text().splitlines()
     trained_on = (finds_dir / "arms-replay" / "truth" / "train.jsonl").read_text().splitlines()
@@ -84,6 +84,7 @@ def test_small_closed_loop_runs_and_resumes(tmp_path: Path):
         assert info["agrees_with_truth"] == sum(d["answer"] == t["answer"] for d, t in zip(distilled, truths)) / len(truths)
     assert [json.loads(line)["answer"] for line in trained_on[-len(distilled):]] == [d["answer"] for d in distilled]
     assert "with the base model's own answers" in (finds_dir / "REPORT.md").read_text()
+    assert json.loads((finds_dir / "adapters" / "truth" / "finetune_log.json").read_text())["config"]["interpolate"] == 0.7
     own_simple = (finds_dir / "arms" / "truth" / "train.jsonl").read_text().splitlines()
     assert len(trained_on) == len(own_simple) + len(replay) + len(simple_replay) and len(own_simple) < len(own)
     assert json.loads((finds_dir / "replay-simple" / "dataset.json").read_text())["complexity"] == "simple"

@@ -132,3 +132,35 @@ def test_interrupted_finetune_resumes_to_the_same_adapter(tmp_path):
     assert log_resumed["loss_history"] == log_whole["loss_history"] and resumed["steps"] == whole["steps"] == 6
     a, b = load_file(tmp_path / "whole" / "adapter_model.safetensors"), load_file(out / "adapter_model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_interpolated_adapter_is_the_base_plus_a_share_of_the_fine_tuned_change(tmp_path):
+    """WiSE-FT (--interpolate): the same run saved at alpha 0.5 holds half of every LoRA B (so half of
+    every low-rank delta) and the projector halfway between the base's and the fine-tuned one."""
+    import pytest
+    from safetensors.torch import load_file
+    from transformers import AutoModelForImageTextToText
+
+    base = _base_model(tmp_path)
+    data = _export(tmp_path, n=8)
+    cfg = FinetuneConfig(max_steps=3, batch_size=4, lr=5e-3, lora_vision=True)
+    finetune(base, data, tmp_path / "full", cfg)
+    finetune(base, data, tmp_path / "half", FinetuneConfig(**{**cfg.__dict__, "interpolate": 0.5}))
+    full, half = (load_file(tmp_path / d / "adapter_model.safetensors") for d in ("full", "half"))
+    original = AutoModelForImageTextToText.from_pretrained(base).state_dict()
+    assert full.keys() == half.keys()
+    lora_b = [k for k in full if "lora_B" in k]
+    projector = [k for k in full if "multi_modal_projector" in k]
+    assert lora_b and projector and any("vision_tower" in k for k in lora_b)
+    for k in full:
+        if k in lora_b:
+            expected = 0.5 * full[k]
+        elif k in projector:
+            before = original[k.removeprefix("base_model.model.")]
+            assert not torch.allclose(full[k], before)          # the projector was trained
+            expected = before + 0.5 * (full[k] - before)
+        else:
+            expected = full[k]                                  # lora_A: unchanged
+        assert torch.allclose(half[k], expected, atol=1e-6), k
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        FinetuneConfig(interpolate=1.5)
