@@ -149,6 +149,17 @@ def _share(text: str) -> float:
     return value
 
 
+def _sessions(text: str) -> int:
+    """A number of sessions per player, 1 to 1000 (--round2-sessions)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"expected a number of sessions from 1 to 1000, got {text!r}")
+    return value
+
+
 def _family_accuracy(text: str) -> tuple[str, float]:
     """`color=0.2` → ("color", 0.2), for --standin-weak."""
     from models.scenes import FAMILIES
@@ -303,6 +314,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="the GAP arm: the export with confirmations (default) or the finds alone (`gap export`)")
     xp.add_argument("--complex-share", type=_share, default=None,
                     help="of the plain images, the share of complex scenes (default 0.5)")
+    xp.add_argument("--round2-sessions", type=_sessions, default=None, metavar="N",
+                    help="model round 2: promote the GAP arm's adapter and let the same players play N more "
+                         "sessions each against it (adds \"Model rounds\" to the report; can be added to a "
+                         "finished run)")
     xp.set_defaults(func=_experiment)
 
     ce = sub.add_parser("ceiling", help="upper bound for the experiment: fine-tune on ground truth (complex scenes, or --styles)")
