@@ -17,7 +17,6 @@ from game.db import Database
 from lab.experiment import Experiment, ExperimentConfig, ExperimentMismatch
 from settings import EMBEDDED_MODEL_DIR
 
-pytestmark = pytest.mark.slow
 
 
 def _answers_by_model(path: Path) -> dict[str, int]:
@@ -36,6 +35,7 @@ async def _report_from_db(path: Path, theta: float) -> list[rounds.RoundStats]:
         await db.dispose()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (EMBEDDED_MODEL_DIR / "config.json").exists(), reason="the embedded checkpoint is not built")
 def test_round_two_plays_the_promoted_adapter_and_reports_each_round(tmp_path: Path):
     # θ 0.5 and two sessions (players pass the gold gate): a run this small must export something for the
@@ -92,6 +92,9 @@ def test_round_two_plays_the_promoted_adapter_and_reports_each_round(tmp_path: P
                               f"{s.confirmed} | {s.error_rate:.1%} | {wrong / len(judged):.1%} ({wrong}/{len(judged)}) | "
                               f"{s.finds_per_player_minute:.2f} ("), row
         assert sum(n for n, _ in s.by_stratum.values()) == s.untainted_questions
+        assert sum(c for _, c in s.by_stratum.values()) == s.confirmed
+    lines = rounds.report_lines(stats, cfg.theta)
+    assert all(f"weakest strata: {s.weak_strata()[0][0]}" in line for s, line in zip(stats, lines[1:]) if s.confirmed)
     assert "| simple:dark |" in section and (tmp_path / "rounds.png").exists()
 
     # resumable: nothing is redone, the same numbers come back
@@ -124,3 +127,20 @@ def test_round2_sessions_is_checked_before_any_work(tmp_path: Path, capsys):
     assert main(["experiment", "--small", "--standin", "--out", str(out), "--round2-sessions", "1"]) == 2
     assert "a --standin run trains none" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_learner_remembers_what_paid_in_the_earlier_round():
+    from lab.simulation import make_population, player_bandit
+    from lab.simulation_state import Journal
+
+    players = make_population(10, 0)
+    learner = next(p for p in players if p.learner)
+    steady = next(p for p in players if not p.learner)
+    earlier = [{"aid": f"a{i}", "family": "color", "kind": "star", "outcome": "find"} for i in range(6)]
+    memory = {learner.telegram_id: earlier, steady.telegram_id: earlier}
+    fresh, remembering = player_bandit(learner, Journal()), player_bandit(learner, Journal(), memory)
+    assert fresh.families_ == {} and remembering.families_ == {"color": [6, 6]}
+    assert remembering.family_mean("color") > fresh.family_mean("color")
+    assert player_bandit(steady, Journal(), memory) is None   # random flaggers and spammers never learn
+    other = next(p for p in players if p.learner and p is not learner)
+    assert player_bandit(other, Journal(), memory).families_ == {}   # each player remembers only their own
