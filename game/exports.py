@@ -26,7 +26,7 @@ from game.export_writer import DATA_FILE, LICENSE, LLAVA_FILE, ExportWriter, dat
 
 __all__ = ["FORMATS", "ExportRecord", "image_path", "to_json", "DATA_FILE", "LLAVA_FILE", "ExportWriter", "data_file",
            "write_export", "read_records", "question_answer", "iter_finds", "iter_confirmed", "collect_finds",
-           "collect_confirmed", "export_finds", "missed_mistake_probability"]
+           "collect_confirmed", "export_finds", "missed_mistake_probability", "in_strata", "clean_strata"]
 
 CHUNK = 500
 Chunk = tuple[list[ExportRecord], dict[str, bytes], int]   # records, their images' bytes, database rows read
@@ -80,9 +80,37 @@ async def _pages(db: Database, query, cols, chunk: int) -> AsyncIterator[list]:
             return
 
 
-def _finds_query(theta: float, unfiltered: bool):
+Strata = tuple[str, ...]
+
+
+def in_strata(strata: Strata):
+    """Images of the given pool strata; a stratum also takes its styled sub-strata ("simple" takes
+    "simple:dark"). Why an export filters by stratum: `gap ceiling` measures per stratum whether
+    perfect labels can teach the model at all; corrections where they cannot (objects below the
+    model's resolution) only teach it to guess, so an ML engineer exports the strata worth fixing."""
+    if not strata:
+        return true()
+    col = T.images.c.complexity
+    return or_(*(or_(col == s, col.like(f"{s}:%")) for s in strata))
+
+
+def clean_strata(values: Iterable[str]) -> Strata:
+    """Stratum names as a user types them ("simple, simple:dark"); each is letters, digits, _ - and :."""
+    out = []
+    for v in values:
+        for part in str(v).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if len(part) > 64 or not all(ch.isalnum() or ch in "_-:" for ch in part):
+                raise ValueError(f"not a stratum name: {part[:64]!r} (e.g. simple, complex, simple:dark)")
+            out.append(part)
+    return tuple(dict.fromkeys(out))
+
+
+def _finds_query(theta: float, unfiltered: bool, strata: Strata = ()):
     ap = answer_posteriors_query().subquery("ap")
-    cond = [T.answers.c.correction.is_not(None)]
+    cond = [T.answers.c.correction.is_not(None), in_strata(strata)]
     if not unfiltered:
         # players.muted is checked here too: an admin /mute takes effect at once, not only
         # after the next `gap evaluate` rewrites the cells' status.
@@ -96,11 +124,12 @@ def _finds_query(theta: float, unfiltered: bool):
             .select_from(joins).where(and_(*cond)).order_by(T.answers.c.judged_at, T.answers.c.id))
 
 
-async def iter_finds(db: Database, theta: float, *, unfiltered: bool = False, chunk: int = CHUNK
-                     ) -> AsyncIterator[Chunk]:
+async def iter_finds(db: Database, theta: float, *, unfiltered: bool = False, chunk: int = CHUNK,
+                     strata: Strata = ()) -> AsyncIterator[Chunk]:
     """Finds evaluated by `gap evaluate` with posterior ≥ θ from trusted players (all finds when
-    `unfiltered`), `chunk` at a time with the bytes of their images."""
-    async for rows in _pages(db, _finds_query(theta, unfiltered), (T.answers.c.judged_at, T.answers.c.id), chunk):
+    `unfiltered`), on images of `strata` (all when empty), `chunk` at a time with their images' bytes."""
+    async for rows in _pages(db, _finds_query(theta, unfiltered, strata), (T.answers.c.judged_at, T.answers.c.id),
+                             chunk):
         records = [ExportRecord(id=r.id, image_key=r.opaque_id, image_mime=r.mime, question=r.question,
                                 model_answer=r.served_answer, correct_answer=r.correction.strip(),
                                 posterior=float(r.posterior), question_type=r.question_type, model_id=r.model_id,
@@ -124,10 +153,10 @@ async def _collect(chunks: AsyncIterator[Chunk]) -> tuple[list[ExportRecord], di
     return records, images
 
 
-async def collect_finds(db: Database, theta: float, *, unfiltered: bool = False
+async def collect_finds(db: Database, theta: float, *, unfiltered: bool = False, strata: Strata = ()
                         ) -> tuple[list[ExportRecord], dict[str, bytes]]:
     """All of :func:`iter_finds` in memory (the experiment's arms, small by design)."""
-    return await _collect(iter_finds(db, theta, unfiltered=unfiltered))
+    return await _collect(iter_finds(db, theta, unfiltered=unfiltered, strata=strata))
 
 
 def missed_mistake_probability(pi: float, s: float, f: float) -> float:
@@ -136,7 +165,7 @@ def missed_mistake_probability(pi: float, s: float, f: float) -> float:
     return miss / (miss + keep) if miss + keep > 0 else 1.0
 
 
-def _confirmed_query(unfiltered: bool):
+def _confirmed_query(unfiltered: bool, strata: Strata = ()):
     from game.evaluation_tables import player_estimates as PE
 
     A, SI = T.answers, T.session_images
@@ -147,15 +176,15 @@ def _confirmed_query(unfiltered: bool):
                      .join(T.images, A.c.image_id == T.images.c.id)
                      .join(T.players, A.c.player_id == T.players.c.id)
                      .outerjoin(PE, PE.c.player_id == A.c.player_id))
-        .where(and_(A.c.verdict == "correct", SI.c.tainted.is_(False), A.c.tainted.is_(False),
+        .where(and_(A.c.verdict == "correct", SI.c.tainted.is_(False), A.c.tainted.is_(False), in_strata(strata),
                     *([] if unfiltered else [PE.c.muted.is_(False), PE.c.gated.is_(False),
                                              T.players.c.muted.is_(False)])))
         .order_by(A.c.judged_at, A.c.id)
     )
 
 
-async def iter_confirmed(db: Database, theta: float, *, unfiltered: bool = False, chunk: int = CHUNK
-                         ) -> AsyncIterator[Chunk]:
+async def iter_confirmed(db: Database, theta: float, *, unfiltered: bool = False, chunk: int = CHUNK,
+                         strata: Strata = ()) -> AsyncIterator[Chunk]:
     """Answers that trusted players judged correct on untainted images, kept when the chance that the
     player missed a mistake, P(M=1 | pass) under the stored s, f and π, is at most 1 − θ.
 
@@ -170,12 +199,13 @@ async def iter_confirmed(db: Database, theta: float, *, unfiltered: bool = False
 
     async with db.read() as conn:
         pis = await get_state(conn, "pi", {})
-    strata, pi_global = pis.get("strata", {}), float(pis.get("global", 0.5))
-    async for rows in _pages(db, _confirmed_query(unfiltered), (T.answers.c.judged_at, T.answers.c.id), chunk):
+    pi_strata, pi_global = pis.get("strata", {}), float(pis.get("global", 0.5))
+    async for rows in _pages(db, _confirmed_query(unfiltered, strata), (T.answers.c.judged_at, T.answers.c.id),
+                             chunk):
         records, image_ids = [], set()
         for r in rows:
             qtype = classify_question(r.question)
-            p_miss = (missed_mistake_probability(strata.get(stratum(r.complexity, qtype), pi_global), r.s_mean,
+            p_miss = (missed_mistake_probability(pi_strata.get(stratum(r.complexity, qtype), pi_global), r.s_mean,
                                                  r.f_mean) if r.s_mean is not None else 1.0)
             if p_miss > 1.0 - theta and not unfiltered:
                 continue
@@ -187,10 +217,10 @@ async def iter_confirmed(db: Database, theta: float, *, unfiltered: bool = False
         yield records, await _image_bytes(db, image_ids), len(rows)
 
 
-async def collect_confirmed(db: Database, theta: float, *, unfiltered: bool = False
+async def collect_confirmed(db: Database, theta: float, *, unfiltered: bool = False, strata: Strata = ()
                             ) -> tuple[list[ExportRecord], dict[str, bytes]]:
     """All of :func:`iter_confirmed` in memory (the experiment's arms, small by design)."""
-    return await _collect(iter_confirmed(db, theta, unfiltered=unfiltered))
+    return await _collect(iter_confirmed(db, theta, unfiltered=unfiltered, strata=strata))
 
 
 async def _image_bytes(db: Database, image_ids: Iterable[int]) -> dict[str, bytes]:
@@ -210,23 +240,26 @@ Progress = Callable[[int, int], None]
 
 async def export_finds(db: Database, fmt: str, theta: float, out: Path, *, unfiltered: bool = False,
                        confirmed: bool = False, progress: Progress | None = None, chunk: int = CHUNK,
-                       license: str = LICENSE) -> dict:
+                       license: str = LICENSE, strata: Strata = ()) -> dict:
     """`gap export`: stream the finds at θ (and, with `confirmed`, the confirmations) into `out` in `fmt`;
-    returns the card's numbers. `progress(rows_done, rows_total)` after each chunk (a progress bar)."""
+    returns the card's numbers. `progress(rows_done, rows_total)` after each chunk (a progress bar).
+    `strata`: only images of these pool strata (and their styled sub-strata); empty: all."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    notes, sources = [], [iter_finds(db, theta, unfiltered=unfiltered, chunk=chunk)]
-    total = await _count(db, _finds_query(theta, unfiltered))
+    notes, sources = [], [iter_finds(db, theta, unfiltered=unfiltered, chunk=chunk, strata=strata)]
+    total = await _count(db, _finds_query(theta, unfiltered, strata))
     if confirmed and fmt == "dpo":
         notes.append("confirmations are not exported in `dpo`: a pair needs a rejected answer.")
     elif confirmed:
-        sources.append(iter_confirmed(db, theta, chunk=chunk))
-        total += await _count(db, _confirmed_query(False))
+        sources.append(iter_confirmed(db, theta, chunk=chunk, strata=strata))
+        total += await _count(db, _confirmed_query(False, strata))
     filtering = ("every find with a correction (no θ, no muting)" if unfiltered else
                  f"finds with posterior P(model mistake | flag) ≥ {theta} from players neither muted nor gated "
                  "(SPEC §2)")
     if len(sources) > 1:
         filtering += "; plus confirmations with P(missed mistake) ≤ 1 − θ"
+    if strata:
+        filtering += f"; images of the strata {', '.join(strata)} only"
     read, per_source = 0, []
     writer = ExportWriter(out, fmt, theta=None if unfiltered else theta, notes=notes, filtering=filtering,
                           title="GAP export: model mistakes found by players", license=license)

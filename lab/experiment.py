@@ -78,6 +78,7 @@ class ExperimentConfig:
     replay_images: int = 0              # plain complex training scenes whose true pairs join every trained arm
     replay_simple_images: int = 0       # plain simple training scenes likewise (what the styled finds can unlearn)
     gap_arm: str = "confirmed"          # the GAP arm's export: "confirmed" (`gap export --confirmed`) or "finds"
+    train_strata: tuple[str, ...] = ()  # every arm only on pool images of these strata (`gap export --strata`); () all
     round2_sessions: int = 0            # sessions per player against the promoted GAP adapter (0: no round 2)
 
     @classmethod
@@ -132,16 +133,16 @@ class Experiment:
         self.token = token_file.read_text().strip()
         config = json.dumps(cfg.__dict__ | {"base_model": self.base}, indent=1, default=list)
         path = self.out / "config.json"
-        if not path.exists():
-            path.write_text(config)
-        elif path.read_text() != config:
-            # resuming would mix stages of two different runs into one report: refuse
-            before, now = json.loads(path.read_text()), json.loads(config)
+        if path.exists() and path.read_text() != config:
+            # resuming would mix stages of two different runs into one report: refuse. A setting added
+            # to the experiment after the run began counts as its default (what the run used).
+            defaults = json.loads(json.dumps(ExperimentConfig().__dict__, default=list))
+            before, now = defaults | json.loads(path.read_text()), json.loads(config)
             diff = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
             if [k for k in diff if k not in ADDITIVE]:
                 raise ExperimentMismatch(f"{self.out} holds a run with other settings ({', '.join(diff)}); "
                                          "resume it with the same arguments, or use another --out")
-            path.write_text(config)
+        path.write_text(config)
         played = (self.stages.done("round2") or {}).get("sessions")
         if cfg.round2_sessions and played is not None and played != cfg.round2_sessions:
             raise ExperimentMismatch(f"{self.out} played round 2 with {played} sessions per player, not "
@@ -421,21 +422,25 @@ class Experiment:
 
         from game.db import Database
         from game.exports import ExportRecord, collect_confirmed, collect_finds, write_export
+        from game.exports import in_strata as export_strata
         from game.question_types import classify_question
         from game.tables import images
         from models.scenes import Scene
 
         truth = self._truth()
+        strata = self.cfg.train_strata
         db = Database(self.db_url)
         try:
-            gap = (await collect_finds(db, self.cfg.theta))[0]
+            gap = (await collect_finds(db, self.cfg.theta, strata=strata))[0]
             if self.cfg.gap_arm == "confirmed":
-                gap += (await collect_confirmed(db, self.cfg.theta))[0]
-            unfiltered = ((await collect_finds(db, self.cfg.theta, unfiltered=True))[0]
-                          + (await collect_confirmed(db, self.cfg.theta, unfiltered=True))[0])
+                gap += (await collect_confirmed(db, self.cfg.theta, strata=strata))[0]
+            unfiltered = ((await collect_finds(db, self.cfg.theta, unfiltered=True, strata=strata))[0]
+                          + (await collect_confirmed(db, self.cfg.theta, unfiltered=True, strata=strata))[0])
             async with db.read() as conn:
                 rows = (await conn.execute(select(images.c.opaque_id, images.c.mime, images.c.content,
                                                   images.c.scene_json))).all()
+                in_strata = {r.opaque_id for r in (await conn.execute(
+                    select(images.c.opaque_id).where(export_strata(strata)))).all()}
         finally:
             await db.dispose()
         # never train on a picture that the held-out evaluation will show: simple scenes are small
@@ -452,7 +457,7 @@ class Experiment:
         truth_recs = [ExportRecord(id=a["answer_id"], image_key=a["image"], image_mime=mime[a["image"]],
                                    question=a["question"], model_answer=a["served"], correct_answer=a["truth"],
                                    posterior=None, question_type=classify_question(a["question"]))
-                      for a in truth["answers"] if a["image"] not in leaked]
+                      for a in truth["answers"] if a["image"] not in leaked and a["image"] in in_strata]
         arms = {"gap": gap, "random": random_recs, "unfiltered": unfiltered, "truth": truth_recs}
         cards = {}
         for name, recs in arms.items():
@@ -460,7 +465,8 @@ class Experiment:
                                        theta=self.cfg.theta if name == "gap" else None,
                                        title=f"experiment arm: {name}")
             cards[name].pop("markdown")
-        return {"arms": cards, "played_images": len(played), "pool_images_identical_to_heldout": len(leaked)}
+        return {"arms": cards, "played_images": len(played), "pool_images_identical_to_heldout": len(leaked),
+                "train_strata": list(strata)}
 
     def _finetune(self) -> dict:
         from models.finetune import FinetuneConfig, finetune
@@ -909,11 +915,15 @@ class Experiment:
 
     def _gap_arm_note(self) -> list[str]:
         finds = ("finds with posterior ≥ θ from unmuted, ungated players with their corrections")
+        strata = self.cfg.train_strata
+        where = (f" Every arm holds only pool images of the strata {', '.join(strata)} (`--train-strata`, as "
+                 f"`gap export --strata {','.join(strata)}`): the other strata's mistakes are ones `gap ceiling` "
+                 "shows data cannot fix. " if strata else "")
         if self.cfg.gap_arm == "finds":
-            return [f"Arms: **gap** = the product's default export (`gap export`): {finds}; "]
-        return [f"Arms: **gap** = the product's export with confirmations (`gap export --confirmed`): {finds}, "
-                "plus answers those players judged correct whose chance of being a missed mistake is ≤ 1 − θ, "
-                "with the model's answer; "]
+            return [f"{where}Arms: **gap** = the product's default export (`gap export`): {finds}; "]
+        return [f"{where}Arms: **gap** = the product's export with confirmations (`gap export --confirmed`): "
+                f"{finds}, plus answers those players judged correct whose chance of being a missed mistake is "
+                "≤ 1 − θ, with the model's answer; "]
 
     def _replay_note(self) -> str:
         parts = []
@@ -1051,6 +1061,14 @@ def run_experiment_cli(args: argparse.Namespace, settings) -> int:
         kw["replay_simple_images"] = args.replay_simple
     if getattr(args, "gap_arm", None):
         kw["gap_arm"] = args.gap_arm
+    if getattr(args, "train_strata", None):
+        from game.exports import clean_strata
+
+        try:
+            kw["train_strata"] = clean_strata(args.train_strata)
+        except ValueError as exc:
+            print(f"gap experiment: {exc}", file=sys.stderr)
+            return 2
     if getattr(args, "round2_sessions", None):
         if args.standin:
             print("gap experiment: --round2-sessions needs a trained adapter; a --standin run trains none",

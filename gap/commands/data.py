@@ -55,10 +55,15 @@ def _evaluate(args: argparse.Namespace, settings) -> int:
 
 
 def _export(args: argparse.Namespace, settings) -> int:
-    from game.exports import export_finds
+    from game.exports import clean_strata, export_finds
 
     if args.format == "pairs" or args.duels:
         return _export_duels(args, settings)
+    try:
+        strata = clean_strata(args.strata or ())
+    except ValueError as exc:
+        print(f"gap export: {exc}", file=sys.stderr)
+        return 2
 
     async def go(bar: tqdm):
         db = _database(args, settings)
@@ -70,7 +75,8 @@ def _export(args: argparse.Namespace, settings) -> int:
                 bar.update(done - bar.n)
 
             return await export_finds(db, args.format, theta, Path(args.out), unfiltered=args.unfiltered,
-                                      confirmed=args.confirmed, progress=progress, license=args.license)
+                                      confirmed=args.confirmed, progress=progress, license=args.license,
+                                      strata=strata)
         finally:
             await db.dispose()
 
@@ -241,6 +247,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--confirmed", action="store_true",
                     help="also export confirmations (answers trusted players judged correct, P(missed mistake) ≤ 1−θ) "
                          "with the model's answer as target: fine-tuning on corrections alone biases the model")
+    ex.add_argument("--strata", action="append", metavar="STRATUM[,STRATUM]",
+                    help="only images of these pool strata, e.g. simple (takes simple:dark too) or simple:dark; "
+                         "`gap ceiling` shows which strata perfect labels can teach (default: all)")
     ex.add_argument("--license", default="other",
                     help="the dataset card's licence, a Hugging Face Hub licence id such as cc-by-4.0 (default: other)")
     ex.add_argument("--database", help="SQLAlchemy URL (default: GAP_DATABASE_URL)")
@@ -314,6 +323,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="the GAP arm: the export with confirmations (default) or the finds alone (`gap export`)")
     xp.add_argument("--complex-share", type=_share, default=None,
                     help="of the plain images, the share of complex scenes (default 0.5)")
+    xp.add_argument("--train-strata", action="append", metavar="STRATUM[,STRATUM]",
+                    help="every arm only on pool images of these strata, as `gap export --strata` (e.g. simple: "
+                         "leave out complex scenes, whose mistakes `gap ceiling` shows data cannot fix)")
     xp.add_argument("--round2-sessions", type=_sessions, default=None, metavar="N",
                     help="model round 2: promote the GAP arm's adapter and let the same players play N more "
                          "sessions each against it (adds \"Model rounds\" to the report; can be added to a "

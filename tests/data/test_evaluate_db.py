@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from game import tables as T
 from game.evaluation import EvalConfig
@@ -143,6 +144,27 @@ async def test_evaluate_is_incremental_and_exports_every_format(service, clock, 
     dpo_card = await export_finds(db, "dpo", 0.5, tmp_path / "dpo-confirmed", confirmed=True)
     assert dpo_card["examples"] == len(vqa) - 1 and "not exported in `dpo`" in (tmp_path / "dpo-confirmed" / "README.md").read_text()
 
+    # --strata: only images of those pool strata ("simple" takes its styled sub-strata too)
+    async with db.write() as conn:
+        ids = [r.id for r in (await conn.execute(select(T.images.c.id).order_by(T.images.c.id))).all()]
+        for i, image_id in enumerate(ids):
+            await conn.execute(update(T.images).where(T.images.c.id == image_id)
+                               .values(complexity=("complex", "simple", "simple:dark")[i % 3]))
+    async with db.read() as conn:
+        stratum_of = dict((await conn.execute(select(T.images.c.opaque_id, T.images.c.complexity))).all())
+    parts = {}
+    for strata in (("complex",), ("simple",), ("simple:dark",)):
+        out = tmp_path / f"strata-{strata[0]}"
+        part = await export_finds(db, "vqa", 0.5, out, confirmed=True, strata=strata)
+        recs = read_records(out)
+        parts[strata[0]] = {r["id"] for r in recs}
+        assert part["examples"] == len(recs) > 0
+        keys = {Path(r["image"]).stem for r in recs}
+        assert {stratum_of[k] for k in keys} == ({"simple", "simple:dark"} if strata == ("simple",) else set(strata))
+        assert f"strata {strata[0]} only" in (out / "README.md").read_text()
+    assert parts["complex"] | parts["simple"] == {r["id"] for r in both} and not parts["complex"] & parts["simple"]
+    assert parts["simple:dark"] < parts["simple"]
+
 
 
 def test_cli_evaluate_and_export(empty_db_url, tmp_path, capsys):
@@ -186,6 +208,11 @@ def test_cli_evaluate_and_export(empty_db_url, tmp_path, capsys):
                  "--license", "cc-by-4.0"]) == 0
     assert (tmp_path / "h" / "data" / "train-00000-of-00001.parquet").is_file()
     assert "\nlicense: cc-by-4.0\n" in (tmp_path / "h" / "README.md").read_text()
+    # a stratum filter that matches nothing exports nothing; a malformed one is a clear error
+    assert main(["export", "--database", url, "--theta", "0.0", "--strata", "complex", "--out", str(tmp_path / "s")]) == 0
+    assert "wrote 0 examples" in capsys.readouterr().out
+    assert main(["export", "--database", url, "--strata", "simple;drop", "--out", str(tmp_path / "t")]) == 2
+    assert "not a stratum name" in capsys.readouterr().err and not (tmp_path / "t").exists()
 
 
 async def test_player_model_time_is_time_to_the_first_tainted_verdict(service, clock, db):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -64,18 +65,33 @@ def test_small_closed_loop_runs_and_resumes(tmp_path: Path):
             path.unlink(missing_ok=True)
     # (θ = 0 here: a run this small exports few finds at 0.8, sometimes none; the truth arm is trained
     # too, so the replay is always written)
+    # (--train-strata simple: every arm leaves out the complex scenes, as `gap export --strata simple`)
     finds_cfg = dataclasses.replace(cfg, gap_arm="finds", trained_arms=("gap", "truth"), theta=0.0,
-                                    replay_simple_images=2)
+                                    replay_simple_images=2, train_strata=("simple",))
     finds = Experiment(finds_dir, str(EMBEDDED_MODEL_DIR), finds_cfg, log=logs.append).run()
     simple_replay = (finds_dir / "replay-simple" / "train.jsonl").read_text().splitlines()
     trained_on = (finds_dir / "arms-replay" / "truth" / "train.jsonl").read_text().splitlines()
     assert simple_replay and set(simple_replay) != set(replay)
-    assert len(trained_on) == len(own) + len(replay) + len(simple_replay)
+    own_simple = (finds_dir / "arms" / "truth" / "train.jsonl").read_text().splitlines()
+    assert len(trained_on) == len(own_simple) + len(replay) + len(simple_replay) and len(own_simple) < len(own)
     assert json.loads((finds_dir / "replay-simple" / "dataset.json").read_text())["complexity"] == "simple"
     gap_finds = [json.loads(line) for line in (finds_dir / "arms" / "gap" / "train.jsonl").read_text().splitlines()]
     assert all(r["correct_answer"] != r["model_answer"] for r in gap_finds)     # corrections only: no confirmations
     assert ("gap" in finds["heldout"]["models"]) == bool(gap_finds)
     assert "(`gap export`)" in (finds_dir / "REPORT.md").read_text()
+    with sqlite3.connect(finds_dir / "gap.sqlite3") as con:
+        stratum = dict(con.execute("select opaque_id, complexity from images"))
+    arm_strata = {arm: {stratum[Path(json.loads(line)["image"]).stem]
+                        for line in (finds_dir / "arms" / arm / "train.jsonl").read_text().splitlines()}
+                  for arm in ("truth", "gap")}
+    assert arm_strata["truth"] == {"simple", "simple:dark"}     # the pool's complex scenes are left out
+    assert arm_strata["gap"] <= {"simple", "simple:dark"} and "complex" in stratum.values()
+    assert "only pool images of the strata simple" in (finds_dir / "REPORT.md").read_text()
+    # a setting added after a run began counts as its default: the run still resumes
+    stored = json.loads((tmp_path / "config.json").read_text())
+    stored.pop("train_strata")
+    (tmp_path / "config.json").write_text(json.dumps(stored))
+    Experiment(tmp_path, str(EMBEDDED_MODEL_DIR), cfg)
     # a run with other settings in the same directory would mix two runs into one report: refused
     with pytest.raises(ExperimentMismatch, match="players"):
         Experiment(tmp_path, str(EMBEDDED_MODEL_DIR), ExperimentConfig.small(
