@@ -79,6 +79,8 @@ class ExperimentConfig:
     replay_simple_images: int = 0       # plain simple training scenes likewise (what the styled finds can unlearn)
     gap_arm: str = "confirmed"          # the GAP arm's export: "confirmed" (`gap export --confirmed`) or "finds"
     train_strata: tuple[str, ...] = ()  # every arm only on pool images of these strata (`gap export --strata`); () all
+    curve_fractions: tuple[float, ...] = ()  # learning curve: GAP and random also trained on these shares of their examples
+    replay_target: str = "truth"        # the replay pairs' answers: "truth", or "base" (the base model's own answers)
     round2_sessions: int = 0            # sessions per player against the promoted GAP adapter (0: no round 2)
 
     @classmethod
@@ -185,6 +187,8 @@ class Experiment:
         }
         results["finetune"] = self.stage("finetune", self._finetune)
         results["heldout"] = self.stage("heldout", lambda: asyncio.run(self._heldout()))
+        if self.cfg.curve_fractions:
+            results["curve"] = self.stage("curve", lambda: asyncio.run(self._curve()))
         if self.cfg.round2_sessions or self.stages.done("round2"):
             results["round2"] = self.stage("round2", lambda: asyncio.run(self._round2()))
         report = self._report(results)
@@ -469,8 +473,6 @@ class Experiment:
                 "train_strata": list(strata)}
 
     def _finetune(self) -> dict:
-        from models.finetune import FinetuneConfig, finetune
-
         arms = self.stages.done("arms")["arms"]
         out = {}
         for name in ARMS:
@@ -486,39 +488,78 @@ class Experiment:
             data = self.out / "arms" / name
             if self.cfg.replay_images or self.cfg.replay_simple_images:
                 data, n = self._with_replay(name)
-            steps = int(min(self.cfg.ft_max_steps,
-                            max(self.cfg.ft_min_steps, round(self.cfg.ft_epochs * n / self.cfg.ft_batch))))
-            bar = _bar(f"finetune {name}", steps)
-            log = finetune(self.base, data, adapter,
-                           FinetuneConfig(max_steps=steps, batch_size=self.cfg.ft_batch, lr=self.cfg.ft_lr,
-                                          seed=self.cfg.seed, lora_vision=self.cfg.ft_vision),
-                           progress=lambda s, t, loss: (bar.update(s - bar.n), bar.set_postfix(loss=f"{loss:.3f}")),
-                           resume=True)
-            bar.close()
-            out[name] = log
+            out[name] = self._train(data, adapter, n, f"finetune {name}")
         return out
 
-    def _with_replay(self, name: str) -> tuple[Path, int]:
-        """The arm's examples plus the same replay pairs for every arm: true answers on plain complex
-        (and plain simple) scenes from the training seed range (lab/ceiling.py), so fine-tuning on the
-        game's finds does not unlearn what the base knew. Returns the combined dataset and its size."""
+    def _with_replay(self, name: str, keep: int | None = None, combined: Path | None = None) -> tuple[Path, int]:
+        """The arm's examples (its first `keep` when given) plus the same replay pairs for every arm: true
+        answers on plain complex (and plain simple) scenes from the training seed range (lab/ceiling.py),
+        so fine-tuning on the game's finds does not unlearn what the base knew. Returns the combined
+        dataset and its size."""
         import os
 
         arm = self.out / "arms" / name
-        combined = self.out / "arms-replay" / name
+        combined = combined or self.out / "arms-replay" / name
         combined.mkdir(parents=True, exist_ok=True)
         lines = []
         for src in (arm, *self._replay_sets()):
-            for line in (src / "train.jsonl").read_text().splitlines():
-                if line.strip():
-                    obj = json.loads(line)
-                    obj["image"] = os.path.relpath(src / obj["image"], combined)
-                    lines.append(json.dumps(obj))
+            rows = [line for line in (src / "train.jsonl").read_text().splitlines() if line.strip()]
+            for line in rows[:keep] if src == arm and keep is not None else rows:
+                obj = json.loads(line)
+                obj["image"] = os.path.relpath(src / obj["image"], combined)
+                lines.append(json.dumps(obj))
         (combined / "train.jsonl").write_text("\n".join(lines) + "\n")
         return combined, len(lines)
 
+    def _train(self, data: Path, adapter: Path, n: int, desc: str) -> dict:
+        """One LoRA fine-tune with the experiment's hyper-parameters: ft_epochs over `n` examples, capped."""
+        from models.finetune import FinetuneConfig, finetune
+
+        steps = int(min(self.cfg.ft_max_steps,
+                        max(self.cfg.ft_min_steps, round(self.cfg.ft_epochs * n / self.cfg.ft_batch))))
+        bar = _bar(desc, steps)
+        log = finetune(self.base, data, adapter,
+                       FinetuneConfig(max_steps=steps, batch_size=self.cfg.ft_batch, lr=self.cfg.ft_lr,
+                                      seed=self.cfg.seed, lora_vision=self.cfg.ft_vision),
+                       progress=lambda s, t, loss: (bar.update(s - bar.n), bar.set_postfix(loss=f"{loss:.3f}")),
+                       resume=True)
+        bar.close()
+        return log
+
+    async def _curve(self) -> dict:
+        """The learning curve (SPEC §3.2): the GAP and random arms fine-tuned on their first k examples
+        (the same k images in both arms: random pairs are drawn per GAP example) with the same replay,
+        each scored on the weak slice, so the report shows gain against the number of examples rather
+        than one point per arm."""
+        from gap.app import load_model
+        from models.evaluation import PERCEPTION_TYPES, evaluate
+
+        arms = self.stages.done("arms")["arms"]
+        weak = self.weak_slices()
+        points: dict[str, list[dict]] = {}
+        for name in ("gap", "random"):
+            n = arms[name]["examples"]
+            if name not in self.cfg.trained_arms or not n or not weak:
+                continue
+            for frac in self.cfg.curve_fractions:
+                keep = max(1, round(frac * n))
+                tag = f"{name}-{keep}"
+                adapter = self.out / "adapters" / "curve" / tag
+                data, total = await asyncio.to_thread(self._with_replay, name, keep,
+                                                      self.out / "arms-replay" / "curve" / tag)
+                if not (adapter / "adapter_config.json").exists() or not (adapter / "finetune_log.json").exists():
+                    await asyncio.to_thread(self._train, data, adapter, total, f"curve {tag}")
+                model = await load_model(str(adapter))
+                try:
+                    res = await evaluate(model, n=self.cfg.eval_per_type, types=PERCEPTION_TYPES, complexities=weak)
+                finally:
+                    await model.aclose()
+                points.setdefault(name, []).append({"examples": keep, "fraction": frac, "by_type": res})
+        return {"points": points}
+
     def _replay_sets(self) -> list[Path]:
-        """The replay datasets, written once: plain complex scenes, then plain simple ones."""
+        """The replay datasets, written once: plain complex scenes, then plain simple ones (with the base
+        model's answers in place of the truth when `replay_target` is "base")."""
         from lab.ceiling import write_ground_truth
 
         sets = []
@@ -529,7 +570,48 @@ class Experiment:
             write_ground_truth(self.out / "replay-simple", self.cfg.replay_simple_images, 4, self.cfg.seed,
                                styles=("plain",))
             sets.append(self.out / "replay-simple")
+        if self.cfg.replay_target == "base":
+            sets = [self._distilled(src) for src in sets]
         return sets
+
+    def _distilled(self, src: Path) -> Path:
+        """`src`'s questions answered by the base model (written once, next to it as "<src>-base").
+
+        Why: on complex scenes the truth is often what the model cannot see (objects of a pixel or
+        two); replaying it pulls the model's guesses toward new priors and complex accuracy fell
+        about 4.5 points even with no complex finds trained. Replaying the base's own answers keeps
+        what it did — learning without forgetting by self-distillation."""
+        import os
+
+        dst = src.with_name(src.name + "-base")
+        if (dst / "train.jsonl").exists():
+            return dst
+        rows = [json.loads(line) for line in (src / "train.jsonl").read_text().splitlines() if line.strip()]
+
+        async def answer_all() -> list[str]:
+            from gap.app import load_model
+
+            model = await load_model(self.base)
+            sem = asyncio.Semaphore(64)
+            pngs = {name: (src / name).read_bytes() for name in {r["image"] for r in rows}}
+
+            async def one(r: dict) -> str:
+                async with sem:
+                    return (await model.answer(pngs[r["image"]], r["question"], taint=False)).honest
+            try:
+                return await asyncio.gather(*(one(r) for r in rows))
+            finally:
+                await model.aclose()
+
+        answers = asyncio.run(answer_all())
+        dst.mkdir(parents=True, exist_ok=True)
+        lines = [json.dumps({"image": os.path.relpath(src / r["image"], dst), "question": r["question"],
+                             "answer": a}) for r, a in zip(rows, answers)]
+        info = json.loads((src / "dataset.json").read_text()) | {
+            "target": "base", "agrees_with_truth": sum(a == r["answer"] for r, a in zip(rows, answers)) / len(rows)}
+        (dst / "dataset.json").write_text(json.dumps(info))
+        (dst / "train.jsonl").write_text("\n".join(lines) + "\n")
+        return dst
 
     async def _heldout(self) -> dict:
         from gap.app import load_model
@@ -892,8 +974,19 @@ class Experiment:
         for name, v in held.items():
             rows.append(f"| {name} | " + " | ".join(
                 f"{np.mean([v['by_type'][c][t] for c in weak]):.0%}" for t in PERCEPTION_TYPES) + " |")
-        plot = self._gain_plot(held, arms, stats)
+        curve = curve_stats(r.get("curve"), held, weak, n)
+        plot = self._gain_plot(held, arms, stats, curve)
         rows += ["", f"![weak-slice gain vs examples]({plot.name})", ""]
+        if curve:
+            rows += ["Learning curve: the GAP and random arms also fine-tuned on their first k examples (the same "
+                     "images in both arms; same replay), weak-slice gain with its 95 % interval:", "",
+                     "| arm | examples | Δ weak (95 % interval) |", "|---|---:|---:|"]
+            for name, pts in curve.items():
+                for p in [*pts, {"examples": arms[name]["examples"], **stats[name]}]:
+                    lo, hi = p["gain_interval"]
+                    rows.append(f"| {name} | {p['examples']} | {p['gain'] * 100:+.1f} ({lo * 100:+.1f} … "
+                                f"{hi * 100:+.1f}) |")
+            rows.append("")
         g, rnd = stats.get("gap"), stats.get("random")
 
         def status(ok: bool | None) -> str:
@@ -927,18 +1020,22 @@ class Experiment:
 
     def _replay_note(self) -> str:
         parts = []
+        base = self.cfg.replay_target == "base"
         for kind, folder in (("complex", "replay"), ("simple", "replay-simple")):
-            info = self.out / folder / "dataset.json"
+            info = self.out / (folder + ("-base" if base else "")) / "dataset.json"
             if info.exists():
                 data = json.loads(info.read_text())
-                parts.append(f"{data['examples']} true pairs on {data['images']} plain {kind} training scenes")
+                parts.append(f"{data['examples']} pairs on {data['images']} plain {kind} training scenes"
+                             + (f" with the base model's own answers (the truth in {data['agrees_with_truth']:.0%})"
+                                if base else " with true answers"))
         if not parts:
             return ""
         return (f" Replay: every trained arm also saw the same {' and '.join(parts)} (counted in its training "
                 "examples' fine-tuning steps, not in the column below).")
 
-    def _gain_plot(self, held: dict, arms: dict, stats: dict) -> Path:
-        """Weak-slice gain against the number of training examples, one point per arm (with its interval)."""
+    def _gain_plot(self, held: dict, arms: dict, stats: dict, curve: dict[str, list[dict]]) -> Path:
+        """Weak-slice gain against the number of training examples: per arm its learning-curve points
+        (when the run has them) and the whole arm, each with its 95 % interval."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -948,9 +1045,13 @@ class Experiment:
         for name in held:
             if name == "base":
                 continue
-            lo, hi = stats[name]["gain_interval"]
-            x, y = arms.get(name, {}).get("examples", 0), stats[name]["gain"] * 100
-            ax.errorbar([x], [y], yerr=[[y - lo * 100], [hi * 100 - y]], fmt="o", capsize=4, label=name)
+            pts = [*curve.get(name, []), {"examples": arms.get(name, {}).get("examples", 0), **stats[name]}]
+            pts.sort(key=lambda p: p["examples"])
+            x = [p["examples"] for p in pts]
+            y = np.array([p["gain"] * 100 for p in pts])
+            lo = np.array([p["gain_interval"][0] * 100 for p in pts])
+            hi = np.array([p["gain_interval"][1] * 100 for p in pts])
+            ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt="o-", capsize=4, label=name)
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xlabel("training examples")
         ax.set_ylabel("weak-slice gain (points)")
@@ -1000,6 +1101,19 @@ def weak_stats(held: dict, weak: list[str], per_type: int) -> dict[str, dict]:
         half = 1.96 * float(np.hypot(se(v), se(base))) if name != "base" else 0.0
         out[name] = {"gain": gain, "gain_interval": (gain - half, gain + half),
                      "overall": (v["mean"]["simple"] + v["mean"]["complex"]) / 2}
+    return out
+
+
+def curve_stats(curve: dict, held: dict, weak: list[str], per_type: int) -> dict[str, list[dict]]:
+    """The learning curve's points as weak-slice gains over base with 95 % intervals (as `weak_stats`)."""
+    out: dict[str, list[dict]] = {}
+    for name, points in (curve or {}).get("points", {}).items():
+        for pt in points:
+            v = {"by_type": pt["by_type"], "mean": {"simple": 0.0, "complex": 0.0, "weak": float(np.mean(
+                [np.mean(list(pt["by_type"][c].values())) for c in weak]))}}
+            st = weak_stats({"base": held["base"], name: v}, weak, per_type)[name]
+            out.setdefault(name, []).append({"examples": pt["examples"], "gain": st["gain"],
+                                             "gain_interval": st["gain_interval"]})
     return out
 
 
@@ -1061,6 +1175,18 @@ def run_experiment_cli(args: argparse.Namespace, settings) -> int:
         kw["replay_simple_images"] = args.replay_simple
     if getattr(args, "gap_arm", None):
         kw["gap_arm"] = args.gap_arm
+    if getattr(args, "curve", None):
+        try:
+            shares = tuple(sorted({float(x) for x in args.curve.split(",") if x.strip()}))
+        except ValueError:
+            shares = ()
+        if not shares or not all(0 < f < 1 for f in shares):
+            print(f"gap experiment: --curve takes shares between 0 and 1, e.g. 0.25,0.5 (not {args.curve!r})",
+                  file=sys.stderr)
+            return 2
+        kw["curve_fractions"] = shares
+    if getattr(args, "replay_target", None):
+        kw["replay_target"] = args.replay_target
     if getattr(args, "train_strata", None):
         from game.exports import clean_strata
 

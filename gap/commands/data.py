@@ -319,10 +319,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "(keeps what the base knew)")
     xp.add_argument("--replay-simple", type=int, default=None, metavar="IMAGES",
                     help="add true pairs on this many plain simple training scenes to every trained arm")
+    xp.add_argument("--replay-target", choices=("truth", "base"), default=None,
+                    help="the replay pairs' answers: the truth (default) or the base model's own answers "
+                         "(self-distillation: keeps what the base did where the truth is beyond what it can see)")
     xp.add_argument("--gap-arm", choices=("confirmed", "finds"), default=None,
                     help="the GAP arm: the export with confirmations (default) or the finds alone (`gap export`)")
     xp.add_argument("--complex-share", type=_share, default=None,
                     help="of the plain images, the share of complex scenes (default 0.5)")
+    xp.add_argument("--curve", default=None, metavar="SHARE,...",
+                    help="learning curve: also fine-tune the GAP and random arms on these shares of their examples "
+                         "(e.g. 0.25,0.5) and score each on the weak slice")
     xp.add_argument("--train-strata", action="append", metavar="STRATUM[,STRATUM]",
                     help="every arm only on pool images of these strata, as `gap export --strata` (e.g. simple: "
                          "leave out complex scenes, whose mistakes `gap ceiling` shows data cannot fix)")

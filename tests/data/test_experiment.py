@@ -48,7 +48,7 @@ def test_small_closed_loop_runs_and_resumes(tmp_path: Path):
     assert "| precision of exported finds" in report and "| base |" in report
     assert (tmp_path / "accuracy.png").exists() and (tmp_path / "weak_gain.png").exists()
     assert "## The weak slice" in report and "| weak slice +10 pts after GAP fine-tuning |" in report
-    assert f"Replay: every trained arm also saw the same {len(replay)} true pairs" in report
+    assert f"Replay: every trained arm also saw the same {len(replay)} pairs on" in report and "true answers" in report
     truth = json.loads((tmp_path / "truth.json").read_text())
     assert len(truth["players"]) == 6
     # resumable: a second run does no work and reports the same numbers
@@ -67,11 +67,23 @@ def test_small_closed_loop_runs_and_resumes(tmp_path: Path):
     # too, so the replay is always written)
     # (--train-strata simple: every arm leaves out the complex scenes, as `gap export --strata simple`)
     finds_cfg = dataclasses.replace(cfg, gap_arm="finds", trained_arms=("gap", "truth"), theta=0.0,
-                                    replay_simple_images=2, train_strata=("simple",))
+                                    replay_simple_images=2, train_strata=("simple",), curve_fractions=(0.5,),
+                                    replay_target="base")
     finds = Experiment(finds_dir, str(EMBEDDED_MODEL_DIR), finds_cfg, log=logs.append).run()
     simple_replay = (finds_dir / "replay-simple" / "train.jsonl").read_text().splitlines()
     trained_on = (finds_dir / "arms-replay" / "truth" / "train.jsonl").read_text().splitlines()
     assert simple_replay and set(simple_replay) != set(replay)
+    # --replay-target base: the replay's questions with the base model's own answers (self-distillation)
+    for folder, truth_lines in (("replay", replay), ("replay-simple", simple_replay)):
+        distilled = [json.loads(line) for line in (finds_dir / f"{folder}-base" / "train.jsonl").read_text().splitlines()]
+        truths = [json.loads(line) for line in truth_lines]
+        assert [d["question"] for d in distilled] == [t["question"] for t in truths]
+        assert all((finds_dir / f"{folder}-base" / d["image"]).resolve() == (finds_dir / folder / t["image"]).resolve()
+                   for d, t in zip(distilled, truths))
+        info = json.loads((finds_dir / f"{folder}-base" / "dataset.json").read_text())
+        assert info["agrees_with_truth"] == sum(d["answer"] == t["answer"] for d, t in zip(distilled, truths)) / len(truths)
+    assert [json.loads(line)["answer"] for line in trained_on[-len(distilled):]] == [d["answer"] for d in distilled]
+    assert "with the base model's own answers" in (finds_dir / "REPORT.md").read_text()
     own_simple = (finds_dir / "arms" / "truth" / "train.jsonl").read_text().splitlines()
     assert len(trained_on) == len(own_simple) + len(replay) + len(simple_replay) and len(own_simple) < len(own)
     assert json.loads((finds_dir / "replay-simple" / "dataset.json").read_text())["complexity"] == "simple"
@@ -87,6 +99,15 @@ def test_small_closed_loop_runs_and_resumes(tmp_path: Path):
     assert arm_strata["truth"] == {"simple", "simple:dark"}     # the pool's complex scenes are left out
     assert arm_strata["gap"] <= {"simple", "simple:dark"} and "complex" in stratum.values()
     assert "only pool images of the strata simple" in (finds_dir / "REPORT.md").read_text()
+    # the learning curve: the GAP arm also trained on its first half, scored on the weak slice
+    points = finds.get("curve", {}).get("points", {})
+    if gap_finds:
+        (half,) = points["gap"]
+        assert half["examples"] == max(1, round(len(gap_finds) / 2)) and set(half["by_type"]) == {"simple:dark"}
+        curve_data = (finds_dir / "arms-replay" / "curve" / f"gap-{half['examples']}" / "train.jsonl")
+        assert len(curve_data.read_text().splitlines()) == half["examples"] + len(replay) + len(simple_replay)
+        assert "Learning curve:" in (finds_dir / "REPORT.md").read_text()
+    assert "random" not in points    # not a trained arm here
     # a setting added after a run began counts as its default: the run still resumes
     stored = json.loads((tmp_path / "config.json").read_text())
     stored.pop("train_strata")

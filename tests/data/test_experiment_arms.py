@@ -54,7 +54,9 @@ def test_experiment_cli_refuses_bad_pool_styles_and_arms_before_any_work(tmp_pat
 
     out = tmp_path / "run"
     for args, why in ((["--pool-styles", "dark=2"], "needs a share"), (["--pool-styles", "neon=0.1"], "unknown pool style"),
-                      (["--arms", "random"], "--arms takes gap"), (["--arms", "gap,magic"], "unknown: ['magic']")):
+                      (["--arms", "random"], "--arms takes gap"), (["--arms", "gap,magic"], "unknown: ['magic']"),
+                      (["--curve", "0.5,1.5"], "--curve takes shares"), (["--curve", "half"], "--curve takes shares"),
+                      (["--train-strata", "simple;x"], "not a stratum name")):
         assert main(["experiment", "--small", "--out", str(out), *args]) == 2
         assert why in capsys.readouterr().err
     assert not out.exists()
