@@ -262,16 +262,20 @@ class Experiment:
         deadline (`image_seconds` of the default 120), so the times the server records mean something."""
         return self.cfg.image_seconds / 120 if self.cfg.think_speed is None else self.cfg.think_speed
 
-    async def _play(self, sessions: int, state_dir: Path, *, model=None, on_question=None, **kw: Any):
+    async def _play(self, sessions: int, state_dir: Path, *, model=None, on_question=None,
+                    before_play: Callable[[], Any] | None = None, **kw: Any):
         """The seeded population plays `sessions` sessions each on the real server over HTTP, journaled in
         `state_dir` (an interrupted stage resumes). Without `model` the server serves what `gap serve`
-        would: the latest promoted round's model, else the base."""
+        would: the latest promoted round's model, else the base. `before_play` (a coroutine function)
+        runs once the server is up, before any player arrives."""
         from lab.local_server import running_server
         from lab.simulation import simulate
 
         bar = _bar("simulated sessions", self.cfg.players * sessions)
         try:
             async with running_server(self.settings(), model=model) as server:
+                if before_play is not None:
+                    await before_play()
                 return await simulate(server, self.token, self.db_url, self.cfg.players, seed=self.cfg.seed,
                                       learner_share=self.cfg.learner_share, sessions_per_player=sessions,
                                       concurrency=min(32 if self.cfg.standin else 16, self.cfg.players),
@@ -701,21 +705,28 @@ class Experiment:
         memory: dict[int, list[dict]] = {}
         for o in first.get("outcomes", []):   # what the learners saw in round 1 they still know
             memory.setdefault(o["p"], []).append(o)
+        served: list[rounds.Round] = []
+
+        async def serving_the_adapter() -> None:
+            """The server loaded the promoted round (else it fell back to the base): checked before
+            anyone plays, so a failed load costs no simulation and leaves no base answers in round 2."""
+            db = Database(self.db_url)
+            try:
+                now = await rounds.latest(db)
+            finally:
+                await db.dispose()
+            if now is None or now.number != current.number or now.model_id is None:
+                raise RuntimeError(f"round 2 does not serve the promoted adapter {adapter}: "
+                                   f"{now.error if now else 'no round recorded'}")
+            served.append(now)
+
         result = await self._play(self.cfg.round2_sessions, self.out / "simulation-round2", memory=memory,
-                                  stream=":round2")
+                                  stream=":round2", before_play=serving_the_adapter)
         (self.out / "truth-round2.json").write_text(json.dumps(result.truth_json()))
-        db = Database(self.db_url)
-        try:
-            served = await rounds.latest(db)
-        finally:
-            await db.dispose()
-        if served is None or served.number != current.number or served.model_id is None:
-            raise RuntimeError(f"round 2 did not serve the promoted adapter {adapter}: "
-                               f"{served.error if served else 'no round recorded'}")
         both = {"players": first["players"], "answers": first["answers"] + result.truth_json()["answers"]}
         evaluation = await self._score_evaluation(both, self.out / "player_model-round2.png")
-        return {"sessions": self.cfg.round2_sessions, "adapter": str(adapter), "round": served.number,
-                "model_id": served.model_id, "players": len(result.players), "played_sessions": result.sessions,
+        return {"sessions": self.cfg.round2_sessions, "adapter": str(adapter), "round": served[0].number,
+                "model_id": served[0].model_id, "players": len(result.players), "played_sessions": result.sessions,
                 "answers": len(result.answers), "n_errors": len(result.errors), "errors": result.errors[:20],
                 "flags": sum(a.flagged for a in result.answers),
                 "true_mistakes_served": sum(a.mistake for a in result.answers),
@@ -791,8 +802,9 @@ class Experiment:
             f"re-ran over both rounds ({r2['evaluate']['finds']} finds, {r2['evaluate']['exported']} exported at "
             f"θ={self.cfg.theta}). **Validated error rate** = finds confirmed at θ / questions on untainted "
             "images (`gap model rounds`); **true error rate** = served answers on untainted images that really "
-            "were wrong / those judged (from truth.json and truth-round2.json). Player-minutes are this run's "
-            f"clock; a game-minute is {1 / speed:.0f} of them (players think {speed:.4f} s per game second).", "",
+            "were wrong / those judged (from truth.json and truth-round2.json). Player-minutes are on this run's "
+            f"clock, where one minute stands for {1 / speed:.0f} game-minutes (the image deadline and the players' "
+            "thinking are shrunk alike; the model's own latency is not): in brackets, finds per game-minute.", "",
             "| round | model | questions | untainted | finds | confirmed at θ | validated error rate | "
             "true error rate | finds per player-minute (game) | weakest types | weakest strata |",
             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -49,6 +50,16 @@ def test_round_two_plays_the_promoted_adapter_and_reports_each_round(tmp_path: P
     db_path = tmp_path / "gap.sqlite3"
     (base_id,) = _answers_by_model(db_path)
     assert (tmp_path / "adapters" / "gap" / "adapter_config.json").exists()
+
+    # an adapter that does not load: a clear error before anyone plays, no answers recorded (a copy of the run)
+    broken = tmp_path / "broken"
+    shutil.copytree(tmp_path, broken, ignore=shutil.ignore_patterns("broken"))
+    (broken / "adapters" / "gap" / "adapter_model.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(RuntimeError, match="round 2 does not serve the promoted adapter .*cannot load"):
+        Experiment(broken, str(EMBEDDED_MODEL_DIR), dataclasses.replace(cfg, round2_sessions=1),
+                   log=logs.append).run()
+    assert _answers_by_model(broken / "gap.sqlite3") == {base_id: _answers_by_model(db_path)[base_id]}
+    assert not (broken / "stages" / "round2.done").exists()
 
     # a finished run takes round 2 without redoing anything else
     with_round2 = dataclasses.replace(cfg, round2_sessions=1)
