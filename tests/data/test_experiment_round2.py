@@ -7,8 +7,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,6 +110,15 @@ def test_round_two_plays_the_promoted_adapter_and_reports_each_round(tmp_path: P
     lines = rounds.report_lines(stats, cfg.theta)
     assert all(f"weakest strata: {s.weak_strata()[0][0]}" in line for s, line in zip(stats, lines[1:]) if s.confirmed)
     assert "| simple:dark |" in section and (tmp_path / "rounds.png").exists()
+    # the operator's view of the same database: `gap model rounds --json`
+    cli = subprocess.run([sys.executable, "-m", "gap.cli", "model", "rounds", "--json", "--theta", str(cfg.theta)],
+                         env={**os.environ, "GAP_DATABASE_URL": f"sqlite+aiosqlite:///{db_path}"},
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert cli.returncode == 0, cli.stderr
+    models = json.loads(cli.stdout)["models"]
+    assert [(m["model_id"], m["confirmed"], m["by_stratum"]) for m in models] == \
+        [(s.model_id, s.confirmed, {k: list(v) for k, v in s.by_stratum.items()}) for s in stats]
+    assert [m["weak_strata"] for m in models] == [[list(w) for w in s.weak_strata()] for s in stats]
 
     # resumable: nothing is redone, the same numbers come back
     logs.clear()
