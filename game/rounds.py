@@ -149,6 +149,7 @@ async def round_report(db: Database, theta: float) -> list[RoundStats]:
         served_rounds = {r.model_id: r.id for r in (await conn.execute(
             select(model_rounds.c.model_id, model_rounds.c.id).where(model_rounds.c.model_id.is_not(None))
             .order_by(model_rounds.c.id))).all()}
+        strata = await stratum_counts(conn, theta)   # in the same read: the cells add up to the totals
     stats: dict[str, RoundStats] = {}
     for model_id, qtype, tainted, n, flags, first in counts:
         s = stats.setdefault(model_id, RoundStats(model_id, served_rounds.get(model_id), first, 0, 0, 0, 0, 0.0))
@@ -168,29 +169,29 @@ async def round_report(db: Database, theta: float) -> list[RoundStats]:
         end = ended_at or last_judged or last_asked
         if served_at is not None and end is not None and end > served_at:
             stats[model_id].player_minutes += (end - served_at) / 60_000
-    for model_id, cells in (await stratum_counts(db, theta)).items():
+    for model_id, cells in strata.items():
         stats[model_id].by_stratum = cells
     return sorted(stats.values(), key=lambda s: s.first_asked_at)
 
 
-async def stratum_counts(db: Database, theta: float) -> dict[str, dict[str, tuple[int, int]]]:
+async def stratum_counts(conn, theta: float) -> dict[str, dict[str, tuple[int, int]]]:
     """Per model and pool stratum (the image's complexity, with its scene style: "simple:dark"),
     (questions on untainted images, finds confirmed at θ). Question types say what players asked;
-    strata say on which pictures the model still fails — the unit a withheld style is fixed in."""
+    strata say on which pictures the model still fails — the unit a withheld style is fixed in
+    (SPEC §3.2: what each round fixed and which weaknesses remain)."""
     stratum = func.coalesce(images.c.complexity, "unknown")
     joined = (answers.join(session_images, answers.c.session_image_id == session_images.c.id)
               .join(images, images.c.id == answers.c.image_id))
     untainted = session_images.c.tainted.is_(False)
     posteriors = answer_posteriors_query().subquery()
-    async with db.read() as conn:
-        asked = (await conn.execute(
-            select(answers.c.model_id, stratum, func.count()).select_from(joined).where(untainted)
-            .group_by(answers.c.model_id, stratum))).all()
-        confirmed = dict(((m, st), n) for m, st, n in (await conn.execute(
-            select(answers.c.model_id, stratum, func.count())
-            .select_from(joined.join(posteriors, posteriors.c.answer_id == answers.c.id))
-            .where(and_(untainted, posteriors.c.posterior >= theta, posteriors.c.status == OK))
-            .group_by(answers.c.model_id, stratum))).all())
+    asked = (await conn.execute(
+        select(answers.c.model_id, stratum, func.count()).select_from(joined).where(untainted)
+        .group_by(answers.c.model_id, stratum))).all()
+    confirmed = dict(((m, st), n) for m, st, n in (await conn.execute(
+        select(answers.c.model_id, stratum, func.count())
+        .select_from(joined.join(posteriors, posteriors.c.answer_id == answers.c.id))
+        .where(and_(untainted, posteriors.c.posterior >= theta, posteriors.c.status == OK))
+        .group_by(answers.c.model_id, stratum))).all())
     out: dict[str, dict[str, tuple[int, int]]] = {}
     for model_id, st, n in asked:
         out.setdefault(model_id, {})[st] = (int(n), int(confirmed.get((model_id, st), 0)))
