@@ -167,3 +167,14 @@ def test_a_learner_remembers_what_paid_in_the_earlier_round():
     assert player_bandit(steady, Journal(), memory) is None   # random flaggers and spammers never learn
     other = next(p for p in players if p.learner and p is not learner)
     assert player_bandit(other, Journal(), memory).families_ == {}   # each player remembers only their own
+
+
+def test_round_two_is_skipped_with_a_note_when_the_gap_arm_was_not_trained(tmp_path: Path):
+    exp = Experiment(tmp_path, str(tmp_path / "base"), ExperimentConfig.small(round2_sessions=2))
+    exp.stages.mark("finetune", {"gap": {"skipped": "no examples"}})
+    result = asyncio.run(exp._round2())
+    assert result == {"skipped": "the GAP arm was not trained (no examples): there is no model to promote",
+                      "sessions": 2}
+    assert not (tmp_path / "gap.sqlite3").exists()   # nothing promoted, nothing played
+    assert exp._rounds_section(result) == ["", "## Model rounds", "",
+                                           "Round 2 was not played: " + result["skipped"] + "."]
