@@ -17,7 +17,7 @@ from game.db import Database
 from game.errors import Invalid
 from game.evaluation_store import OK
 from game.evaluation_tables import answer_posteriors_query
-from game.tables import answers, model_rounds, session_images
+from game.tables import answers, images, model_rounds, session_images
 
 SPEC_MAX = 1000
 
@@ -47,6 +47,7 @@ class RoundStats:
     confirmed: int             # finds whose posterior is ≥ θ and whose finder is trusted
     player_minutes: float
     by_type: dict[str, tuple[int, int]] = field(default_factory=dict)  # type → (untainted questions, confirmed)
+    by_stratum: dict[str, tuple[int, int]] = field(default_factory=dict)  # pool stratum ("simple:dark") → same
 
     @property
     def error_rate(self) -> float:
@@ -58,8 +59,17 @@ class RoundStats:
 
     def weaknesses(self, top: int = 3) -> list[tuple[str, float]]:
         """The question types on which players still confirm the most mistakes, worst first."""
-        rates = [(t, c / n) for t, (n, c) in self.by_type.items() if n and c]
-        return sorted(rates, key=lambda tr: (-tr[1], tr[0]))[:top]
+        return _worst(self.by_type, top)
+
+    def weak_strata(self, top: int = 3) -> list[tuple[str, float]]:
+        """The pool strata (complexity and scene style, e.g. "simple:dark") with the highest validated
+        error rate, worst first: a round that fixed a withheld style should drop it from this list."""
+        return _worst(self.by_stratum, top)
+
+
+def _worst(cells: dict[str, tuple[int, int]], top: int) -> list[tuple[str, float]]:
+    rates = [(t, c / n) for t, (n, c) in cells.items() if n and c]
+    return sorted(rates, key=lambda tr: (-tr[1], tr[0]))[:top]
 
 
 def clean_spec(value: object) -> str:
@@ -139,6 +149,7 @@ async def round_report(db: Database, theta: float) -> list[RoundStats]:
         served_rounds = {r.model_id: r.id for r in (await conn.execute(
             select(model_rounds.c.model_id, model_rounds.c.id).where(model_rounds.c.model_id.is_not(None))
             .order_by(model_rounds.c.id))).all()}
+        strata = await stratum_counts(conn, theta)   # in the same read: the cells add up to the totals
     stats: dict[str, RoundStats] = {}
     for model_id, qtype, tainted, n, flags, first in counts:
         s = stats.setdefault(model_id, RoundStats(model_id, served_rounds.get(model_id), first, 0, 0, 0, 0, 0.0))
@@ -158,7 +169,33 @@ async def round_report(db: Database, theta: float) -> list[RoundStats]:
         end = ended_at or last_judged or last_asked
         if served_at is not None and end is not None and end > served_at:
             stats[model_id].player_minutes += (end - served_at) / 60_000
+    for model_id, cells in strata.items():
+        stats[model_id].by_stratum = cells
     return sorted(stats.values(), key=lambda s: s.first_asked_at)
+
+
+async def stratum_counts(conn, theta: float) -> dict[str, dict[str, tuple[int, int]]]:
+    """Per model and pool stratum (the image's complexity, with its scene style: "simple:dark"),
+    (questions on untainted images, finds confirmed at θ). Question types say what players asked;
+    strata say on which pictures the model still fails — the unit a withheld style is fixed in
+    (SPEC §3.2: what each round fixed and which weaknesses remain)."""
+    stratum = func.coalesce(images.c.complexity, "unknown")
+    joined = (answers.join(session_images, answers.c.session_image_id == session_images.c.id)
+              .join(images, images.c.id == answers.c.image_id))
+    untainted = session_images.c.tainted.is_(False)
+    posteriors = answer_posteriors_query().subquery()
+    asked = (await conn.execute(
+        select(answers.c.model_id, stratum, func.count()).select_from(joined).where(untainted)
+        .group_by(answers.c.model_id, stratum))).all()
+    confirmed = dict(((m, st), n) for m, st, n in (await conn.execute(
+        select(answers.c.model_id, stratum, func.count())
+        .select_from(joined.join(posteriors, posteriors.c.answer_id == answers.c.id))
+        .where(and_(untainted, posteriors.c.posterior >= theta, posteriors.c.status == OK))
+        .group_by(answers.c.model_id, stratum))).all())
+    out: dict[str, dict[str, tuple[int, int]]] = {}
+    for model_id, st, n in asked:
+        out.setdefault(model_id, {})[st] = (int(n), int(confirmed.get((model_id, st), 0)))
+    return out
 
 
 def report_lines(stats: list[RoundStats], theta: float) -> list[str]:
@@ -168,9 +205,10 @@ def report_lines(stats: list[RoundStats], theta: float) -> list[str]:
     lines = [f"Model rounds (validated error rate = finds confirmed at θ={theta} / questions on untainted images):"]
     for s in stats:
         weak = ", ".join(f"{t} {r:.1%}" for t, r in s.weaknesses()) or "none confirmed"
+        strata = ", ".join(f"{t} {r:.1%}" for t, r in s.weak_strata())
         lines.append(
             f"round {s.round if s.round is not None else 0} · {s.model_id}: {s.questions} questions "
             f"({s.untainted_questions} untainted), {s.finds} finds, {s.confirmed} confirmed → error rate "
             f"{s.error_rate:.1%}; {s.finds_per_player_minute:.2f} finds per player-minute "
-            f"({s.player_minutes:.1f} min); weakest: {weak}")
+            f"({s.player_minutes:.1f} min); weakest: {weak}" + (f"; weakest strata: {strata}" if strata else ""))
     return lines

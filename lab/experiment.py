@@ -22,7 +22,11 @@ so an interrupted run resumes at the first unfinished stage):
 5. ``finetune``  — one LoRA adapter per arm, same hyper-parameters;
 6. ``heldout``   — `gap model-eval`'s held-out set (the "heldout" seed range, disjoint from the pool)
                    for the base model and every adapter, per question type, simple vs complex;
-7. ``report``    — REPORT.md with the table, the targets and a plot; every number comes from this run.
+7. ``round2``    — (with ``round2_sessions``) the next model round (SPEC §3.2, as in Dynabench): the GAP arm's
+                   adapter is promoted into the game, the same population plays more sessions against it
+                   over HTTP (OUT/simulation-round2, truth-round2.json), the evaluation re-runs over both
+                   rounds and `game.rounds` reports each round's validated error rate, beside the true one;
+8. ``report``    — REPORT.md with the table, the targets and a plot; every number comes from this run.
 """
 from __future__ import annotations
 
@@ -42,6 +46,8 @@ import numpy as np
 from models.evaluation import mean_standard_error
 
 ARMS = ("gap", "random", "unfiltered", "truth")
+# settings that only add a stage after the others: a finished run may be resumed with them changed
+ADDITIVE = ("round2_sessions",)
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,7 @@ class ExperimentConfig:
     curve_fractions: tuple[float, ...] = ()  # learning curve: GAP and random also trained on these shares of their examples
     replay_target: str = "truth"        # the replay pairs' answers: "truth", or "base" (the base model's own answers)
     ft_interpolate: float = 1.0         # WiSE-FT: every adapter saved as base + this × (fine-tuned − base)
+    round2_sessions: int = 0            # sessions per player against the promoted GAP adapter (0: no round 2)
 
     @classmethod
     def small(cls, **kw: Any) -> "ExperimentConfig":
@@ -135,10 +142,14 @@ class Experiment:
             defaults = json.loads(json.dumps(ExperimentConfig().__dict__, default=list))
             before, now = defaults | json.loads(path.read_text()), json.loads(config)
             diff = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
-            if diff:
+            if [k for k in diff if k not in ADDITIVE]:
                 raise ExperimentMismatch(f"{self.out} holds a run with other settings ({', '.join(diff)}); "
                                          "resume it with the same arguments, or use another --out")
         path.write_text(config)
+        played = (self.stages.done("round2") or {}).get("sessions")
+        if cfg.round2_sessions and played is not None and played != cfg.round2_sessions:
+            raise ExperimentMismatch(f"{self.out} played round 2 with {played} sessions per player, not "
+                                     f"{cfg.round2_sessions}; use another --out")
 
     def settings(self):
         from settings import load_settings
@@ -179,6 +190,8 @@ class Experiment:
         results["heldout"] = self.stage("heldout", lambda: asyncio.run(self._heldout()))
         if self.cfg.curve_fractions:
             results["curve"] = self.stage("curve", lambda: asyncio.run(self._curve()))
+        if self.cfg.round2_sessions or self.stages.done("round2"):
+            results["round2"] = self.stage("round2", lambda: asyncio.run(self._round2()))
         report = self._report(results)
         results["report"] = str(report)
         return results
@@ -232,25 +245,10 @@ class Experiment:
                 "mean_accuracy": {k: float(np.mean(v)) for k, v in by_c.items()}}
 
     async def _simulate(self) -> dict:
-        from lab.local_server import running_server
-        from lab.simulation import simulate
-
-        bar = _bar("simulated sessions", self.cfg.players * self.cfg.sessions)
         model, on_question = None, None
         if self.cfg.standin:
             model, on_question = await self._standin()
-        async with running_server(self.settings(), model=model) as server:
-            result = await simulate(server, self.token, self.db_url, self.cfg.players, seed=self.cfg.seed,
-                                    learner_share=self.cfg.learner_share,
-                                    sessions_per_player=self.cfg.sessions,
-                                    concurrency=min(32 if self.cfg.standin else 16, self.cfg.players),
-                                    progress=lambda d, t: bar.update(d - bar.n), on_question=on_question,
-                                    state_dir=self.out / "simulation",  # an interrupted stage resumes
-                                    # players think on the game's clock, shrunk like its deadline, so the
-                                    # times the server records (the player model's t) mean something
-                                    speed=self.cfg.image_seconds / 120 if self.cfg.think_speed is None
-                                    else self.cfg.think_speed)
-        bar.close()
+        result = await self._play(self.cfg.sessions, self.out / "simulation", model=model, on_question=on_question)
         (self.out / "truth.json").write_text(json.dumps(result.truth_json()))
         flags = sum(a.flagged for a in result.answers)
         mistakes = sum(a.mistake for a in result.answers)
@@ -258,6 +256,34 @@ class Experiment:
                 "flags": flags, "true_mistakes_served": mistakes, "errors": result.errors[:20],
                 "n_errors": len(result.errors), "lost_answers": len(result.lost_answers),
                 "resumed_sessions": result.resumed_sessions, "learning": self._learning(result)}
+
+    @property
+    def think_speed(self) -> float:
+        """Real seconds per simulated second: players think on the game's clock, shrunk like its
+        deadline (`image_seconds` of the default 120), so the times the server records mean something."""
+        return self.cfg.image_seconds / 120 if self.cfg.think_speed is None else self.cfg.think_speed
+
+    async def _play(self, sessions: int, state_dir: Path, *, model=None, on_question=None,
+                    before_play: Callable[[], Any] | None = None, **kw: Any):
+        """The seeded population plays `sessions` sessions each on the real server over HTTP, journaled in
+        `state_dir` (an interrupted stage resumes). Without `model` the server serves what `gap serve`
+        would: the latest promoted round's model, else the base. `before_play` (a coroutine function)
+        runs once the server is up, before any player arrives."""
+        from lab.local_server import running_server
+        from lab.simulation import simulate
+
+        bar = _bar("simulated sessions", self.cfg.players * sessions)
+        try:
+            async with running_server(self.settings(), model=model) as server:
+                if before_play is not None:
+                    await before_play()
+                return await simulate(server, self.token, self.db_url, self.cfg.players, seed=self.cfg.seed,
+                                      learner_share=self.cfg.learner_share, sessions_per_player=sessions,
+                                      concurrency=min(32 if self.cfg.standin else 16, self.cfg.players),
+                                      progress=lambda d, t: bar.update(d - bar.n), on_question=on_question,
+                                      state_dir=state_dir, speed=self.think_speed, **kw)
+        finally:
+            bar.close()
 
     def _learning(self, result) -> dict:
         """How the players' questions shifted toward the model's weak families, per group and session."""
@@ -336,6 +362,10 @@ class Experiment:
         return json.loads((self.out / "truth.json").read_text())
 
     async def _evaluate(self) -> dict:
+        return await self._score_evaluation(self._truth(), self.out / "player_model.png")
+
+    async def _score_evaluation(self, truth: dict, plot_path: Path) -> dict:
+        """`gap evaluate` (+ player model) over everything played so far, scored against `truth`."""
         from sqlalchemy import select
 
         from game.db import Database
@@ -348,14 +378,13 @@ class Experiment:
 
         from game.migrate import upgrade
 
-        truth = self._truth()
         mistake = {a["answer_id"]: bool(a["mistake"]) for a in truth["answers"]}
         await asyncio.to_thread(upgrade, self.db_url)  # a resumed run may meet newer migrations
         db = Database(self.db_url)
         try:
             summary = await run_evaluation(db, EvalConfig(theta=self.cfg.theta),
                                            now_ms=int(time.time() * 1000) + SETTLE_MS + 1, player_model=True,
-                                           plot_path=self.out / "player_model.png")
+                                           plot_path=plot_path)
             async with db.read() as conn:
                 posts = (await conn.execute(answer_posteriors_query())).all()
                 est = (await conn.execute(select(player_estimates, players.c.player_key)
@@ -653,6 +682,183 @@ class Experiment:
         finally:
             con.close()
 
+    # ------------------------------------------------------------------ model rounds
+    async def _round2(self) -> dict:
+        """Round 2 (SPEC §3.2): promote the GAP arm's adapter, let the same population play again,
+        re-evaluate both rounds and read each round's numbers from the game database."""
+        from game import rounds
+        from game.db import Database
+        from game.migrate import upgrade
+
+        adapter = (self.out / "adapters" / "gap").resolve()
+        if not (adapter / "adapter_config.json").exists():
+            why = (self.stages.done("finetune") or {}).get("gap", {}).get("skipped", "no adapter")
+            return {"skipped": f"the GAP arm was not trained ({why}): there is no model to promote",
+                    "sessions": self.cfg.round2_sessions}
+        await asyncio.to_thread(upgrade, self.db_url)  # a resumed run may meet newer migrations
+        db = Database(self.db_url)
+        try:
+            current = await rounds.latest(db)
+            if current is None or current.spec != str(adapter):  # not on resuming an interrupted round 2
+                current = await rounds.promote(db, str(adapter), by="experiment", now_ms=int(time.time() * 1000))
+        finally:
+            await db.dispose()
+        first = self._truth()
+        memory: dict[int, list[dict]] = {}
+        for o in first.get("outcomes", []):   # what the learners saw in round 1 they still know
+            memory.setdefault(o["p"], []).append(o)
+        served: list[rounds.Round] = []
+
+        async def serving_the_adapter() -> None:
+            """The server loaded the promoted round (else it fell back to the base): checked before
+            anyone plays, so a failed load costs no simulation and leaves no base answers in round 2."""
+            db = Database(self.db_url)
+            try:
+                now = await rounds.latest(db)
+            finally:
+                await db.dispose()
+            if now is None or now.number != current.number or now.model_id is None:
+                raise RuntimeError(f"round 2 does not serve the promoted adapter {adapter}: "
+                                   f"{now.error if now else 'no round recorded'}")
+            served.append(now)
+
+        result = await self._play(self.cfg.round2_sessions, self.out / "simulation-round2", memory=memory,
+                                  stream=":round2", before_play=serving_the_adapter)
+        (self.out / "truth-round2.json").write_text(json.dumps(result.truth_json()))
+        both = {"players": first["players"], "answers": first["answers"] + result.truth_json()["answers"]}
+        evaluation = await self._score_evaluation(both, self.out / "player_model-round2.png")
+        return {"sessions": self.cfg.round2_sessions, "adapter": str(adapter), "round": served[0].number,
+                "model_id": served[0].model_id, "players": len(result.players), "played_sessions": result.sessions,
+                "answers": len(result.answers), "n_errors": len(result.errors), "errors": result.errors[:20],
+                "flags": sum(a.flagged for a in result.answers),
+                "true_mistakes_served": sum(a.mistake for a in result.answers),
+                "evaluate": {k: evaluation[k] for k in ("finds", "exported", "precision_at_theta", "ece",
+                                                        "spearman_ability", "pi_global")},
+                "rounds": await self._round_rows(both["answers"])}
+
+    async def _round_rows(self, truth_answers: list[dict]) -> list[dict]:
+        """Per model that served in the game: `game.rounds.round_report`'s numbers (validated by the
+        evaluation), with the TRUE error rate per stratum from the truth files beside them (served
+        answers on untainted images that really were wrong, of those judged), and on the images the
+        GAP arm trained on apart from the rest (round 2 plays the pool the adapter learned from)."""
+        from sqlalchemy import select
+
+        from game import rounds
+        from game.db import Database
+        from game.tables import answers, images, session_images
+
+        mistake = {a["answer_id"]: bool(a["mistake"]) for a in truth_answers}
+        trained = {p.stem for p in (self.out / "arms" / "gap" / "images").glob("*")}
+        db = Database(self.db_url)
+        try:
+            stats = await rounds.round_report(db, self.cfg.theta)
+            async with db.read() as conn:
+                rows = (await conn.execute(
+                    select(answers.c.id, answers.c.model_id, images.c.complexity, images.c.opaque_id)
+                    .select_from(answers.join(session_images, answers.c.session_image_id == session_images.c.id)
+                                 .join(images, images.c.id == answers.c.image_id))
+                    .where(session_images.c.tainted.is_(False)))).all()
+        finally:
+            await db.dispose()
+        true: dict[str, dict[str, list[int]]] = {}
+        for r in rows:
+            if r.id not in mistake:
+                continue  # not judged (lost or timed out): the truth does not know it
+            cells = true.setdefault(r.model_id, {})
+            for key in ("all", r.complexity or "unknown",
+                        "trained images" if r.opaque_id in trained else "other images"):
+                n_wrong = cells.setdefault(key, [0, 0])
+                n_wrong[0] += 1
+                n_wrong[1] += mistake[r.id]
+        out = []
+        for s in stats:
+            out.append({"round": 0 if s.round is None else s.round,   # 0: served before any promotion
+                        "model_id": s.model_id, "questions": s.questions,
+                        "untainted_questions": s.untainted_questions, "finds": s.finds, "confirmed": s.confirmed,
+                        "error_rate": s.error_rate, "player_minutes": s.player_minutes,
+                        "finds_per_player_minute": s.finds_per_player_minute,
+                        "weaknesses": s.weaknesses(), "weak_strata": s.weak_strata(),
+                        "by_type": s.by_type, "by_stratum": s.by_stratum, "true": true.get(s.model_id, {})})
+        return json.loads(json.dumps(out))   # as the stage marker stores it (lists, not tuples): same on resume
+
+    def _rounds_section(self, r2: dict | None) -> list[str]:
+        """REPORT.md's "Model rounds": per round the validated error rate (`game.rounds`), the true one
+        beside it, finds per player-minute, and the weaknesses that remain by question type and stratum."""
+        if not r2:
+            return []
+        head = ["", "## Model rounds", ""]
+        if r2.get("skipped"):
+            return head + [f"Round 2 was not played: {r2['skipped']}."]
+        rows = r2["rounds"]
+        speed = self.think_speed
+
+        def true_rate(row: dict, key: str = "all") -> str:
+            n, wrong = row["true"].get(key, (0, 0))
+            return f"{wrong / n:.1%} ({wrong}/{n})" if n else "–"
+
+        lines = head + [
+            f"Round 0 is the base model, round 1 the GAP arm's adapter promoted into the running game "
+            f"(`game.rounds.promote`, `{r2['model_id']}`); the same {r2['players']} players "
+            f"(learners remembering their round-0 finds) played {r2['sessions']} more session(s) each over HTTP "
+            f"({r2['answers']} judged answers, {r2['flags']} flags, errors {r2['n_errors']}), then `gap evaluate` "
+            f"re-ran over both rounds ({r2['evaluate']['finds']} finds, {r2['evaluate']['exported']} exported at "
+            f"θ={self.cfg.theta}). **Validated error rate** = finds confirmed at θ / questions on untainted "
+            "images (`gap model rounds`); **true error rate** = served answers on untainted images that really "
+            "were wrong / those judged (from truth.json and truth-round2.json). Player-minutes are on this run's "
+            f"clock, where one minute stands for {1 / speed:.0f} game-minutes (the image deadline and the players' "
+            "thinking are shrunk alike; the model's own latency is not): in brackets, finds per game-minute.", "",
+            "| round | model | questions | untainted | finds | confirmed at θ | validated error rate | "
+            "true error rate | finds per player-minute (game) | weakest types | weakest strata |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+        for row in rows:
+            types = ", ".join(f"{t} {v:.0%}" for t, v in row["weaknesses"]) or "none confirmed"
+            strata = ", ".join(f"{t} {v:.0%}" for t, v in row["weak_strata"]) or "none confirmed"
+            lines.append(f"| {row['round']} | `{row['model_id']}` | {row['questions']} | {row['untainted_questions']} | "
+                         f"{row['finds']} | {row['confirmed']} | {row['error_rate']:.1%} | {true_rate(row)} | "
+                         f"{row['finds_per_player_minute']:.2f} ({row['finds_per_player_minute'] * speed:.3f}) | "
+                         f"{types} | {strata} |")
+        strata = sorted({k for row in rows for k in row["by_stratum"]})
+        lines += ["", "Per pool stratum, validated (confirmed / untainted questions) and true error rate:", "",
+                  "| stratum | " + " | ".join(f"round {row['round']} validated | round {row['round']} true"
+                                              for row in rows) + " |",
+                  "|---|" + "---:|---:|" * len(rows)]
+        for st in strata:
+            cells = []
+            for row in rows:
+                n, conf = row["by_stratum"].get(st, (0, 0))
+                cells += [f"{conf / n:.1%} ({conf}/{n})" if n else "–", true_rate(row, st)]
+            lines.append(f"| {st} | " + " | ".join(cells) + " |")
+        lines += ["", "True error rate on the pool images the GAP arm trained on vs the others (round 1 plays the "
+                  "same pool, so its first column includes what the adapter memorised): "
+                  + "; ".join(f"round {row['round']}: {true_rate(row, 'trained images')} vs "
+                              f"{true_rate(row, 'other images')}" for row in rows), ""]
+        if len(rows) > 1 and strata:
+            lines += [f"![error rate per stratum]({self._rounds_plot(rows, strata).name})", ""]
+        return lines
+
+    def _rounds_plot(self, rows: list[dict], strata: list[str]) -> Path:
+        """Validated and true error rate per pool stratum, one bar per round."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
+        x = np.arange(len(strata))
+        width = 0.8 / len(rows)
+        for ax, title in zip(axes, ("validated", "true")):
+            for k, row in enumerate(rows):
+                cells = row["by_stratum"] if title == "validated" else \
+                    {st: tuple(v) for st, v in row["true"].items()}
+                ax.bar(x + (k - (len(rows) - 1) / 2) * width,
+                       [cells[st][1] / cells[st][0] if cells.get(st, (0, 0))[0] else 0.0 for st in strata], width,
+                       label=f"round {row['round']}")
+            ax.set_xticks(x, strata, rotation=30, ha="right")
+            ax.set_title(f"{title} error rate")
+        axes[0].set_ylabel("error rate")
+        axes[0].legend()
+        return _save_figure(fig, self.out / "rounds.png")
+
     # ------------------------------------------------------------------ report
     def _report(self, r: dict) -> Path:
         ev, held, arms = r["evaluate"], r["heldout"]["models"], r["arms"]["arms"]
@@ -749,6 +955,7 @@ class Experiment:
             "", f"Player model: {ev.get('player_model') or 'not fitted'}",
             f"Spearman(player-model ability, true ability): {ev.get('spearman_player_model')}",
         ]
+        lines += self._rounds_section(r.get("round2"))
         path = self.out / "REPORT.md"
         path.write_text("\n".join(lines) + "\n")
         return path
@@ -1008,6 +1215,12 @@ def run_experiment_cli(args: argparse.Namespace, settings) -> int:
         except ValueError as exc:
             print(f"gap experiment: {exc}", file=sys.stderr)
             return 2
+    if getattr(args, "round2_sessions", None):
+        if args.standin:
+            print("gap experiment: --round2-sessions needs a trained adapter; a --standin run trains none",
+                  file=sys.stderr)
+            return 2
+        kw["round2_sessions"] = args.round2_sessions
     if getattr(args, "pool_styles", None):
         from models.scenes import parse_style_shares
 

@@ -31,7 +31,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import aiohttp
 
@@ -202,12 +202,16 @@ def next_question(player: SimPlayer, scene: Scene, rng: random.Random, bandit: F
         return sample_question(scene, rng, None)
 
 
-def player_bandit(player: SimPlayer, journal: Journal) -> FindBandit | None:
+def player_bandit(player: SimPlayer, journal: Journal, memory: Mapping[int, list[dict]] | None = None
+                  ) -> FindBandit | None:
     """A learner's bandit, rebuilt from the outcomes its finished sessions journaled (so a resumed
-    run knows what an uninterrupted one would); None for a player who does not learn."""
+    run knows what an uninterrupted one would), after what it remembers from earlier games
+    (`memory`: the outcomes of an earlier simulation, e.g. the previous model round); None for a
+    player who does not learn."""
     if not player.learner:
         return None
-    return FindBandit().fit(journal.player(player.telegram_id).outcomes)
+    earlier = (memory or {}).get(player.telegram_id, [])
+    return FindBandit().fit([*earlier, *journal.player(player.telegram_id).outcomes])
 
 
 async def send_verdict(client: Client, journal: Journal, intent: dict) -> dict | None:
@@ -407,13 +411,18 @@ async def _check_server_knows(http: aiohttp.ClientSession, server: str, bot_toke
 async def simulate(server: str, bot_token: str, database_url: str, n_players: int, *, seed: int = 0,
                    sessions_per_player: int = 3, concurrency: int = 8, speed: float = 0.0,
                    players: list[SimPlayer] | None = None, progress=None, on_question=None,
-                   state_dir: Path | str | None = None, learner_share: float = 1.0) -> SimulationResult:
+                   state_dir: Path | str | None = None, learner_share: float = 1.0,
+                   memory: Mapping[int, list[dict]] | None = None, stream: str = "") -> SimulationResult:
     """Run the population through `sessions_per_player` sessions each against `server`.
 
     With `state_dir` the run is resumable: everything is journaled there as it
     happens (lab/simulation_state.py), and a later call with the same arguments
     skips the finished sessions, continues the interrupted ones and returns the
-    truth of the whole simulation. Cancelling (Ctrl-C) leaves the state consistent."""
+    truth of the whole simulation. Cancelling (Ctrl-C) leaves the state consistent.
+
+    A later game of the same population (a new model round, SPEC §3.2) passes `memory` — per
+    telegram id, the outcomes its learners saw before — and its own `stream`, so the players
+    draw fresh decisions instead of replaying the first game's."""
     started = time.perf_counter()
     scenes = await load_scenes(database_url)
     if not scenes:
@@ -435,7 +444,7 @@ async def simulate(server: str, bot_token: str, database_url: str, n_players: in
             async def run_player(p: SimPlayer) -> None:
                 plog = journal.player(p.telegram_id)
                 # a resumed player draws fresh decisions, not a replay of the stream it already used
-                rng = random.Random(f"player:{seed}:{p.telegram_id}" + (f":{plog.lines}" if plog.lines else ""))
+                rng = random.Random(f"player:{seed}:{p.telegram_id}{stream}" + (f":{plog.lines}" if plog.lines else ""))
                 client = Client(http, server, bot_token, p)
                 while plog.finished < sessions_per_player:
                     index = plog.finished
@@ -443,7 +452,7 @@ async def simulate(server: str, bot_token: str, database_url: str, n_players: in
                         try:
                             await settle_pending_verdict(client, journal, p.telegram_id)
                             await play_session(client, p, scenes, rng, speed, journal, index, on_question,
-                                               bandit=player_bandit(p, journal))
+                                               bandit=player_bandit(p, journal, memory))
                         except (ApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
                             log.warning("simulated player %s: %s", p.telegram_id, exc)
                             journal.write({"k": "end", "p": p.telegram_id, "s": index,

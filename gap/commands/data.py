@@ -159,6 +159,17 @@ def _share(text: str) -> float:
     return value
 
 
+def _sessions(text: str) -> int:
+    """A number of sessions per player, 1 to 1000 (--round2-sessions)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"expected a number of sessions from 1 to 1000, got {text!r}")
+    return value
+
+
 def _family_accuracy(text: str) -> tuple[str, float]:
     """`color=0.2` → ("color", 0.2), for --standin-weak."""
     from models.scenes import FAMILIES
@@ -331,6 +342,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     xp.add_argument("--train-strata", action="append", metavar="STRATUM[,STRATUM]",
                     help="every arm only on pool images of these strata, as `gap export --strata` (e.g. simple: "
                          "leave out complex scenes, whose mistakes `gap ceiling` shows data cannot fix)")
+    xp.add_argument("--round2-sessions", type=_sessions, default=None, metavar="N",
+                    help="model round 2: promote the GAP arm's adapter and let the same players play N more "
+                         "sessions each against it (adds \"Model rounds\" to the report; can be added to a "
+                         "finished run)")
     xp.set_defaults(func=_experiment)
 
     ce = sub.add_parser("ceiling", help="upper bound for the experiment: fine-tune on ground truth (complex scenes, or --styles)")

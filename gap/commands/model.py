@@ -214,7 +214,8 @@ def _rounds(args: argparse.Namespace, settings) -> int:
     if args.json:
         print(json.dumps({"theta": theta, "rounds": [vars(r) for r in promoted], "models": [
             {**vars(s), "by_type": {t: list(v) for t, v in s.by_type.items()}, "error_rate": s.error_rate,
-             "finds_per_player_minute": s.finds_per_player_minute, "weaknesses": s.weaknesses()} for s in stats]},
+             "finds_per_player_minute": s.finds_per_player_minute, "weaknesses": s.weaknesses(),
+             "weak_strata": s.weak_strata()} for s in stats]},
             ensure_ascii=False))
         return 0
     for r in promoted:
