@@ -1159,80 +1159,62 @@ def random_pairs(records: list, scenes: dict, rng: random.Random) -> list:
     return out
 
 
-def run_experiment_cli(args: argparse.Namespace, settings) -> int:
-    """`gap experiment [--small] [--out DIR]`."""
+def config_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ExperimentConfig fields `gap experiment`'s options set; a ValueError says which option is wrong
+    (raised before any work, so a typo costs nothing)."""
+    from game.exports import clean_strata
+    from models.scenes import parse_style_shares
+
     kw: dict[str, Any] = {"seed": args.seed}
-    if args.players:
-        kw["players"] = args.players
-    if args.sessions:
-        kw["sessions"] = args.sessions
-    if args.theta is not None:
-        kw["theta"] = args.theta
+    plain = (("players", "players"), ("sessions", "sessions"), ("pool", "pool_images"),
+             ("eval_per_type", "eval_per_type"), ("ft_max_steps", "ft_max_steps"),
+             ("reliability_questions", "reliability_questions"), ("replay", "replay_images"),
+             ("replay_simple", "replay_simple_images"), ("gap_arm", "gap_arm"), ("replay_target", "replay_target"))
+    for name, key in plain:
+        if getattr(args, name, None):
+            kw[key] = getattr(args, name)
+    for name, key in (("theta", "theta"), ("learners", "learner_share"), ("complex_share", "complex_share")):
+        if getattr(args, name, None) is not None:
+            kw[key] = getattr(args, name)
     if args.standin:
         kw["standin"] = True
     if getattr(args, "standin_weak", None):
         kw["standin_weak"] = tuple(args.standin_weak)
-    if getattr(args, "learners", None) is not None:
-        kw["learner_share"] = args.learners
     if getattr(args, "arms", None):
         unknown = [a for a in args.arms.split(",") if a not in ARMS]
         if unknown or "gap" not in args.arms.split(","):
-            print(f"gap experiment: --arms takes gap and any of {', '.join(ARMS[1:])} (unknown: {unknown})",
-                  file=sys.stderr)
-            return 2
+            raise ValueError(f"--arms takes gap and any of {', '.join(ARMS[1:])} (unknown: {unknown})")
         kw["trained_arms"] = tuple(a for a in ARMS if a in args.arms.split(","))
-    if getattr(args, "complex_share", None) is not None:
-        kw["complex_share"] = args.complex_share
-    if getattr(args, "replay", None):
-        kw["replay_images"] = args.replay
-    if getattr(args, "replay_simple", None):
-        kw["replay_simple_images"] = args.replay_simple
-    if getattr(args, "gap_arm", None):
-        kw["gap_arm"] = args.gap_arm
     if getattr(args, "curve", None):
         try:
             shares = tuple(sorted({float(x) for x in args.curve.split(",") if x.strip()}))
         except ValueError:
             shares = ()
         if not shares or not all(0 < f < 1 for f in shares):
-            print(f"gap experiment: --curve takes shares between 0 and 1, e.g. 0.25,0.5 (not {args.curve!r})",
-                  file=sys.stderr)
-            return 2
+            raise ValueError(f"--curve takes shares between 0 and 1, e.g. 0.25,0.5 (not {args.curve!r})")
         kw["curve_fractions"] = shares
     if getattr(args, "ft_interpolate", None) is not None:
         if not 0 < args.ft_interpolate <= 1:
-            print(f"gap experiment: --ft-interpolate takes a share in (0, 1], not {args.ft_interpolate}",
-                  file=sys.stderr)
-            return 2
+            raise ValueError(f"--ft-interpolate takes a share in (0, 1], not {args.ft_interpolate}")
         kw["ft_interpolate"] = args.ft_interpolate
-    if getattr(args, "replay_target", None):
-        kw["replay_target"] = args.replay_target
     if getattr(args, "train_strata", None):
-        from game.exports import clean_strata
-
-        try:
-            kw["train_strata"] = clean_strata(args.train_strata)
-        except ValueError as exc:
-            print(f"gap experiment: {exc}", file=sys.stderr)
-            return 2
+        kw["train_strata"] = clean_strata(args.train_strata)
     if getattr(args, "round2_sessions", None):
         if args.standin:
-            print("gap experiment: --round2-sessions needs a trained adapter; a --standin run trains none",
-                  file=sys.stderr)
-            return 2
+            raise ValueError("--round2-sessions needs a trained adapter; a --standin run trains none")
         kw["round2_sessions"] = args.round2_sessions
     if getattr(args, "pool_styles", None):
-        from models.scenes import parse_style_shares
+        kw["pool_styles"] = parse_style_shares(args.pool_styles)
+    return kw
 
-        try:
-            kw["pool_styles"] = parse_style_shares(args.pool_styles)
-        except ValueError as exc:
-            print(f"gap experiment: {exc}", file=sys.stderr)
-            return 2
-    for name, key in (("pool", "pool_images"), ("eval_per_type", "eval_per_type"), ("ft_max_steps", "ft_max_steps"),
-                      ("reliability_questions", "reliability_questions")):
-        if getattr(args, name, None):
-            kw[key] = getattr(args, name)
+
+def run_experiment_cli(args: argparse.Namespace, settings) -> int:
+    """`gap experiment [--small] [--out DIR]`."""
+    try:
+        kw = config_options(args)
+    except ValueError as exc:
+        print(f"gap experiment: {exc}", file=sys.stderr)
+        return 2
     cfg = ExperimentConfig.small(**kw) if args.small else ExperimentConfig(**kw)
     try:
         exp = Experiment(Path(args.out), args.base or settings.model, cfg)
