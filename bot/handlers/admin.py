@@ -163,11 +163,14 @@ async def compare(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 # --------------------------------------------------------------------- /export
-def parse_export_args(args: list[str], default_theta: float) -> tuple[str, float, bool]:
-    """`/export [format] [theta] [confirmed]` in any order; raises ValueError with a usage hint.
-    `confirmed` adds the answers trusted players judged correct (`gap export --confirmed`)."""
-    fmt, theta, confirmed = "sharegpt", default_theta, False
-    if len(args) > 3:
+def parse_export_args(args: list[str], default_theta: float) -> tuple[str, float, bool, tuple[str, ...]]:
+    """`/export [format] [theta] [confirmed] [strata=S,...]` in any order; raises ValueError with a usage
+    hint. `confirmed` adds the answers trusted players judged correct (`gap export --confirmed`);
+    `strata=simple` keeps the images of those pool strata only (`gap export --strata`)."""
+    from game.exports import clean_strata
+
+    fmt, theta, confirmed, strata = "sharegpt", default_theta, False, ()
+    if len(args) > 4:
         raise ValueError("too many arguments")
     for arg in args:
         if arg.lower() in EXPORT_FORMATS:
@@ -176,6 +179,11 @@ def parse_export_args(args: list[str], default_theta: float) -> tuple[str, float
         if arg.lower() == "confirmed":
             confirmed = True
             continue
+        if arg.lower().startswith("strata="):
+            strata = clean_strata([arg.split("=", 1)[1]])
+            if not strata:
+                raise ValueError("strata= needs a stratum, e.g. strata=simple")
+            continue
         try:
             value = float(arg)
         except ValueError:
@@ -183,23 +191,25 @@ def parse_export_args(args: list[str], default_theta: float) -> tuple[str, float
         if not 0.0 <= value <= 1.0:
             raise ValueError("theta must be between 0 and 1")
         theta = value
-    return fmt, theta, confirmed
+    return fmt, theta, confirmed, strata
 
 
 @admin_only
 async def export(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     deps = deps_of(context)
     try:
-        fmt, theta, confirmed = parse_export_args(list(context.args or []), deps.settings.theta)
+        fmt, theta, confirmed, strata = parse_export_args(list(context.args or []), deps.settings.theta)
     except ValueError as exc:
-        await _reply(update, f"Usage: /export [{'|'.join(EXPORT_FORMATS)}] [theta 0..1] [confirmed] — {exc}.")
+        await _reply(update, f"Usage: /export [{'|'.join(EXPORT_FORMATS)}] [theta 0..1] [confirmed] "
+                             f"[strata=simple,...] — {exc}.")
         return
     from bot.exporting import export_file  # the data pipeline's exporter, wrapped
 
-    path, card = await export_file(deps, fmt, theta, confirmed=confirmed)
+    path, card = await export_file(deps, fmt, theta, confirmed=confirmed, strata=strata)
     assert update.effective_chat is not None
     size = path.stat().st_size
-    caption = (f"{fmt} export at θ={theta:g}{' with confirmations' if confirmed else ''}: {card['examples']} items; "
+    caption = (f"{fmt} export at θ={theta:g}{' with confirmations' if confirmed else ''}"
+               f"{' of the strata ' + ','.join(strata) if strata else ''}: {card['examples']} items; "
                f"{card.get('skipped_same_sides', 0)} skipped (correction the same as the answer)")
     if size > deps.max_document_bytes:
         await _reply(update, f"{caption}. The file is too large to send ({size / 1e6:.1f} MB); it is on the server at {path.resolve()}")

@@ -107,6 +107,16 @@ async def test_export_sends_a_zip_document_with_the_training_data(make_world):
     assert "with confirmations" in doc.params["caption"] and "-confirmed-" in doc.files["document"].filename
     assert int(doc.params["caption"].split(": ")[1].split()[0]) >= count
 
+    # strata=: only the images of those pool strata (these test images have none: nothing passes)
+    mark = world.mark()
+    await world.say(ADMIN_ID, "/export vqa 0 strata=simple,simple:dark")
+    doc = await world.reply_to(ADMIN_ID, "sendDocument", mark, timeout=60)
+    assert " of the strata simple,simple:dark: 0 items" in doc.params["caption"]
+    assert "-simple-simple-dark-" in doc.files["document"].filename
+    mark = world.mark()
+    await world.say(ADMIN_ID, "/export strata=simple;drop")
+    assert "not a stratum name" in (await world.reply_to(ADMIN_ID, "sendMessage", mark)).params["text"]
+
     # a find stored before verdicts refused a correction equal to the answer: exported? no — counted
     async with world.components.db.write() as conn:
         await conn.execute(update(answers).where(answers.c.id == first["id"]).values(
