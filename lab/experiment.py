@@ -914,8 +914,10 @@ class Experiment:
         ]
         weak_lines: list[str] = []
         if r["heldout"].get("weak_slices"):
+            # the fine-tuning targets move to the weak slice: complex scenes' mistakes are ones data
+            # cannot fix (`gap ceiling`), so their two rows would only restate that
             weak_rows, weak_targets = self._weak_section(r)
-            targets += weak_targets
+            targets = targets[:3] + weak_targets
             weak_lines = weak_rows
         plot = self._plot(held)
         types = sorted({t for v in held.values() for t in v["by_type"].get("complex", {})})
