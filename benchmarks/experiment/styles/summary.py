@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from lab.experiment import weak_stats
+from lab.experiment import curve_stats, weak_stats
 
 
 def _load(d: Path, name: str) -> dict:
@@ -63,9 +63,33 @@ def main(dirs: list[str]) -> None:
               f"{(g + hg) * 100:+.1f}) | {r * 100:+.1f} ({(r - hr) * 100:+.1f} … {(r + hr) * 100:+.1f}) | "
               f"{_ratio(g, r)} | {'yes' if g - hg > r + hr else 'no'} | {np.mean(gains['overall']) * 100:+.1f} |")
 
+    curves = [_curve_row(d) for d in map(Path, dirs) if (d / "curve.json").exists() or (d / "stages" / "curve.done").exists()]
+    if curves:
+        print("\nLearning curve (`--curve`): weak-slice gain (95 %) of the GAP and random arms fine-tuned on their first "
+              "k examples (the same images in both arms)\n")
+        print("| seed | k | GAP Δ weak | random Δ weak | GAP ÷ random |")
+        print("|---:|---:|---:|---:|---:|")
+        print("\n".join(line for rows_ in curves for line in rows_))
+
+
+def _curve_row(d: Path) -> list[str]:
+    held, arms, curve = _load(d, "heldout"), _load(d, "arms")["arms"], _load(d, "curve")
+    st = weak_stats(held["models"], held["weak_slices"], held["per_type"])
+    cs = curve_stats(curve, held["models"], held["weak_slices"], held["per_type"])
+    seed = json.loads((d / "config.json").read_text())["seed"]
+    points = [(g, r) for g, r in zip(cs.get("gap", []), cs.get("random", []))]
+    points.append(({"examples": arms["gap"]["examples"], **st["gap"]}, st["random"]))
+
+    def fmt(v: dict) -> str:
+        lo, hi = v["gain_interval"]
+        return f"{v['gain'] * 100:+.1f} ({lo * 100:+.1f} … {hi * 100:+.1f})"
+    return [f"| {seed} | {g['examples']} | {fmt(g)} | {fmt(r)} | {_ratio(g['gain'], r['gain'])} |" for g, r in points]
+
 
 def _ratio(gap: float, random: float) -> str:
-    return f"{gap / random:.1f}×" if random > 0 else "∞ (random ≤ 0)"
+    if random > 0:
+        return f"{gap / random:.1f}×"
+    return "∞ (random ≤ 0)" if gap > 0 else "–"
 
 
 if __name__ == "__main__":
