@@ -91,7 +91,7 @@ def in_strata(strata: Strata):
     if not strata:
         return true()
     col = T.images.c.complexity
-    return or_(*(or_(col == s, col.like(f"{s}:%")) for s in strata))
+    return or_(*(or_(col == s, col.startswith(f"{s}:", autoescape=True)) for s in strata))
 
 
 def clean_strata(values: Iterable[str]) -> Strata:
