@@ -87,9 +87,9 @@ def _curve_row(d: Path) -> list[str]:
 
 
 def _ratio(gap: float, random: float) -> str:
-    if random > 0:
-        return f"{gap / random:.1f}×"
-    return "∞ (random ≤ 0)" if gap > 0 else "–"
+    if gap <= 0:
+        return "–"
+    return f"{gap / random:.1f}×" if random > 0 else "∞ (random ≤ 0)"
 
 
 if __name__ == "__main__":
