@@ -253,6 +253,12 @@ def test_a_line_cut_short_by_a_kill_is_dropped(tmp_path):
     assert journal.player(1).pending_ask is None and journal.sessions == 1
 
 
+def _ctrl_c_as_from_a_terminal() -> None:
+    """The child starts with Ctrl-C's default action, as a shell starts it: a disposition the test
+    process may have inherited or been left with (ignored) must not decide what the CLI does."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def test_ctrl_c_on_the_cli_exits_non_zero_and_the_same_command_resumes(tmp_path):
     url = await make_game(tmp_path)
     truth_out = tmp_path / "truth.json"
@@ -265,13 +271,16 @@ async def test_ctrl_c_on_the_cli_exits_non_zero_and_the_same_command_resumes(tmp
         # mid-run even when a loaded machine is slow to poll the journal
         cmd = [str(gap), "simulate", "--players", "4", "--sessions", "3", "--seed", "3", "--server", server,
                "--truth-out", str(truth_out)]
-        proc = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                    preexec_fn=_ctrl_c_as_from_a_terminal)
         journal = state / JOURNAL_FILE
         while proc.returncode is None and not (journal.exists() and '"k":"end"' in journal.read_text()):
             await asyncio.sleep(0.1)
+        sent_while_running = proc.returncode is None
         proc.send_signal(signal.SIGINT)
         out, err = await proc.communicate()
-        assert proc.returncode == 130, (out, err)
+        assert sent_while_running, "the run ended before its first session's end was seen"
+        assert proc.returncode == 130, (out, err, signal.getsignal(signal.SIGINT))
         assert b"Resume by rerunning the same command" in err and TOKEN.encode() not in err + out
         assert not truth_out.exists()
 
