@@ -19,9 +19,13 @@ so an interrupted run resumes at the first unfinished stage):
                    random (per GAP example, a uniformly drawn question with its true answer on the
                    same image: same count, same images),
                    truth (every asked question with its true answer: the upper bound);
-5. ``finetune``  — one LoRA adapter per arm, same hyper-parameters;
+5. ``finetune``  — one LoRA adapter per arm, same hyper-parameters (with replay, and WiSE-FT
+                   interpolation toward the base when ``ft_interpolate`` < 1);
 6. ``heldout``   — `gap model-eval`'s held-out set (the "heldout" seed range, disjoint from the pool)
-                   for the base model and every adapter, per question type, simple vs complex;
+                   for the base model and every adapter, per question type, simple vs complex
+                   (and the weak slice: the pool's withheld styles);
+   ``curve``     — (with ``curve_fractions``) the learning curve: the GAP and random arms also trained
+                   on their first k examples, scored on the weak slice;
 7. ``round2``    — (with ``round2_sessions``) the next model round (SPEC §3.2, as in Dynabench): the GAP arm's
                    adapter is promoted into the game, the same population plays more sessions against it
                    over HTTP (OUT/simulation-round2, truth-round2.json), the evaluation re-runs over both
