@@ -195,7 +195,11 @@ async def test_an_openai_model_rewrites_crowd_descriptions_for_the_fourth_settin
         assert report.settings == [("crowd", "crowd"), ("model", "model"), ("model", "crowd"), ("model", "rewrite")]
         assert [c.source for c in report.costs] == ["crowd", "model", "rewrite"]
         row = next(r for r in report.rows if r.attribute == "largest_color")
-        assert row.cells[("model", "rewrite")].trials == 3 and row.change(("model", "rewrite")) is not None
+        rewrite, crowd = row.cells[("model", "rewrite")], row.cells[("crowd", "crowd")]
+        assert rewrite.trials == 3
+        # the % change is against crowd/crowd; with 3 trials of 5 trees that F1 is sometimes 0 (a
+        # change from 0 is undefined: None, as documented) — it failed once in a fresh-clone run
+        assert (row.change(("model", "rewrite")) is None) == (crowd.mean == 0)
         assert "Δ model/rewrite" in markdown(report) and not report.notes
     finally:
         await model.aclose()
