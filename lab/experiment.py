@@ -1109,19 +1109,27 @@ def _save_figure(fig, path: Path) -> Path:
 
 
 def weak_stats(held: dict, weak: list[str], per_type: int) -> dict[str, dict]:
-    """Per model: overall (mean of plain simple and complex), weak-slice gain over base and its 95 % interval
-    (sampling: each per-type accuracy binomial over `per_type` questions; model and base independent)."""
-    def se(v: dict) -> float:
-        return float(np.sqrt(sum(mean_standard_error(v["by_type"][c], per_type) ** 2 for c in weak)) / len(weak))
-
-    base = held["base"]
+    """Per model: overall (mean of plain simple and complex), weak-slice gain over base and its 95 % interval."""
     out = {}
     for name, v in held.items():
-        gain = v["mean"]["weak"] - base["mean"]["weak"]
-        half = 1.96 * float(np.hypot(se(v), se(base))) if name != "base" else 0.0
-        out[name] = {"gain": gain, "gain_interval": (gain - half, gain + half),
+        gain, interval = weak_gain(v["by_type"], held["base"]["by_type"], weak, per_type)
+        out[name] = {"gain": gain, "gain_interval": (gain, gain) if name == "base" else interval,
                      "overall": (v["mean"]["simple"] + v["mean"]["complex"]) / 2}
     return out
+
+
+def weak_gain(by_type: dict, base_by_type: dict, weak: list[str], per_type: int) -> tuple[float, tuple[float, float]]:
+    """A model's weak-slice gain over base and its 95 % interval (sampling: each per-type accuracy
+    binomial over `per_type` questions; model and base independent)."""
+    def mean(bt: dict) -> float:
+        return float(np.mean([np.mean(list(bt[c].values())) for c in weak]))
+
+    def se(bt: dict) -> float:
+        return float(np.sqrt(sum(mean_standard_error(bt[c], per_type) ** 2 for c in weak)) / len(weak))
+
+    gain = mean(by_type) - mean(base_by_type)
+    half = 1.96 * float(np.hypot(se(by_type), se(base_by_type)))
+    return gain, (gain - half, gain + half)
 
 
 def curve_stats(curve: dict, held: dict, weak: list[str], per_type: int) -> dict[str, list[dict]]:
@@ -1129,11 +1137,8 @@ def curve_stats(curve: dict, held: dict, weak: list[str], per_type: int) -> dict
     out: dict[str, list[dict]] = {}
     for name, points in (curve or {}).get("points", {}).items():
         for pt in points:
-            v = {"by_type": pt["by_type"], "mean": {"simple": 0.0, "complex": 0.0, "weak": float(np.mean(
-                [np.mean(list(pt["by_type"][c].values())) for c in weak]))}}
-            st = weak_stats({"base": held["base"], name: v}, weak, per_type)[name]
-            out.setdefault(name, []).append({"examples": pt["examples"], "gain": st["gain"],
-                                             "gain_interval": st["gain_interval"]})
+            gain, interval = weak_gain(pt["by_type"], held["base"]["by_type"], weak, per_type)
+            out.setdefault(name, []).append({"examples": pt["examples"], "gain": gain, "gain_interval": interval})
     return out
 
 
